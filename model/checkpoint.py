@@ -1,0 +1,162 @@
+"""Self-describing, atomically written model checkpoints.
+
+A checkpoint is a directory::
+
+    config.json    {"format": 1, "version": "...", "created": "...", "model": {...}, "train": {...}}
+    vocab.json     the fitted featurizer (tokens, idf)
+    labels.json    label names, in label-id order
+    weights.pt     the state dict, read back with torch.load(weights_only=True): no code runs on load
+    metrics.json   validation metrics the model was accepted with, and the per-epoch history
+
+It is written into a temporary sibling directory and renamed into place, so a reader sees either the
+old checkpoint or the new one, never a half-written one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from model.config import ModelConfig, TrainConfig
+from model.errors import CheckpointError, ConfigError
+from model.rank_ae import RankAE
+from model.text import Featurizer
+from model.trainer import TrainedModel
+
+__all__ = ["FORMAT", "Checkpoint", "load", "save"]
+
+FORMAT = 1
+_FILES = ("config.json", "vocab.json", "labels.json", "weights.pt", "metrics.json")
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the model in eval mode and everything needed to use it."""
+
+    model: RankAE
+    featurizer: Featurizer
+    label_names: list[str]
+    version: str
+    train_config: TrainConfig
+    metrics: dict[str, Any]
+
+
+def save(trained: TrainedModel, directory: Path | str) -> str:
+    """Write ``trained`` to ``directory`` atomically and return the new version string."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        version = _write_files(trained, staging)
+        _replace_dir(staging, directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return version
+
+
+def _write_files(trained: TrainedModel, out: Path) -> str:
+    state = {k: v.detach().cpu() for k, v in trained.model.state_dict().items()}
+    torch.save(state, out / "weights.pt")
+    digest = hashlib.sha256((out / "weights.pt").read_bytes()).hexdigest()[:10]
+    now = datetime.now(UTC)
+    version = f"{now:%Y%m%dT%H%M%SZ}-{digest}"
+    config = {"format": FORMAT, "version": version, "created": now.isoformat(),
+              "model": trained.model.config.to_dict(), "train": trained.train_config.to_dict()}
+    _write_json(out / "config.json", config)
+    trained.featurizer.save(out / "vocab.json")
+    _write_json(out / "labels.json", trained.label_names)
+    _write_json(out / "metrics.json", {"valid": trained.metrics, "history": trained.history,
+                                       "label_counts": trained.label_counts, "n_train": trained.n_train})
+    for name in _FILES:
+        _fsync(out / name)
+    return version
+
+
+def _write_json(path: Path, body: Any) -> None:
+    path.write_text(json.dumps(body, indent=1, sort_keys=True), encoding="utf-8")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace_dir(staging: Path, target: Path) -> None:
+    """Move staging into target's place; an old target is renamed away first, then removed."""
+    if not target.exists():
+        staging.rename(target)
+        return
+    retired = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+    target.rename(retired)
+    staging.rename(target)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def load(directory: Path | str, device: torch.device | str = "cpu") -> Checkpoint:
+    """Read a checkpoint; anything missing, damaged or inconsistent raises CheckpointError."""
+    directory = Path(directory)
+    missing = [name for name in _FILES if not (directory / name).is_file()]
+    if missing:
+        raise CheckpointError(f"{directory} is not a model checkpoint: missing {', '.join(missing)}")
+    config = _read_json(directory / "config.json")
+    if config.get("format") != FORMAT:
+        raise CheckpointError(f"{directory}: checkpoint format {config.get('format')!r}, this version reads "
+                              f"{FORMAT}; retrain or use a matching rankae-tagger")
+    try:
+        model_config = ModelConfig.from_dict(config["model"])
+        train_config = TrainConfig.from_dict(config["train"])
+    except (KeyError, TypeError, ConfigError) as err:
+        raise CheckpointError(f"{directory}/config.json: invalid model or train section ({err})") from err
+    featurizer = Featurizer.load(directory / "vocab.json")
+    labels = _read_json(directory / "labels.json")
+    _check_sizes(directory, model_config, featurizer, labels)
+    model = RankAE(model_config)
+    model.load_state_dict(_read_weights(directory / "weights.pt", model))
+    metrics = _read_json(directory / "metrics.json")
+    return Checkpoint(model.to(device).eval(), featurizer, labels, str(config.get("version")),
+                      train_config, metrics)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path}: damaged checkpoint file ({err})") from err
+
+
+def _check_sizes(directory: Path, config: ModelConfig, featurizer: Featurizer, labels: Any) -> None:
+    if not isinstance(labels, list) or not all(isinstance(name, str) for name in labels):
+        raise CheckpointError(f"{directory}/labels.json: expected a list of label names")
+    if len(labels) != config.n_labels:
+        raise CheckpointError(f"{directory}: labels.json has {len(labels)} labels, config says {config.n_labels}")
+    if featurizer.n_features != config.n_features:
+        raise CheckpointError(f"{directory}: vocab.json has {featurizer.n_features} features, "
+                              f"config says {config.n_features}")
+
+
+def _read_weights(path: Path, model: RankAE) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
+        raise CheckpointError(f"{path}: unreadable or unsafe weights file ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0][:200]})") from err
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()} if isinstance(state, dict) else {}
+    if found != expected:
+        diff = sorted(set(expected.items()) ^ set(found.items()))[:3]
+        raise CheckpointError(f"{path}: weights do not match the model in config.json (first differences: {diff})")
+    return state

@@ -1,0 +1,217 @@
+"""Rank-AE (Wang et al., NAACL 2019, §2): feature embedding with dual attention + label autoencoder.
+
+    x = (I, V)  word ids and tf-idf weights of one document (sparse; a CSR row)
+    V' = V ∘ emb(I)                       spatial attention: tf-idf-weighted word embeddings (n, C)
+    A  = σ(F2 δ(F1 V'ᵀ))ᵀ                 SE channel attention, reduction r (Eq. 5)       (n, C)
+    x' = pool(V' ∘ A)                     average pooling over the document's words         (C,)
+    x_h = F(x) = W x' + b                 feature embedding                                 (h,)
+    y_h = E(y), y' = σ(D(y_h))            label encoder / decoder, two FC layers each
+    loss = L_h(x_h, y_h) + λ·L_ae(y, y')  Eq. 1; L_ae is the margin ranking loss (or BCE)
+    ŷ = σ(D(F(x)))                        inference
+
+The ``pmi-cosine`` head replaces E/D with a fixed PMI label embedding: F regresses the document's
+label-set embedding under a cosine loss, and labels are scored by cosine similarity to x_h.
+
+Documents travel as a :class:`SparseBatch` (flat word ids, weights and the document each belongs to),
+so nothing of shape (batch, vocabulary) is ever materialised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.config import ModelConfig
+from model.loss import bce_loss, cosine_loss, latent_loss, margin_ranking_loss
+
+__all__ = ["RankAE", "SparseBatch", "labels_batch", "predict_topk"]
+
+
+def _to(array: np.ndarray, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
+    return torch.as_tensor(array).to(device=device, dtype=dtype, non_blocking=True)
+
+
+@dataclass(frozen=True)
+class SparseBatch:
+    """A batch of sparse rows: ``ids``/``weights``/``doc`` are (nnz,), ``offsets`` is (batch,)."""
+
+    ids: torch.Tensor  # (nnz,) int64 feature (word) ids
+    weights: torch.Tensor  # (nnz,) float32 tf-idf weights
+    doc: torch.Tensor  # (nnz,) int64 row of each entry
+    offsets: torch.Tensor  # (batch,) int64 start of each row in ids
+    counts: torch.Tensor  # (batch,) float32 entries per row
+
+    @classmethod
+    def from_csr(cls, rows: sp.csr_matrix, device: torch.device | str = "cpu") -> SparseBatch:
+        """Build from a CSR slice (batch, n_features)."""
+        lengths = np.diff(rows.indptr)
+        return cls(
+            ids=_to(rows.indices, torch.int64, device),
+            weights=_to(rows.data, torch.float32, device),
+            doc=_to(np.repeat(np.arange(len(lengths)), lengths), torch.int64, device),
+            offsets=_to(rows.indptr[:-1], torch.int64, device),
+            counts=_to(lengths, torch.float32, device),
+        )
+
+    @property
+    def size(self) -> int:
+        """Number of documents in the batch."""
+        return int(self.offsets.shape[0])
+
+
+def labels_batch(rows: sp.csr_matrix, device: torch.device | str = "cpu") -> tuple[SparseBatch, torch.Tensor]:
+    """Label sets of a batch as a SparseBatch of label ids and a dense (batch, L) bool target mask."""
+    batch = SparseBatch.from_csr(rows, device)
+    targets = torch.zeros(rows.shape, dtype=torch.bool, device=device)
+    targets[batch.doc, batch.ids] = True
+    return batch, targets
+
+
+class ChannelAttention(nn.Module):
+    """SE excitation per word: A = σ(F2 δ(F1 v)); (nnz, C) → (nnz, C) weights in (0, 1)."""
+
+    def __init__(self, channels: int, reduction: int) -> None:
+        super().__init__()
+        self.squeeze = nn.Linear(channels, channels // reduction)
+        self.excite = nn.Linear(channels // reduction, channels)
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        """v: (nnz, C) weighted word embeddings → attention (nnz, C)."""
+        return torch.sigmoid(self.excite(F.relu(self.squeeze(v))))
+
+
+class FeatureEncoder(nn.Module):
+    """F(x): sparse document → feature embedding x_h, with spatial and channel attention."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(config.n_features, config.embed_dim)
+        nn.init.normal_(self.embedding.weight, std=config.embed_dim**-0.5)
+        self.attention = ChannelAttention(config.embed_dim, config.reduction) if config.attention else None
+        self.pooling = config.pooling
+        self.dropout = nn.Dropout(config.dropout)
+        self.project = nn.Linear(config.embed_dim, config.latent_dim)
+
+    def pooled(self, batch: SparseBatch) -> torch.Tensor:
+        """x': (batch, C) pooled, re-scaled word embeddings."""
+        if self.attention is None:  # "No attn": V' pooled directly, one fused gather-and-sum
+            summed = F.embedding_bag(batch.ids, self.embedding.weight, batch.offsets,
+                                     mode="sum", per_sample_weights=batch.weights)
+        else:
+            weighted = self.embedding(batch.ids) * batch.weights[:, None]  # V': (nnz, C)
+            rescaled = weighted * self.attention(weighted)  # M = V' ∘ A: (nnz, C)
+            summed = rescaled.new_zeros(batch.size, rescaled.shape[1]).index_add_(0, batch.doc, rescaled)
+        if self.pooling == "mean":
+            return summed / batch.counts.clamp(min=1.0)[:, None]
+        return summed
+
+    def forward(self, batch: SparseBatch) -> torch.Tensor:
+        """x_h: (batch, h)."""
+        return self.project(self.dropout(self.pooled(batch)))
+
+
+class LabelEncoder(nn.Module):
+    """E(y): label set → y_h via two FC layers; the first is a sum of label columns (y is sparse)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.first = nn.EmbeddingBag(config.n_labels, config.label_hidden, mode="sum")
+        nn.init.normal_(self.first.weight, std=config.label_hidden**-0.5)
+        self.bias = nn.Parameter(torch.zeros(config.label_hidden))
+        self.dropout = nn.Dropout(config.dropout)
+        self.second = nn.Linear(config.label_hidden, config.latent_dim)
+
+    def forward(self, labels: SparseBatch) -> torch.Tensor:
+        """labels: SparseBatch of label ids → y_h (batch, h)."""
+        inner = self.first(labels.ids, labels.offsets) + self.bias
+        return self.second(self.dropout(F.relu(inner)))
+
+
+class LabelDecoder(nn.Module):
+    """D(h): latent → label logits via two FC layers; (batch, h) → (batch, L)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.first = nn.Linear(config.latent_dim, config.label_hidden)
+        self.dropout = nn.Dropout(config.dropout)
+        self.second = nn.Linear(config.label_hidden, config.n_labels)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        """latent: (batch, h) → logits (batch, L)."""
+        return self.second(self.dropout(F.relu(self.first(latent))))
+
+
+class RankAE(nn.Module):
+    """The whole model: ``scores`` for inference, ``loss`` for training."""
+
+    label_rows: torch.Tensor  # (L, h) PMI label embedding, the pmi-cosine head's fixed label rows
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.features = FeatureEncoder(config)
+        if config.head == "pmi-cosine":
+            # Filled by init_label_embedding (training) or load_state_dict (a checkpoint).
+            self.register_buffer("label_rows", torch.zeros(config.n_labels, config.latent_dim))
+        else:
+            self.encoder = LabelEncoder(config)
+            self.decoder = LabelDecoder(config)
+
+    def init_label_embedding(self, embedding: np.ndarray) -> None:
+        """Use a PMI label embedding (L, k): the cosine head's label rows, or E/D's initial label weights."""
+        rows = torch.as_tensor(embedding, dtype=torch.float32)
+        with torch.no_grad():
+            if self.config.head == "pmi-cosine":
+                self.label_rows.copy_(rows[:, : self.config.latent_dim])
+                return
+            # Label l's column of E's first layer and row of D's last layer start at its PMI embedding,
+            # rescaled to the default initialisation's spread so training dynamics stay comparable.
+            k = min(rows.shape[1], self.config.label_hidden)
+            for weight in (self.encoder.first.weight, self.decoder.second.weight):
+                scale = weight.std() / rows[:, :k].std().clamp(min=1e-12)
+                weight[:, :k] = rows[:, :k] * scale
+
+    def scores(self, batch: SparseBatch) -> torch.Tensor:
+        """ŷ: (batch, L) label scores, higher is better (σ(D(F(x))) or cosine to label rows)."""
+        x_h = self.features(batch)
+        if self.config.head == "pmi-cosine":
+            return F.normalize(x_h, dim=1) @ F.normalize(self.label_rows, dim=1).T
+        return torch.sigmoid(self.decoder(x_h))
+
+    def loss(self, batch: SparseBatch, labels: SparseBatch, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Training loss (key ``"loss"``) and its parts; targets: (batch, L) bool."""
+        x_h = self.features(batch)
+        if self.config.head == "pmi-cosine":
+            target = F.embedding_bag(labels.ids, self.label_rows, labels.offsets, mode="sum")  # M·E
+            return {"loss": cosine_loss(x_h, target)}
+        y_h = self.encoder(labels)
+        logits = self.decoder(y_h)  # the decoder learns to reconstruct y from y_h (paper §2.2)
+        if self.config.loss == "bce":
+            ae = bce_loss(logits, targets)
+        else:
+            ae = margin_ranking_loss(logits, targets, self.config.margin)
+        latent = latent_loss(x_h, y_h)
+        return {"loss": latent + self.config.lambda_ae * ae, "latent": latent, "ae": ae}
+
+
+def predict_topk(model: RankAE, x: sp.csr_matrix, k: int, batch_size: int = 512,
+                 device: torch.device | str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k label ids and scores, best first, for rows of x (n, n_features): two (n, k') arrays, k' = min(k, L)."""
+    device = device or next(model.parameters()).device
+    k = min(k, model.config.n_labels)
+    model.eval()
+    ids, scores = [], []
+    with torch.inference_mode():
+        for start in range(0, x.shape[0], batch_size):
+            batch = SparseBatch.from_csr(x[start:start + batch_size], device)
+            top = torch.topk(model.scores(batch).float(), k, dim=1)
+            ids.append(top.indices.cpu().numpy())
+            scores.append(top.values.cpu().numpy())
+    if not ids:
+        return np.zeros((0, k), dtype=np.int64), np.zeros((0, k), dtype=np.float32)
+    return np.concatenate(ids), np.concatenate(scores)

@@ -1,0 +1,83 @@
+"""The public prediction API: load a checkpoint, tag documents in batches.
+
+>>> tagger = Tagger.load("models/reuters")                         # doctest: +SKIP
+>>> tagger.predict(["Crude oil prices rose sharply ..."], k=3)     # doctest: +SKIP
+[[('crude', 0.97), ('ship', 0.41), ('nat-gas', 0.22)]]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from model import checkpoint
+from model.data import Corpus, label_matrix
+from model.errors import ModelError
+from model.metrics import evaluate, propensities
+from model.rank_ae import RankAE, predict_topk
+from model.text import Featurizer
+from model.trainer import resolve_device
+
+__all__ = ["Tagger"]
+
+Tags = list[tuple[str, float]]
+
+
+class Tagger:
+    """A loaded model that turns texts (or feature rows) into ranked ``(label, score)`` lists."""
+
+    def __init__(self, model: RankAE, featurizer: Featurizer, label_names: Sequence[str],
+                 version: str = "", metrics: dict[str, Any] | None = None) -> None:
+        self.model = model.eval()
+        self.featurizer = featurizer
+        self.label_names = list(label_names)
+        self.version = version
+        self.metrics = metrics or {}
+
+    @classmethod
+    def load(cls, directory: Path | str, device: str | None = None) -> Tagger:
+        """Load a checkpoint onto ``device`` (CUDA when present and none is named)."""
+        loaded = checkpoint.load(directory, resolve_device(device))
+        return cls(loaded.model, loaded.featurizer, loaded.label_names, loaded.version, loaded.metrics)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights live."""
+        return next(self.model.parameters()).device
+
+    def features(self, docs: Sequence[str] | sp.csr_matrix) -> sp.csr_matrix:
+        """Documents → weighted sparse rows (n, n_features), as the model was trained on."""
+        if self.featurizer.kind == "features" and not isinstance(docs, sp.spmatrix):
+            raise ModelError("this model was trained on a feature matrix; pass feature rows, not texts")
+        return self.featurizer.transform(docs)
+
+    def topk(self, rows: sp.csr_matrix, k: int = 5, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k label ids and scores for featurized rows: two (n, min(k, L)) arrays, best first."""
+        if k < 1:
+            raise ModelError(f"k must be at least 1, got {k}")
+        return predict_topk(self.model, rows, k, batch_size, self.device)
+
+    def predict(self, docs: Sequence[str] | sp.csr_matrix, k: int = 5, batch_size: int = 512) -> list[Tags]:
+        """Each document's top-k ``(label, score)`` pairs, best first; no autograd, batched."""
+        ids, scores = self.topk(self.features(docs), k, batch_size)
+        names = self.label_names
+        return [[(names[i], round(float(s), 6)) for i, s in zip(row_ids, row_scores, strict=True)]
+                for row_ids, row_scores in zip(ids, scores, strict=True)]
+
+    def evaluate(self, corpus: Corpus) -> dict[str, float]:
+        """P@k, nDCG@k and PSP@k (k = 1, 3, 5) on a labelled corpus; labels the model never saw are ignored."""
+        ids, _ = self.topk(self.features(corpus.inputs), 5)
+        scores = evaluate(ids, label_matrix(corpus.labels, self.label_names), self._propensities())
+        return {**scores, "n_docs": float(len(corpus))}
+
+    def _propensities(self) -> np.ndarray | None:
+        counts = np.asarray(self.metrics.get("label_counts", []), dtype=np.float64)
+        n_train = int(self.metrics.get("n_train", 0))
+        if counts.size != len(self.label_names) or n_train < 1:
+            return None
+        return propensities(counts, n_train)

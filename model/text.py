@@ -1,0 +1,147 @@
+"""Documents → sparse (feature id, weight) rows: the paper's spatial-attention input.
+
+Raw text is tokenised, mapped through a vocabulary fitted on the training documents (minimum document
+frequency, size cap) and weighted by sublinear tf × idf; feature-matrix data keeps its feature ids and
+either gets the same tf-idf weighting (count-like features) or keeps its values. Every row is then
+L2-normalised. The result is a float32 CSR matrix (n_docs, n_features); nothing dense of that shape is
+ever built.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+
+from model.errors import CheckpointError, DataError
+
+__all__ = ["Featurizer", "tokenize"]
+
+_TOKEN = re.compile(r"[^\W_]{2,}|\d")
+Kind = Literal["text", "features"]
+Weighting = Literal["tfidf", "raw"]
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased word tokens: runs of two or more letters/digits, or a single digit.
+
+    >>> tokenize("Chewy cookies: 2 cups of sugar_free, Starbucks-style!")
+    ['chewy', 'cookies', '2', 'cups', 'of', 'sugar', 'free', 'starbucks', 'style']
+    """
+    return _TOKEN.findall(text.lower())
+
+
+def _idf(doc_freq: np.ndarray, n_docs: int) -> np.ndarray:
+    """Smoothed idf, ln((1 + n) / (1 + df)) + 1, as in scikit-learn."""
+    return (np.log((1.0 + n_docs) / (1.0 + doc_freq)) + 1.0).astype(np.float32)
+
+
+def _l2_normalise(x: sp.csr_matrix) -> sp.csr_matrix:
+    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    return sp.csr_matrix(sp.diags(1.0 / norms) @ x, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Featurizer:
+    """A fitted, deterministic document → (feature ids, weights) transform, saved with the model."""
+
+    kind: Kind
+    n_features: int
+    weighting: Weighting = "tfidf"
+    tokens: tuple[str, ...] = ()  # text only: feature id → token
+    idf: np.ndarray | None = None  # (n_features,) float32 when weighting == "tfidf"
+    _index: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.kind == "text" and not self._index:
+            object.__setattr__(self, "_index", {t: i for i, t in enumerate(self.tokens)})
+
+    @classmethod
+    def fit_text(cls, texts: Sequence[str], min_df: int = 2, max_size: int = 50_000) -> Featurizer:
+        """Fit a vocabulary (tokens with document frequency ≥ min_df, the max_size most frequent) and idf."""
+        doc_freq: dict[str, int] = {}
+        for text in texts:
+            for token in set(tokenize(text)):
+                doc_freq[token] = doc_freq.get(token, 0) + 1
+        kept = [t for t, df in doc_freq.items() if df >= min_df]
+        # Most frequent first, ties broken by the token itself: the same corpus gives the same ids.
+        kept.sort(key=lambda t: (-doc_freq[t], t))
+        tokens = tuple(kept[:max_size])
+        if not tokens:
+            raise DataError(f"no token occurs in at least {min_df} training documents; lower min_df")
+        df = np.array([doc_freq[t] for t in tokens], dtype=np.float64)
+        return cls("text", len(tokens), "tfidf", tokens, _idf(df, len(texts)))
+
+    @classmethod
+    def fit_matrix(cls, x: sp.csr_matrix, weighting: Weighting | None = None) -> Featurizer:
+        """Fit on a feature matrix; tf-idf when values are counts (non-negative integers), else raw."""
+        if weighting is None:
+            is_counts = x.nnz > 0 and bool(np.all(x.data >= 0) and np.all(x.data == np.round(x.data)))
+            weighting = "tfidf" if is_counts else "raw"
+        idf = None
+        if weighting == "tfidf":
+            idf = _idf(np.bincount(x.indices, minlength=x.shape[1]).astype(np.float64), x.shape[0])
+        return cls("features", x.shape[1], weighting, (), idf)
+
+    def transform(self, docs: Sequence[str] | sp.csr_matrix) -> sp.csr_matrix:
+        """Weighted, L2-normalised rows: (n_docs, n_features) float32 CSR."""
+        counts = self._count_tokens(docs) if self.kind == "text" else self._check_matrix(docs)
+        if self.idf is not None:  # weighting == "tfidf"
+            counts = counts.copy()
+            counts.data = (1.0 + np.log(np.maximum(counts.data, 1e-12))) * self.idf[counts.indices]
+        return _l2_normalise(counts)
+
+    def token_ids(self, text: str) -> list[int]:
+        """Feature ids of a text's known tokens, in order (for explanations)."""
+        return [self._index[t] for t in tokenize(text) if t in self._index]
+
+    def _count_tokens(self, texts: Sequence[str] | sp.csr_matrix) -> sp.csr_matrix:
+        if isinstance(texts, sp.spmatrix | str):
+            raise DataError("a text model needs a list of texts, not a feature matrix or one string")
+        rows: list[int] = []
+        cols: list[int] = []
+        for row, text in enumerate(texts):
+            ids = self.token_ids(text)
+            cols.extend(ids)
+            rows.extend([row] * len(ids))
+        ones = np.ones(len(cols), dtype=np.float32)
+        # COO → CSR sums duplicate (row, col) pairs: the term frequencies.
+        return sp.csr_matrix((ones, (rows, cols)), shape=(len(texts), self.n_features))
+
+    def _check_matrix(self, x: Sequence[str] | sp.csr_matrix) -> sp.csr_matrix:
+        if not isinstance(x, sp.spmatrix):
+            raise DataError("a feature-matrix model needs a sparse feature matrix, not texts")
+        if x.shape[1] != self.n_features:
+            raise DataError(f"feature matrix has {x.shape[1]} columns; the model expects {self.n_features}")
+        return sp.csr_matrix(x, dtype=np.float32)
+
+    def save(self, path: Path) -> None:
+        """Write as JSON (tokens and idf), readable without running any code."""
+        idf = None if self.idf is None else [float(v) for v in self.idf]
+        body = {"kind": self.kind, "n_features": self.n_features, "weighting": self.weighting,
+                "tokens": list(self.tokens), "idf": idf}
+        path.write_text(json.dumps(body), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> Featurizer:
+        """Read what :meth:`save` wrote; a damaged file raises CheckpointError."""
+        try:
+            body = json.loads(path.read_text(encoding="utf-8"))
+            idf = None if body["idf"] is None else np.asarray(body["idf"], dtype=np.float32)
+            featurizer = cls(body["kind"], int(body["n_features"]), body["weighting"],
+                             tuple(body["tokens"]), idf)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise CheckpointError(f"{path}: unreadable vocabulary file ({err})") from err
+        if featurizer.kind == "text" and len(featurizer.tokens) != featurizer.n_features:
+            raise CheckpointError(f"{path}: {len(featurizer.tokens)} tokens but n_features={featurizer.n_features}")
+        if idf is not None and idf.shape != (featurizer.n_features,):
+            raise CheckpointError(f"{path}: idf has {idf.shape[0]} entries, expected {featurizer.n_features}")
+        return featurizer
+

@@ -1,0 +1,179 @@
+"""The training loop: seeded mini-batch Adam(W), validation P@1 each epoch, early stopping.
+
+``train`` fits the featurizer and label set on the training documents, holds out a validation split
+(unless one is given), optionally corrupts the training labels (experiments only), and returns the
+best model seen on validation together with everything a checkpoint needs.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from tqdm import tqdm
+
+from model.config import ModelConfig, TrainConfig
+from model.data import Corpus, label_matrix
+from model.errors import DataError
+from model.label_embedding import label_embedding
+from model.metrics import evaluate
+from model.noise import add_label_noise
+from model.rank_ae import RankAE, SparseBatch, labels_batch, predict_topk
+from model.text import Featurizer
+
+__all__ = ["TrainedModel", "resolve_device", "train"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainedModel:
+    """A trained model and what travels with it into a checkpoint."""
+
+    model: RankAE
+    featurizer: Featurizer
+    label_names: list[str]
+    train_config: TrainConfig
+    metrics: dict[str, float]  # validation metrics of the kept (best) state
+    history: list[dict[str, float]] = field(default_factory=list)  # one entry per epoch
+    label_counts: list[int] = field(default_factory=list)  # training documents per label (for PSP@k)
+    n_train: int = 0  # training documents (for PSP@k)
+
+
+def resolve_device(name: str | None = None) -> torch.device:
+    """The requested device, or CUDA when present and the CPU otherwise."""
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def label_names_of(corpus: Corpus) -> list[str]:
+    """Label set of a corpus, most frequent first (ties by name), so label ids are reproducible."""
+    counts: dict[str, int] = {}
+    for doc_labels in corpus.labels:
+        for name in set(doc_labels):
+            counts[name] = counts.get(name, 0) + 1
+    if not counts:
+        raise DataError("the training documents carry no label at all")
+    return sorted(counts, key=lambda name: (-counts[name], name))
+
+
+def split_validation(corpus: Corpus, fraction: float, seed: int) -> tuple[Corpus, Corpus]:
+    """A seeded random (train, validation) split of a corpus."""
+    order = np.random.default_rng(seed).permutation(len(corpus))
+    n_valid = max(1, round(fraction * len(corpus)))
+    if n_valid >= len(corpus):
+        raise DataError(f"{len(corpus)} documents are too few to hold out a validation split")
+    return corpus.subset(np.sort(order[n_valid:])), corpus.subset(np.sort(order[:n_valid]))
+
+
+def fit_featurizer(corpus: Corpus, config: TrainConfig) -> Featurizer:
+    """Fit the text vocabulary or feature weighting on training documents."""
+    if corpus.texts is not None:
+        return Featurizer.fit_text(corpus.texts, config.min_df, config.max_vocab)
+    return Featurizer.fit_matrix(corpus.features)
+
+
+def _batches(n: int, size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    order = rng.permutation(n)
+    for start in range(0, n, size):
+        yield order[start:start + size]
+
+
+class _Loop:
+    """One training run's state: data on the host, model and optimiser on the device."""
+
+    def __init__(self, model: RankAE, x: sp.csr_matrix, y: sp.csr_matrix, config: TrainConfig,
+                 device: torch.device) -> None:
+        self.model, self.x, self.y, self.config, self.device = model, x, y, config, device
+        self.optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.rng = np.random.default_rng(config.seed)
+        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+                         else nullcontext())
+
+    def epoch(self, bar: tqdm) -> float:
+        """One pass over the shuffled training data; returns the mean loss."""
+        self.model.train()
+        total, steps = 0.0, 0
+        for rows in _batches(self.x.shape[0], self.config.batch_size, self.rng):
+            labels, targets = labels_batch(self.y[rows], self.device)
+            with self.autocast:
+                parts = self.model.loss(SparseBatch.from_csr(self.x[rows], self.device), labels, targets)
+            self.optimiser.zero_grad(set_to_none=True)
+            parts["loss"].backward()
+            self.optimiser.step()
+            total, steps = total + parts["loss"].item(), steps + 1
+            bar.set_postfix(loss=f"{total / steps:.4f}", refresh=False)
+        return total / max(steps, 1)
+
+
+def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainConfig,
+          valid_corpus: Corpus | None = None, device: str | None = None,
+          progress: bool = False) -> TrainedModel:
+    """Train Rank-AE (or a variant) and return the state with the best validation P@1."""
+    torch.manual_seed(train_config.seed)
+    if valid_corpus is None:
+        train_corpus, valid_corpus = split_validation(train_corpus, train_config.valid_fraction,
+                                                      train_config.seed)
+    featurizer = fit_featurizer(train_corpus, train_config)
+    names = label_names_of(train_corpus)
+    x_train, x_valid = featurizer.transform(train_corpus.inputs), featurizer.transform(valid_corpus.inputs)
+    y_clean = label_matrix(train_corpus.labels, names)
+    y_train = add_label_noise(y_clean, train_config.noise, train_config.seed)
+    y_valid = label_matrix(valid_corpus.labels, names)
+    config = _sized(model_config, featurizer.n_features, len(names))
+    target = resolve_device(device)
+    model = _build(config, y_train, train_config.seed).to(target)
+    log.info("training %s on %d documents (%d features, %d labels) on %s", config.head,
+             x_train.shape[0], config.n_features, config.n_labels, target)
+    loop = _Loop(model, x_train, y_train, train_config, target)
+    history, best = _fit(loop, x_valid, y_valid, progress)
+    model.load_state_dict(best["state"])
+    counts = np.asarray(y_clean.sum(axis=0)).ravel().astype(int).tolist()
+    return TrainedModel(model.eval(), featurizer, names, train_config, best["metrics"], history,
+                        counts, len(train_corpus))
+
+
+def _sized(config: ModelConfig, n_features: int, n_labels: int) -> ModelConfig:
+    return ModelConfig.from_dict({**config.to_dict(), "n_features": n_features, "n_labels": n_labels})
+
+
+def _build(config: ModelConfig, y_train: sp.csr_matrix, seed: int) -> RankAE:
+    model = RankAE(config)
+    if config.head == "pmi-cosine" or config.label_init == "pmi":
+        dim = config.latent_dim if config.head == "pmi-cosine" else config.label_hidden
+        model.init_label_embedding(label_embedding(y_train, dim, seed))
+    return model
+
+
+def _fit(loop: _Loop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,
+         progress: bool) -> tuple[list[dict[str, float]], dict[str, Any]]:
+    history: list[dict[str, float]] = []
+    best: dict[str, Any] = {"p@1": -1.0}
+    with tqdm(total=loop.config.epochs, desc="train", unit="epoch", disable=not progress) as bar:
+        for epoch in range(1, loop.config.epochs + 1):
+            started = time.perf_counter()
+            mean_loss = loop.epoch(bar)
+            topk, _ = predict_topk(loop.model, x_valid, 5, device=loop.device)
+            metrics = evaluate(topk, y_valid)
+            history.append({"epoch": epoch, "loss": mean_loss, "seconds": time.perf_counter() - started,
+                            **{f"valid_{k}": v for k, v in metrics.items()}})
+            if metrics["p@1"] > best["p@1"]:
+                best = {"p@1": metrics["p@1"], "epoch": epoch, "metrics": metrics,
+                        "state": copy.deepcopy({k: v.cpu() for k, v in loop.model.state_dict().items()})}
+            bar.set_postfix(loss=f"{mean_loss:.4f}", valid_p1=f"{metrics['p@1']:.4f}",
+                            best=f"{best['p@1']:.4f}")
+            bar.update()
+            log.debug("epoch %d loss=%.4f valid p@1=%.4f", epoch, mean_loss, metrics["p@1"])
+            if epoch - best["epoch"] >= loop.config.patience:
+                log.info("early stop after epoch %d; best epoch %d", epoch, best["epoch"])
+                break
+    return history, best

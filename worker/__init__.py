@@ -1,0 +1,1 @@
+"""The streaming side of rankae-tagger and the ``tagger`` command."""

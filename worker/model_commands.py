@@ -1,0 +1,187 @@
+"""``tagger train | evaluate | predict | generate``: the model commands of the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any, TextIO
+
+from model.config import HEADS, LABEL_INITS, LOSSES, ModelConfig, TrainConfig
+from model.data import FORMATS, parse_document, read_corpus
+from model.errors import DataError
+
+__all__ = ["register"]
+
+log = logging.getLogger(__name__)
+_MODEL = ModelConfig()
+_TRAIN = TrainConfig()
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add the model commands to the ``tagger`` parser."""
+    train = commands.add_parser("train", help="train a model and save a checkpoint")
+    train.add_argument("--train", type=Path, required=True, help="training corpus file")
+    train.add_argument("--test", type=Path, help="test corpus, evaluated after training (never used to tune)")
+    train.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
+    train.add_argument("--format", choices=sorted(FORMATS), help="input format (detected when omitted)")
+    train.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_model_options(train)
+    _add_train_options(train)
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="P@k, nDCG@k and PSP@k of a model on a labelled file")
+    evaluate.add_argument("--model", type=Path, required=True, help="checkpoint directory")
+    evaluate.add_argument("--test", type=Path, required=True, help="labelled corpus file")
+    evaluate.add_argument("--format", choices=sorted(FORMATS), help="input format (detected when omitted)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--device", help="torch device")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    predict = commands.add_parser("predict", help='JSONL {"id","text"} on stdin → {"id","tags"} on stdout')
+    predict.add_argument("--model", type=Path, required=True, help="checkpoint directory")
+    predict.add_argument("--k", type=int, default=5, help="tags per document (default 5)")
+    predict.add_argument("--batch-size", type=int, default=256, help="documents per model call")
+    predict.add_argument("--device", help="torch device")
+    predict.set_defaults(handler=cmd_predict)
+
+    generate = commands.add_parser("generate", help="write a generated multi-label corpus (train/test JSONL)")
+    generate.add_argument("--out", type=Path, required=True, help="directory for train.jsonl and test.jsonl")
+    generate.add_argument("--docs", type=int, default=3000, help="documents in all (default 3000)")
+    generate.add_argument("--labels", type=int, default=20, help="labels (default 20)")
+    generate.add_argument("--seed", type=int, default=0)
+    generate.set_defaults(handler=cmd_generate)
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model (paper §2)")
+    group.add_argument("--head", choices=HEADS, default=_MODEL.head)
+    group.add_argument("--loss", choices=LOSSES, default=_MODEL.loss, help="margin (Rank-AE) or bce (BCE-AE)")
+    group.add_argument("--no-attention", dest="attention", action="store_false", help="the 'No attn' ablation")
+    group.add_argument("--label-init", choices=LABEL_INITS, default=_MODEL.label_init)
+    group.add_argument("--pooling", choices=("mean", "sum"), default=_MODEL.pooling)
+    group.add_argument("--embed-dim", type=int, default=_MODEL.embed_dim, help="C")
+    group.add_argument("--latent-dim", type=int, default=_MODEL.latent_dim, help="h")
+    group.add_argument("--label-hidden", type=int, default=_MODEL.label_hidden)
+    group.add_argument("--reduction", type=int, default=_MODEL.reduction, help="r")
+    group.add_argument("--margin", type=float, default=_MODEL.margin, help="m")
+    group.add_argument("--lambda", dest="lambda_ae", type=float, default=_MODEL.lambda_ae, help="λ")
+    group.add_argument("--dropout", type=float, default=_MODEL.dropout)
+
+
+def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("training")
+    group.add_argument("--epochs", type=int, default=_TRAIN.epochs)
+    group.add_argument("--batch-size", type=int, default=_TRAIN.batch_size)
+    group.add_argument("--lr", type=float, default=_TRAIN.lr)
+    group.add_argument("--weight-decay", type=float, default=_TRAIN.weight_decay)
+    group.add_argument("--patience", type=int, default=_TRAIN.patience)
+    group.add_argument("--seed", type=int, default=_TRAIN.seed)
+    group.add_argument("--valid-fraction", type=float, default=_TRAIN.valid_fraction)
+    group.add_argument("--noise", default="", help="training-label noise, e.g. missing:0.3 or flip:0.3")
+    group.add_argument("--min-df", type=int, default=_TRAIN.min_df)
+    group.add_argument("--max-vocab", type=int, default=_TRAIN.max_vocab)
+
+
+def _fields(args: argparse.Namespace, names: Any) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in names if name not in ("n_features", "n_labels", "extra")}
+
+
+def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
+    """The model and training configuration the flags describe."""
+    model = ModelConfig(**_fields(args, ModelConfig.__dataclass_fields__))
+    return model, TrainConfig(**_fields(args, TrainConfig.__dataclass_fields__))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train, save the checkpoint, and report validation (and test) metrics."""
+    from model import checkpoint
+    from model.tagger import Tagger
+    from model.trainer import train
+
+    model_config, train_config = configs_from_args(args)
+    corpus = read_corpus(args.train, args.format)
+    test = read_corpus(args.test, args.format) if args.test else None
+    trained = train(corpus, model_config, train_config, device=args.device, progress=not args.quiet)
+    version = checkpoint.save(trained, args.out)
+    log.info("saved %s (version %s); validation %s", args.out, version, _percent(trained.metrics))
+    if test is not None:
+        print(_table(Tagger.load(args.out, args.device).evaluate(test)))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Print a model's metrics on a labelled file, as a table or one JSON object."""
+    from model.tagger import Tagger
+
+    scores = Tagger.load(args.model, args.device).evaluate(read_corpus(args.test, args.format))
+    print(json.dumps(scores, sort_keys=True) if args.json else _table(scores))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Tag JSONL documents from stdin; a bad line is reported on stderr and skipped."""
+    from model.tagger import Tagger
+
+    tagger = Tagger.load(args.model, args.device)
+    bad = 0
+    for chunk in _chunks(_stdin_documents(sys.stdin), args.batch_size):
+        good = [(doc_id, text) for doc_id, text in chunk if doc_id is not None]
+        bad += len(chunk) - len(good)
+        tags = tagger.predict([text for _, text in good], args.k) if good else []
+        for (doc_id, _), doc_tags in zip(good, tags, strict=True):
+            sys.stdout.write(json.dumps({"id": doc_id, "tags": [[n, s] for n, s in doc_tags]}) + "\n")
+        sys.stdout.flush()
+    if bad:
+        raise DataError(f"{bad} input line(s) were not valid documents (details above); the rest were tagged")
+    return 0
+
+
+def _stdin_documents(stream: TextIO) -> Iterator[tuple[str | None, str]]:
+    """(id, text) per non-blank line; (None, "") for a bad line, after reporting it on stderr."""
+    for number, line in enumerate(stream, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            doc_id, text, _ = parse_document(record)
+        except (json.JSONDecodeError, DataError) as err:
+            print(f"tagger: stdin:{number}: {err}", file=sys.stderr)
+            yield None, ""
+            continue
+        yield doc_id, text
+
+
+def _chunks(items: Iterator[tuple[str | None, str]], size: int) -> Iterator[list[tuple[str | None, str]]]:
+    while chunk := list(islice(items, size)):
+        yield chunk
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    """Write a generated corpus, split 80/20 into train.jsonl and test.jsonl."""
+    from model.data import hash_split
+    from model.synthetic import generate_corpus, write_jsonl
+
+    train, test = hash_split(generate_corpus(args.docs, args.labels, args.seed), 0.2, args.seed)
+    write_jsonl(train, args.out / "train.jsonl")
+    write_jsonl(test, args.out / "test.jsonl")
+    log.info("wrote %d training and %d test documents to %s", len(train), len(test), args.out)
+    return 0
+
+
+def _percent(scores: dict[str, float]) -> str:
+    return " ".join(f"{k}={v * 100:.2f}" for k, v in scores.items() if "@" in k)
+
+
+def _table(scores: dict[str, float]) -> str:
+    rows = [f"documents  {int(scores.get('n_docs', 0))}"]
+    for metric in ("p", "ndcg", "psp"):
+        cells = [f"{metric}@{k}={scores[f'{metric}@{k}'] * 100:6.2f}" for k in (1, 3, 5) if f"{metric}@{k}" in scores]
+        if cells:
+            rows.append("  ".join(cells))
+    return "\n".join(rows)
