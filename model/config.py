@@ -50,6 +50,7 @@ class ModelConfig:
     lambda_ae: float = 1.0  # λ in Eq. 1, weight of the label-reconstruction loss
     label_init: LabelInit = "random"  # "pmi" initialises E and D from the PMI label embedding
     dropout: float = 0.5  # on the pooled feature embedding x' and on E/D's inner layer
+    word_dropout: float = 0.0  # training only: share of a document's words dropped per step
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
@@ -64,8 +65,8 @@ class ModelConfig:
             raise ConfigError(
                 f"embed_dim ({self.embed_dim}) must be a multiple of reduction ({self.reduction})"
             )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not (0.0 <= self.dropout < 1.0 and 0.0 <= self.word_dropout < 1.0):
+            raise ConfigError(f"dropout and word_dropout must be in [0, 1), got {self.dropout}, {self.word_dropout}")
         if self.margin < 0 or self.lambda_ae < 0:
             raise ConfigError("margin and lambda_ae must be non-negative")
 
@@ -88,6 +89,7 @@ class TrainConfig:
     lr: float = 2e-3  # Adam(W) learning rate
     weight_decay: float = 0.01  # AdamW decoupled weight decay
     patience: int = 5  # epochs without a better validation P@1 before stopping
+    schedule: str = "constant"  # learning rate: "constant" or "cosine" (decays to 0 at the last epoch)
     seed: int = 0  # seeds torch, numpy and batch order
     valid_fraction: float = 0.1  # share of training documents held out for early stopping
     noise: str = ""  # label noise on training labels only: "missing:0.3" or "flip:0.3"
@@ -100,6 +102,8 @@ class TrainConfig:
             raise ConfigError("epochs, batch_size and patience must be at least 1")
         if not 0.0 < self.valid_fraction < 1.0:
             raise ConfigError(f"valid_fraction must be in (0, 1), got {self.valid_fraction}")
+        if self.schedule not in ("constant", "cosine"):
+            raise ConfigError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
 

@@ -94,16 +94,20 @@ class FeatureEncoder(nn.Module):
         nn.init.normal_(self.embedding.weight, std=config.embed_dim**-0.5)
         self.attention = ChannelAttention(config.embed_dim, config.reduction) if config.attention else None
         self.pooling = config.pooling
+        self.word_dropout = config.word_dropout
         self.dropout = nn.Dropout(config.dropout)
         self.project = nn.Linear(config.embed_dim, config.latent_dim)
 
     def pooled(self, batch: SparseBatch) -> torch.Tensor:
         """x': (batch, C) pooled, re-scaled word embeddings."""
+        weights = batch.weights
+        if self.training and self.word_dropout > 0:
+            weights = weights * (torch.rand_like(weights) >= self.word_dropout)
         if self.attention is None:  # "No attn": V' pooled directly, one fused gather-and-sum
             summed = F.embedding_bag(batch.ids, self.embedding.weight, batch.offsets,
-                                     mode="sum", per_sample_weights=batch.weights)
+                                     mode="sum", per_sample_weights=weights)
         else:
-            weighted = self.embedding(batch.ids) * batch.weights[:, None]  # V': (nnz, C)
+            weighted = self.embedding(batch.ids) * weights[:, None]  # V': (nnz, C)
             rescaled = weighted * self.attention(weighted)  # M = V' ∘ A: (nnz, C)
             summed = rescaled.new_zeros(batch.size, rescaled.shape[1]).index_add_(0, batch.doc, rescaled)
         if self.pooling == "mean":

@@ -1,8 +1,8 @@
-"""The public prediction API: load a checkpoint, tag documents in batches.
+"""The public prediction API: load a checkpoint, tag documents in batches::
 
->>> tagger = Tagger.load("models/reuters")                         # doctest: +SKIP
->>> tagger.predict(["Crude oil prices rose sharply ..."], k=3)     # doctest: +SKIP
-[[('crude', 0.97), ('ship', 0.41), ('nat-gas', 0.22)]]
+    tagger = Tagger.load("runs/demo/model")
+    tagger.predict(["Crude oil prices rose sharply ..."], k=3)
+    # [[('crude', 0.97), ('ship', 0.41), ('nat-gas', 0.22)]]
 """
 
 from __future__ import annotations

@@ -96,6 +96,8 @@ class _Loop:
         self.model, self.x, self.y, self.config, self.device = model, x, y, config, device
         self.optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.rng = np.random.default_rng(config.seed)
+        self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimiser, config.epochs)
+                          if config.schedule == "cosine" else None)
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                          else nullcontext())
 
@@ -112,6 +114,8 @@ class _Loop:
             self.optimiser.step()
             total, steps = total + parts["loss"].item(), steps + 1
             bar.set_postfix(loss=f"{total / steps:.4f}", refresh=False)
+        if self.scheduler is not None:
+            self.scheduler.step()
         return total / max(steps, 1)
 
 

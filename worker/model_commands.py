@@ -72,6 +72,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--margin", type=float, default=_MODEL.margin, help="m")
     group.add_argument("--lambda", dest="lambda_ae", type=float, default=_MODEL.lambda_ae, help="λ")
     group.add_argument("--dropout", type=float, default=_MODEL.dropout)
+    group.add_argument("--word-dropout", type=float, default=_MODEL.word_dropout)
 
 
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
@@ -81,6 +82,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--lr", type=float, default=_TRAIN.lr)
     group.add_argument("--weight-decay", type=float, default=_TRAIN.weight_decay)
     group.add_argument("--patience", type=int, default=_TRAIN.patience)
+    group.add_argument("--schedule", choices=("constant", "cosine"), default=_TRAIN.schedule)
     group.add_argument("--seed", type=int, default=_TRAIN.seed)
     group.add_argument("--valid-fraction", type=float, default=_TRAIN.valid_fraction)
     group.add_argument("--noise", default="", help="training-label noise, e.g. missing:0.3 or flip:0.3")

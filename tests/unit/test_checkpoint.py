@@ -1,0 +1,101 @@
+"""Checkpoints: atomic writes, and clear refusals of damaged, mismatched or unsafe ones."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from model import checkpoint
+from model.data import Corpus
+from model.errors import CheckpointError
+from model.trainer import TrainedModel, train
+from tests.conftest import tiny_configs
+
+
+@pytest.fixture(scope="module")
+def trained(corpus_split: tuple[Corpus, Corpus]) -> TrainedModel:
+    return train(corpus_split[0], *tiny_configs())
+
+
+@pytest.fixture()
+def saved(trained: TrainedModel, tmp_path: Path) -> Path:
+    checkpoint.save(trained, tmp_path / "model")
+    return tmp_path / "model"
+
+
+def test_checkpoint_is_self_describing(saved: Path, trained: TrainedModel) -> None:
+    config = json.loads((saved / "config.json").read_text())
+    assert config["format"] == checkpoint.FORMAT
+    assert config["model"]["n_labels"] == len(trained.label_names)
+    assert json.loads((saved / "labels.json").read_text()) == trained.label_names
+    metrics = json.loads((saved / "metrics.json").read_text())
+    assert metrics["valid"]["p@1"] == pytest.approx(trained.metrics["p@1"])
+
+
+def test_overwrite_is_atomic_and_leaves_no_temporary_directories(saved: Path, trained: TrainedModel) -> None:
+    first = checkpoint.load(saved).version
+    second = checkpoint.save(trained, saved)
+    assert checkpoint.load(saved).version == second
+    assert first.split("-")[1] == second.split("-")[1]  # same weights, same digest
+    assert sorted(p.name for p in saved.parent.iterdir()) == ["model"]
+
+
+def test_missing_file_is_named(saved: Path) -> None:
+    (saved / "labels.json").unlink()
+    with pytest.raises(CheckpointError, match=r"missing labels\.json"):
+        checkpoint.load(saved)
+
+
+def test_damaged_json_is_named(saved: Path) -> None:
+    (saved / "config.json").write_text("{")
+    with pytest.raises(CheckpointError, match=r"config\.json"):
+        checkpoint.load(saved)
+
+
+def test_other_format_version_is_refused(saved: Path) -> None:
+    config = json.loads((saved / "config.json").read_text())
+    (saved / "config.json").write_text(json.dumps({**config, "format": 99}))
+    with pytest.raises(CheckpointError, match="format 99"):
+        checkpoint.load(saved)
+
+
+def test_label_count_mismatch_is_refused(saved: Path) -> None:
+    (saved / "labels.json").write_text(json.dumps(["only-one"]))
+    with pytest.raises(CheckpointError, match="labels"):
+        checkpoint.load(saved)
+
+
+def test_weights_of_another_shape_are_refused(saved: Path) -> None:
+    state = torch.load(saved / "weights.pt", weights_only=True)
+    state["features.embedding.weight"] = torch.zeros(3, 3)
+    torch.save(state, saved / "weights.pt")
+    with pytest.raises(CheckpointError, match="do not match"):
+        checkpoint.load(saved)
+
+
+class _RunsCode:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (print, ("this must never run",))
+
+
+def test_pickle_payload_that_would_run_code_is_refused(saved: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (saved / "weights.pt").write_bytes(pickle.dumps({"x": _RunsCode()}))
+    with pytest.raises(CheckpointError, match="unsafe"):
+        checkpoint.load(saved)
+    assert "must never run" not in capsys.readouterr().out
+
+
+def test_truncated_weights_are_refused(saved: Path) -> None:
+    data = (saved / "weights.pt").read_bytes()
+    (saved / "weights.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"weights\.pt"):
+        checkpoint.load(saved)
+
+
+def test_not_a_checkpoint_directory(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="not a model checkpoint"):
+        checkpoint.load(tmp_path)

@@ -1,0 +1,80 @@
+"""The `tagger` command end to end on a tiny generated set, in-process."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from worker.cli import main
+
+TINY = ["--embed-dim", "64", "--latent-dim", "32", "--label-hidden", "64", "--epochs", "10", "--lr", "0.01",
+        "--min-df", "1", "--dropout", "0.1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cli")
+    assert main(["generate", "--out", str(root / "data"), "--docs", "600", "--labels", "8"]) == 0
+    assert main(["train", "--train", str(root / "data/train.jsonl"), "--out", str(root / "model"), *TINY]) == 0
+    return root
+
+
+def test_evaluate_json_has_every_metric(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", "--model", str(workspace / "model"), "--test", str(workspace / "data/test.jsonl"),
+                 "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    for metric in ("p", "ndcg", "psp"):
+        for k in (1, 3, 5):
+            assert 0.0 <= scores[f"{metric}@{k}"] <= 1.0
+    assert scores["p@1"] > 0.7
+
+
+def test_evaluate_table(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["evaluate", "--model", str(workspace / "model"), "--test", str(workspace / "data/test.jsonl")])
+    out = capsys.readouterr().out
+    assert "p@1=" in out and "ndcg@5=" in out and "psp@3=" in out
+
+
+def test_predict_reads_jsonl_and_writes_tags(workspace: Path, capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = (workspace / "data/test.jsonl").read_text().splitlines()[:4]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(lines) + "\n"))
+    assert main(["predict", "--model", str(workspace / "model"), "--k", "2"]) == 0
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [doc["id"] for doc in out] == [json.loads(line)["id"] for line in lines]
+    assert all(len(doc["tags"]) == 2 and isinstance(doc["tags"][0][0], str) for doc in out)
+
+
+def test_predict_reports_bad_lines_and_tags_the_rest(workspace: Path, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO('{"id": "a", "text": "x"}\nnot json\n{"id": "b", "text": "y"}\n'))
+    assert main(["predict", "--model", str(workspace / "model")]) == 2
+    captured = capsys.readouterr()
+    assert [json.loads(line)["id"] for line in captured.out.splitlines()] == ["a", "b"]
+    assert "stdin:2:" in captured.err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["evaluate", "--model", "/nonexistent", "--test", "/nonexistent.jsonl"], "not a model checkpoint"),
+    (["train", "--train", "/nonexistent.jsonl", "--out", "/tmp/x"], "no such file"),
+    (["train", "--train", "{data}/train.jsonl", "--out", "{tmp}/m", "--noise", "bogus:1"], "noise"),
+    (["predict", "--model", "{tmp}"], "not a model checkpoint"),
+])
+def test_errors_are_one_line_with_nonzero_exit(workspace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               argv: list[str], message: str) -> None:
+    argv = [a.format(data=workspace / "data", tmp=tmp_path) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tagger: error:") and message in err[0]
+
+
+def test_console_script_help_is_fast_and_lists_commands() -> None:
+    result = subprocess.run([sys.executable, "-m", "worker.cli", "--help"], capture_output=True, text=True,
+                            timeout=60, check=True)
+    for command in ("train", "evaluate", "predict", "generate"):
+        assert command in result.stdout

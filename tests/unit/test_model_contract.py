@@ -1,0 +1,83 @@
+"""One contract battery over every head and ablation: shapes, save→load, determinism, no mutation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model import checkpoint
+from model.data import Corpus
+from model.rank_ae import RankAE, SparseBatch
+from model.tagger import Tagger
+from model.trainer import TrainedModel, train
+from tests.conftest import tiny_configs
+
+VARIANTS = {
+    "rank-ae": {},
+    "no-attention": {"attention": False},
+    "bce-ae": {"loss": "bce"},
+    "pmi-init": {"label_init": "pmi"},
+    "pmi-cosine": {"head": "pmi-cosine"},
+    "sum-pooling": {"pooling": "sum", "word_dropout": 0.2},
+}
+
+
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
+def trained(request: pytest.FixtureRequest, corpus_split: tuple[Corpus, Corpus]) -> TrainedModel:
+    model_config, train_config = tiny_configs(**VARIANTS[request.param])
+    return train(corpus_split[0], model_config, train_config)
+
+
+def test_scores_have_one_column_per_label(trained: TrainedModel, corpus_split: tuple[Corpus, Corpus]) -> None:
+    rows = trained.featurizer.transform(corpus_split[1].texts[:7])
+    scores = trained.model.scores(SparseBatch.from_csr(rows))
+    assert scores.shape == (7, len(trained.label_names))
+    assert torch.isfinite(scores).all()
+
+
+def test_predict_returns_k_ranked_known_labels(trained: TrainedModel, corpus_split: tuple[Corpus, Corpus]) -> None:
+    tagger = Tagger(trained.model, trained.featurizer, trained.label_names)
+    tags = tagger.predict(corpus_split[1].texts[:5], k=3)
+    assert [len(doc) for doc in tags] == [3] * 5
+    for doc in tags:
+        scores = [score for _, score in doc]
+        assert scores == sorted(scores, reverse=True)
+        assert {name for name, _ in doc} <= set(trained.label_names)
+
+
+def test_save_then_load_predicts_identically(trained: TrainedModel, corpus_split: tuple[Corpus, Corpus],
+                                             tmp_path: Path) -> None:
+    before = Tagger(trained.model, trained.featurizer, trained.label_names).predict(corpus_split[1].texts, 5)
+    version = checkpoint.save(trained, tmp_path / "model")
+    loaded = Tagger.load(tmp_path / "model", "cpu")
+    assert loaded.version == version
+    assert loaded.predict(corpus_split[1].texts, 5) == before
+
+
+def test_training_is_seeded(trained: TrainedModel, corpus_split: tuple[Corpus, Corpus]) -> None:
+    again = train(corpus_split[0], trained.model.config, trained.train_config)
+    for name, tensor in trained.model.state_dict().items():
+        assert torch.equal(tensor, again.model.state_dict()[name]), name
+
+
+def test_inputs_are_not_mutated(trained: TrainedModel, corpus_split: tuple[Corpus, Corpus]) -> None:
+    rows = trained.featurizer.transform(corpus_split[1].texts[:9])
+    copy = rows.copy()
+    Tagger(trained.model, trained.featurizer, trained.label_names).topk(rows, 3)
+    assert (rows != copy).nnz == 0
+    assert np.array_equal(rows.indptr, copy.indptr)
+
+
+def test_an_empty_document_still_gets_tags(trained: TrainedModel) -> None:
+    tags = Tagger(trained.model, trained.featurizer, trained.label_names).predict(["", "zzzz qqqq"], k=2)
+    assert [len(doc) for doc in tags] == [2, 2]
+
+
+def test_state_dict_round_trip_rebuilds_the_same_model(trained: TrainedModel) -> None:
+    twin = RankAE(trained.model.config)
+    twin.load_state_dict(trained.model.state_dict())
+    rows = SparseBatch.from_csr(trained.featurizer.transform(["a b c"]))
+    assert torch.equal(twin.eval().scores(rows), trained.model.scores(rows))

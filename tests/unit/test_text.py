@@ -1,0 +1,80 @@
+"""Tokenizer, vocabulary, idf and tf-idf rows."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from model.errors import CheckpointError, DataError
+from model.text import Featurizer, tokenize
+
+DOCS = ["apple banana apple", "banana cherry", "apple durian", "elderberry"]
+
+
+def test_tokenize_lowercases_and_splits_on_punctuation() -> None:
+    assert tokenize("Hello, WORLD! it's 2026 e-mail") == ["hello", "world", "it", "2026", "mail"]
+
+
+def test_vocabulary_respects_min_df_and_orders_by_frequency() -> None:
+    featurizer = Featurizer.fit_text(DOCS, min_df=2)
+    assert featurizer.tokens == ("apple", "banana")  # df 2 each; ties broken alphabetically
+
+
+def test_vocabulary_size_cap_keeps_the_most_frequent() -> None:
+    featurizer = Featurizer.fit_text(DOCS, min_df=1, max_size=3)
+    assert featurizer.tokens == ("apple", "banana", "cherry")
+
+
+def test_idf_and_sublinear_tf_by_hand() -> None:
+    featurizer = Featurizer.fit_text(DOCS, min_df=2)
+    idf = math.log(5 / 3) + 1  # n=4 docs, df=2 for both tokens: ln((1+4)/(1+2)) + 1
+    assert featurizer.idf == pytest.approx([idf, idf])
+    row = featurizer.transform(["apple apple banana zzz"]).toarray()[0]
+    raw = np.array([(1 + math.log(2)) * idf, 1.0 * idf])
+    assert row == pytest.approx(raw / np.linalg.norm(raw))
+
+
+def test_unknown_only_document_is_an_empty_row() -> None:
+    featurizer = Featurizer.fit_text(DOCS, min_df=2)
+    assert featurizer.transform(["nothing known here"]).nnz == 0
+
+
+def test_transform_is_deterministic_and_does_not_mutate_input() -> None:
+    featurizer = Featurizer.fit_text(DOCS, min_df=1)
+    docs = list(DOCS)
+    first, second = featurizer.transform(docs), featurizer.transform(docs)
+    assert (first != second).nnz == 0 and docs == DOCS
+
+
+def test_count_features_get_tfidf_and_real_values_stay_raw() -> None:
+    counts = sp.csr_matrix(np.array([[1.0, 0.0, 2.0], [1.0, 1.0, 0.0]]))
+    assert Featurizer.fit_matrix(counts).weighting == "tfidf"
+    real = sp.csr_matrix(np.array([[0.25, 0.0, 0.5], [0.1, 0.3, 0.0]]))
+    featurizer = Featurizer.fit_matrix(real)
+    assert featurizer.weighting == "raw"
+    row = featurizer.transform(real[:1]).toarray()[0]
+    assert row == pytest.approx(np.array([0.25, 0.0, 0.5]) / math.hypot(0.25, 0.5))
+
+
+def test_feature_matrix_with_wrong_width_is_refused() -> None:
+    featurizer = Featurizer.fit_matrix(sp.csr_matrix(np.eye(3)))
+    with pytest.raises(DataError, match="3"):
+        featurizer.transform(sp.csr_matrix(np.eye(4)))
+
+
+def test_save_load_round_trip(tmp_path: Path) -> None:
+    featurizer = Featurizer.fit_text(DOCS, min_df=1)
+    featurizer.save(tmp_path / "vocab.json")
+    loaded = Featurizer.load(tmp_path / "vocab.json")
+    assert loaded.tokens == featurizer.tokens
+    assert (loaded.transform(DOCS) != featurizer.transform(DOCS)).nnz == 0
+
+
+def test_damaged_vocabulary_file_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "vocab.json").write_text('{"kind": "text"')
+    with pytest.raises(CheckpointError, match=r"vocab\.json"):
+        Featurizer.load(tmp_path / "vocab.json")

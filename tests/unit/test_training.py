@@ -1,0 +1,98 @@
+"""Training reaches a clear quality bar on generated data; early stopping; label noise; configs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from model.config import ModelConfig, TrainConfig
+from model.data import Corpus
+from model.errors import ConfigError, DataError
+from model.noise import add_label_noise, parse_noise
+from model.tagger import Tagger
+from model.trainer import resolve_device, train
+from tests.conftest import tiny_configs
+
+
+@pytest.mark.parametrize("variant", [{}, {"head": "pmi-cosine"}])
+def test_training_beats_chance_by_far(corpus_split: tuple[Corpus, Corpus], variant: dict[str, object]) -> None:
+    model_config, _ = tiny_configs(embed_dim=64, latent_dim=32, label_hidden=64, **variant)
+    trained = train(corpus_split[0], model_config, TrainConfig(epochs=12, patience=12, min_df=1))
+    scores = Tagger(trained.model, trained.featurizer, trained.label_names,
+                    metrics={"label_counts": trained.label_counts, "n_train": trained.n_train}
+                    ).evaluate(corpus_split[1])
+    # 12 labels: guessing scores P@1 ≈ 0.08; a model that learns the topic words scores far higher
+    assert scores["p@1"] >= 0.85, scores
+    assert scores["ndcg@3"] >= 0.75, scores
+    assert 0.0 < scores["psp@1"] <= 1.0
+
+
+def test_early_stopping_keeps_the_best_epoch(corpus_split: tuple[Corpus, Corpus]) -> None:
+    model_config, _ = tiny_configs()
+    trained = train(corpus_split[0], model_config, TrainConfig(epochs=6, patience=2, min_df=1, lr=0.05))
+    best = max(entry["valid_p@1"] for entry in trained.history)
+    assert trained.metrics["p@1"] == pytest.approx(best)
+    assert len(trained.history) <= 6
+
+
+def test_labels_are_ordered_by_frequency(corpus_split: tuple[Corpus, Corpus]) -> None:
+    trained = train(corpus_split[0], *tiny_configs())
+    counts = trained.label_counts
+    assert counts == sorted(counts, reverse=True)
+    assert trained.n_train == len(corpus_split[0]) - round(0.1 * len(corpus_split[0]))
+
+
+def test_corpus_without_labels_is_refused() -> None:
+    corpus = Corpus([f"d{i}" for i in range(20)], [[] for _ in range(20)], texts=["some words here"] * 20)
+    with pytest.raises(DataError, match="no label"):
+        train(corpus, *tiny_configs())
+
+
+Y = sp.csr_matrix((np.random.default_rng(0).random((2000, 30)) < 0.1).astype(np.float32))
+
+
+def test_missing_noise_drops_the_given_share_of_positives() -> None:
+    noisy = add_label_noise(Y, "missing:0.3", seed=1)
+    assert (noisy - Y).max() <= 0  # only removals
+    assert noisy.nnz / Y.nnz == pytest.approx(0.7, abs=0.03)
+
+
+def test_flip_noise_removes_and_adds_about_equally() -> None:
+    noisy = add_label_noise(Y, "flip:0.3", seed=1)
+    removed = (Y - Y.multiply(noisy)).nnz
+    added = (noisy - noisy.multiply(Y)).nnz
+    assert removed / Y.nnz == pytest.approx(0.3, abs=0.03)
+    assert added / Y.nnz == pytest.approx(0.3 * 27 / 30, abs=0.04)  # a random label is already true 10% of the time
+
+
+def test_noise_is_seeded_and_optional() -> None:
+    assert (add_label_noise(Y, "flip:0.2", 4) != add_label_noise(Y, "flip:0.2", 4)).nnz == 0
+    assert add_label_noise(Y, "", 4) is Y
+    assert parse_noise("missing:0.25") == ("missing", 0.25)
+    for bad in ("drop:0.1", "missing:x", "flip:1.5"):
+        with pytest.raises(ConfigError):
+            parse_noise(bad)
+
+
+@pytest.mark.parametrize("bad", [
+    {"head": "tree"}, {"loss": "hinge"}, {"embed_dim": 30, "reduction": 4}, {"dropout": 1.0},
+    {"pooling": "max"}, {"label_init": "glove"},
+])
+def test_invalid_model_config_is_refused(bad: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        ModelConfig(**bad)
+
+
+def test_config_round_trips_and_rejects_unknown_fields() -> None:
+    config = ModelConfig(embed_dim=64)
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match="unknown"):
+        TrainConfig.from_dict({"epochs": 3, "bogus": 1})
+
+
+def test_device_defaults_to_cuda_only_when_present() -> None:
+    import torch
+
+    assert resolve_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu").type == "cpu"
