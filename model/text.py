@@ -45,7 +45,9 @@ def _idf(doc_freq: np.ndarray, n_docs: int) -> np.ndarray:
 def _l2_normalise(x: sp.csr_matrix) -> sp.csr_matrix:
     norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
     norms[norms == 0] = 1.0
-    return sp.csr_matrix(sp.diags(1.0 / norms) @ x, dtype=np.float32)
+    rows = sp.csr_matrix(sp.diags(1.0 / norms) @ x, dtype=np.float32)
+    rows.sort_indices()  # canonical form: consumers such as liblinear sort in place otherwise
+    return rows
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,151 @@
+"""Quality benchmark: Rank-AE beside peer XML methods on the shared datasets, in one run.
+
+    python -m benchmarks.quality [--datasets bibtex reuters ...] [--no-peers] [--quick] [--json FILE]
+
+Every method sees the same split and, except fastText (raw text), the same tf-idf features: the
+featurizer Rank-AE fits on the training documents. Rank-AE's hyperparameters per dataset are in
+``SETTINGS``; they were chosen on validation splits of the training data only (docs/results.md).
+Prints one markdown table per dataset: P@1/3/5, nDCG@1/3/5, training seconds and predict docs/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks import peers
+from model.config import ModelConfig, TrainConfig
+from model.data import Corpus, hash_split, label_matrix, read_corpus
+from model.metrics import evaluate
+from model.tagger import Tagger
+from model.trainer import train
+
+log = logging.getLogger("benchmarks.quality")
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A benchmark dataset: how to load its (train, test) split, and how that split was made."""
+
+    name: str
+    load: Callable[[], tuple[Corpus, Corpus]]
+    split: str
+
+
+def _pair(train: str, test: str) -> Callable[[], tuple[Corpus, Corpus]]:
+    return lambda: (read_corpus(DATA / train), read_corpus(DATA / test))
+
+
+def _hashed(path: str) -> Callable[[], tuple[Corpus, Corpus]]:
+    return lambda: hash_split(read_corpus(DATA / path), 0.2, seed=0)
+
+
+DATASETS = {
+    d.name: d for d in (
+        Dataset("bibtex", _pair("bibtex/train.txt", "bibtex/test.txt"), "official MULAN split"),
+        Dataset("reuters", _pair("reuters21578/apte90_train.jsonl", "reuters21578/apte90_test.jsonl"),
+                "ModApte, 90 topics"),
+        Dataset("goemotions", _pair("goemotions/train.tsv", "goemotions/test.tsv"), "official test"),
+        Dataset("biology", _hashed("stackexchange/biology.csv"), "80/20 by md5('0:'+id)"),
+        Dataset("cooking", _hashed("stackexchange/cooking.csv"), "80/20 by md5('0:'+id)"),
+    )
+}
+
+# Rank-AE settings per dataset, chosen on validation splits (see docs/results.md, "Tuning").
+_COMMON_MODEL: dict[str, Any] = {"embed_dim": 256, "latent_dim": 200, "pooling": "sum"}
+_COMMON_TRAIN: dict[str, Any] = {"epochs": 30, "patience": 30, "schedule": "cosine"}
+SETTINGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    name: (dict(_COMMON_MODEL), dict(_COMMON_TRAIN)) for name in DATASETS
+}
+
+
+def run_rank_ae(name: str, train_corpus: Corpus, test: Corpus, quick: bool) -> dict[str, Any]:
+    """Train Rank-AE with the dataset's settings; metrics, training seconds and predict docs/s."""
+    model_kw, train_kw = SETTINGS[name]
+    if quick:
+        train_kw = {**train_kw, "epochs": 2, "patience": 2}
+    started = time.perf_counter()
+    trained = train(train_corpus, ModelConfig(**model_kw), TrainConfig(**train_kw))
+    seconds = time.perf_counter() - started
+    tagger = Tagger(trained.model, trained.featurizer, trained.label_names)
+    started = time.perf_counter()
+    ids, _ = tagger.topk(tagger.features(test.inputs), 5)
+    rate = len(test) / (time.perf_counter() - started)
+    scores = evaluate(ids, label_matrix(test.labels, trained.label_names))
+    return {"method": "Rank-AE", **scores, "train_seconds": seconds, "predict_docs_per_s": rate,
+            "settings": {"model": model_kw, "train": train_kw}, "tagger": tagger}
+
+
+def run_peers(train_corpus: Corpus, test: Corpus, tagger: Tagger, workdir: Path) -> list[dict[str, Any]]:
+    """Every available peer on the same tf-idf features (fastText on raw text)."""
+    names = tagger.label_names
+    x_train, x_test = tagger.features(train_corpus.inputs), tagger.features(test.inputs)
+    y_train, y_test = label_matrix(train_corpus.labels, names), label_matrix(test.labels, names)
+    results = []
+    for peer in peers.FEATURE_PEERS:
+        results.append(_peer_row(lambda p=peer: peers.run_feature_peer(p, x_train, y_train, x_test, 5, 0,
+                                                                        workdir / p), y_test))
+    if train_corpus.texts is not None:
+        label_ids = [list(row) for row in np.split(y_train.indices, y_train.indptr[1:-1])]
+        results.append(_peer_row(lambda: peers.run_fasttext(train_corpus.texts, label_ids, test.texts,
+                                                             len(names), 5, 0, workdir / "fasttext"), y_test))
+    return [r for r in results if r]
+
+
+def _peer_row(run: Callable[[], peers.PeerResult], y_test: Any) -> dict[str, Any]:
+    try:
+        result = run()
+    except peers.PeerUnavailable as err:
+        log.warning("skipping a peer: %s", err)
+        return {}
+    return {"method": result.name, **evaluate(result.topk, y_test), "train_seconds": result.train_seconds,
+            "predict_docs_per_s": result.predict_docs_per_s}
+
+
+def markdown(name: str, split: str, n_train: int, n_test: int, rows: list[dict[str, Any]]) -> str:
+    """One dataset's results as a markdown table (metrics in %)."""
+    head = (f"### {name} ({split}; {n_train} train / {n_test} test)\n\n"
+            "| method | P@1 | P@3 | P@5 | nDCG@1 | nDCG@3 | nDCG@5 | train s | predict docs/s |\n"
+            "|---|---|---|---|---|---|---|---|---|\n")
+    lines = [f"| {r['method']} | " + " | ".join(f"{r[m] * 100:.2f}" for m in
+             ("p@1", "p@3", "p@5", "ndcg@1", "ndcg@3", "ndcg@5"))
+             + f" | {r['train_seconds']:.1f} | {r['predict_docs_per_s']:,.0f} |" for r in rows]
+    return head + "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    """Run the benchmark on the chosen datasets and print markdown tables."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=list(DATASETS))
+    parser.add_argument("--no-peers", action="store_true", help="Rank-AE only")
+    parser.add_argument("--quick", action="store_true", help="2 epochs: a smoke run, not a measurement")
+    parser.add_argument("--json", type=Path, help="also write all rows as JSON here")
+    parser.add_argument("--workdir", type=Path, default=Path("runs/quality"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not DATA.exists():
+        raise SystemExit(f"{DATA} not found: the benchmark reads the shared datasets from there")
+    everything = {}
+    for name in args.datasets:
+        train_corpus, test = DATASETS[name].load()
+        ours = run_rank_ae(name, train_corpus, test, args.quick)
+        tagger = ours.pop("tagger")
+        rows = [ours] + ([] if args.no_peers else run_peers(train_corpus, test, tagger, args.workdir / name))
+        print(markdown(name, DATASETS[name].split, len(train_corpus), len(test), rows), flush=True)
+        everything[name] = rows
+    if args.json:
+        args.json.write_text(json.dumps(everything, indent=1))
+
+
+if __name__ == "__main__":
+    main()
