@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from model.errors import TaggerError
-from worker import model_commands
+from worker import model_commands, serve_commands
 
 __all__ = ["main"]
 
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     model_commands.register(commands)
+    serve_commands.register(commands)
     return parser
 
 

@@ -71,6 +71,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--reduction", type=int, default=_MODEL.reduction, help="r")
     group.add_argument("--margin", type=float, default=_MODEL.margin, help="m")
     group.add_argument("--lambda", dest="lambda_ae", type=float, default=_MODEL.lambda_ae, help="λ")
+    group.add_argument("--lambda-direct", type=float, default=_MODEL.lambda_direct,
+                       help="weight of the loss on D(F(x)) too (0: the paper, D learns from E(y) only)")
     group.add_argument("--dropout", type=float, default=_MODEL.dropout)
     group.add_argument("--word-dropout", type=float, default=_MODEL.word_dropout)
 
@@ -85,6 +87,8 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--schedule", choices=("constant", "cosine"), default=_TRAIN.schedule)
     group.add_argument("--seed", type=int, default=_TRAIN.seed)
     group.add_argument("--valid-fraction", type=float, default=_TRAIN.valid_fraction)
+    group.add_argument("--refit", action=argparse.BooleanOptionalAction, default=_TRAIN.refit,
+                       help="retrain on all training documents for the epoch count chosen on validation")
     group.add_argument("--noise", default="", help="training-label noise, e.g. missing:0.3 or flip:0.3")
     group.add_argument("--min-df", type=int, default=_TRAIN.min_df)
     group.add_argument("--max-vocab", type=int, default=_TRAIN.max_vocab)

@@ -1,0 +1,178 @@
+"""Integration fixtures: a real tansu broker and real redis-server on free ports, a tiny trained model,
+and the worker as a subprocess. Waits are on conditions with deadlines, never bare sleeps."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from model import checkpoint
+from model.config import ModelConfig, TrainConfig
+from model.synthetic import generate_corpus
+from model.trainer import train
+from worker.config import WorkerSettings
+from worker.kafka import create_topic
+from worker.services import Service, ServiceError, free_port, start_redis, start_tansu
+
+ROOT = Path(__file__).resolve().parents[2]
+PARTITIONS = 4
+FAST_GROUP = {"TAGGER_SESSION_TIMEOUT_MS": "6000", "TAGGER_HEARTBEAT_INTERVAL_MS": "1000"}
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll ``condition`` until it is truthy; fail the test naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _service(start: Callable[[], Service]) -> Iterator[Service]:
+    try:
+        service = start()
+    except ServiceError as err:
+        pytest.skip(str(err))
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    yield from _service(lambda: start_tansu(tmp_path_factory.mktemp("tansu")))
+
+
+@pytest.fixture(scope="session")
+def redis_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    yield from _service(lambda: start_redis(tmp_path_factory.mktemp("redis")))
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small model trained on a generated 10-label corpus."""
+    corpus = generate_corpus(800, 10, seed=11)
+    trained = train(corpus, ModelConfig(embed_dim=32, latent_dim=16, label_hidden=32, pooling="sum", dropout=0.1),
+                    TrainConfig(epochs=6, lr=0.01, min_df=1))
+    out = tmp_path_factory.mktemp("model") / "model"
+    checkpoint.save(trained, out)
+    return out
+
+
+@dataclass
+class Stream:
+    """A fresh topic, DLQ topic and consumer group on the shared broker, with helpers."""
+
+    broker: str
+    topic: str
+    dlq: str
+    group: str
+    redis_url: str
+
+    def produce(self, values: list[bytes], keys: list[bytes] | None = None) -> None:
+        producer = KafkaProducer(bootstrap_servers=self.broker, acks="all", linger_ms=5)
+        for i, value in enumerate(values):
+            producer.send(self.topic, value=value, key=keys[i] if keys else None)
+        producer.flush()
+        producer.close()
+
+    def committed(self) -> dict[int, int]:
+        """Committed offset per partition of the input topic for the stream's group."""
+        # A group member that never subscribes: it reads the group's offsets without joining it.
+        reader = KafkaConsumer(bootstrap_servers=self.broker, group_id=self.group, enable_auto_commit=False)
+        try:
+            return {p: reader.committed(TopicPartition(self.topic, p)) or 0 for p in range(PARTITIONS)}
+        finally:
+            reader.close(autocommit=False)
+
+
+def documents(n: int, start: int = 0, seed: int = 3) -> list[tuple[str, bytes]]:
+    """(id, message value) pairs of generated documents."""
+    corpus = generate_corpus(start + n, 10, seed=seed)
+    return [(corpus.ids[i], json.dumps({"id": corpus.ids[i], "text": corpus.texts[i]}).encode())
+            for i in range(start, start + n)]
+
+
+@pytest.fixture()
+def stream(tansu: Service, redis_service: Service) -> Stream:
+    name = uuid.uuid4().hex[:8]
+    settings = WorkerSettings(kafka_bootstrap_servers=tansu.address)
+    create_topic(settings, f"docs-{name}", PARTITIONS)
+    create_topic(settings, f"dlq-{name}", 1)
+    return Stream(tansu.address, f"docs-{name}", f"dlq-{name}", f"group-{name}",
+                  f"redis://{redis_service.address}/0")
+
+
+class WorkerProcess:
+    """``tagger serve`` in a subprocess, configured through TAGGER_* env vars."""
+
+    def __init__(self, stream: Stream, model: Path, log_path: Path, **overrides: str) -> None:
+        self.metrics_port = free_port()
+        env = {**os.environ, **FAST_GROUP, "TAGGER_KAFKA_BOOTSTRAP_SERVERS": stream.broker,
+               "TAGGER_INPUT_TOPIC": stream.topic, "TAGGER_DLQ_TOPIC": stream.dlq, "TAGGER_GROUP_ID": stream.group,
+               "TAGGER_REDIS_URL": stream.redis_url, "TAGGER_MODEL_DIR": str(model),
+               "TAGGER_METRICS_HOST": "127.0.0.1", "TAGGER_METRICS_PORT": str(self.metrics_port),
+               "TAGGER_REDIS_RETRY_MAX_S": "0.5", **overrides}
+        self.log_path = log_path
+        with log_path.open("ab") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "worker.cli", "serve"], cwd=ROOT, env=env,
+                                            stdout=log, stderr=subprocess.STDOUT)
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}{path}", timeout=2) as reply:
+                return reply.status, reply.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, ""
+        except OSError:
+            return 0, ""
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        wait_until(lambda: self.process.poll() is not None or self.get("/readyz")[0] == 200, timeout,
+                   f"worker ready (log {self.log_path})")
+        assert self.process.poll() is None, self.log_path.read_text()[-3000:]
+
+    def terminate(self, timeout: float = 30) -> int:
+        self.process.terminate()
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture()
+def start_worker(stream: Stream, model_dir: Path, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start(**overrides: str) -> WorkerProcess:
+        worker = WorkerProcess(stream, model_dir, tmp_path / f"worker-{len(started)}.log", **overrides)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.kill()
+
+
+def tagged_ids(redis_url: str, ids: list[str]) -> set[str]:
+    """Those ids whose tags are in Redis."""
+    client = redis.Redis.from_url(redis_url)
+    pipe = client.pipeline(transaction=False)
+    for doc_id in ids:
+        pipe.exists(f"tagger:tags:{doc_id}")
+    return {doc_id for doc_id, found in zip(ids, pipe.execute(), strict=True) if found}

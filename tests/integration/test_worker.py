@@ -1,0 +1,161 @@
+"""The streaming worker end to end against a real tansu broker and a real redis-server."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+from kafka import KafkaConsumer
+from prometheus_client.parser import text_string_to_metric_families
+
+from model.checkpoint import load
+from tests.integration.conftest import Stream, WorkerProcess, documents, tagged_ids, wait_until
+from worker.client import TagClient
+from worker.services import start_redis
+
+pytestmark = pytest.mark.integration
+
+
+def test_every_document_is_tagged_with_the_documented_schema(stream: Stream, start_worker: Callable[..., WorkerProcess],
+                                                             model_dir: Path) -> None:
+    docs = documents(300)
+    worker = start_worker()
+    worker.wait_ready()
+    stream.produce([value for _, value in docs])
+    ids = [doc_id for doc_id, _ in docs]
+    wait_until(lambda: len(tagged_ids(stream.redis_url, ids)) == len(ids), 60, "all documents tagged")
+
+    client = redis.Redis.from_url(stream.redis_url)
+    stored = client.hgetall(f"tagger:tags:{ids[0]}")
+    assert set(stored) == {b"tags", b"model", b"src", b"ts"}
+    tags = json.loads(stored[b"tags"])
+    assert len(tags) == 5 and [s for _, s in tags] == sorted((s for _, s in tags), reverse=True)
+    assert stored[b"model"].decode() == load(model_dir).version
+    topic, partition, offset = stored[b"src"].decode().rsplit("/", 2)
+    assert topic == stream.topic and 0 <= int(partition) < 4 and int(offset) >= 0
+    assert json.loads(client.get(f"tagger:doc:{ids[0]}"))["text"] == json.loads(docs[0][1])["text"]
+    assert client.ttl(f"tagger:doc:{ids[0]}") > 0
+
+    wait_until(lambda: sum(stream.committed().values()) == len(ids), 30, "offsets committed")
+    found = TagClient.from_url(stream.redis_url).lookup([*ids[:3], "never-seen"])
+    assert found["never-seen"] is None and all(found[i] is not None for i in ids[:3])
+
+
+def test_poison_messages_go_to_the_dlq_with_reasons(stream: Stream,
+                                                    start_worker: Callable[..., WorkerProcess]) -> None:
+    good = documents(40)
+    poison = {b"{not json": "invalid_json", b"\xff\xfe": "invalid_utf8", b'["a"]': "not_an_object",
+              b'{"id": 5, "text": "x"}': "bad_id", b'{"id": "p1"}': "bad_text",
+              b'{"id": "p2", "text": "   "}': "empty_text",
+              json.dumps({"id": "p3", "text": "x" * 300_000}).encode(): "too_large",
+              b"[" * 10_000 + b"]" * 10_000: "invalid_json"}  # nested past the recursion limit
+    values = [value for _, value in good]
+    for i, bad in enumerate(poison):  # interleave
+        values.insert(i * 5, bad)
+    worker = start_worker()
+    worker.wait_ready()
+    stream.produce(values)
+    ids = [doc_id for doc_id, _ in good]
+    wait_until(lambda: len(tagged_ids(stream.redis_url, ids)) == len(ids), 60, "good documents tagged")
+
+    consumer = KafkaConsumer(stream.dlq, bootstrap_servers=stream.broker, auto_offset_reset="earliest",
+                             consumer_timeout_ms=15_000, group_id=f"dlq-reader-{uuid.uuid4().hex[:6]}")
+    dead = {}
+    for message in consumer:
+        dead[message.value] = dict(message.headers)
+        if len(dead) == len(poison):
+            break
+    consumer.close()
+    assert {value: headers["reason"].decode() for value, headers in dead.items()} == poison
+    assert all(headers["source"].decode().startswith(stream.topic + "/") for headers in dead.values())
+    wait_until(lambda: sum(stream.committed().values()) == len(values), 30, "bad messages committed too")
+    assert worker.process.poll() is None  # the worker never crashes on bad input
+
+
+def test_sigterm_mid_stream_then_restart_loses_nothing(stream: Stream,
+                                                       start_worker: Callable[..., WorkerProcess]) -> None:
+    docs = documents(2000)
+    ids = [doc_id for doc_id, _ in docs]
+    first = start_worker(TAGGER_MAX_BATCH_DOCS="32")
+    first.wait_ready()
+    stream.produce([value for _, value in docs])
+    wait_until(lambda: len(tagged_ids(stream.redis_url, ids)) > 100, 60, "some documents tagged")
+    assert first.terminate() == 0  # finishes its batch, commits, exits cleanly
+    committed = sum(stream.committed().values())
+    assert len(tagged_ids(stream.redis_url, ids)) >= committed  # nothing committed that is not in Redis
+
+    second = start_worker()
+    second.wait_ready()
+    wait_until(lambda: len(tagged_ids(stream.redis_url, ids)) == len(ids), 90, "every document tagged")
+    wait_until(lambda: sum(stream.committed().values()) == len(ids), 30, "all offsets committed")
+
+
+def test_redis_outage_mid_stream_loses_nothing_and_commits_nothing_early(
+        stream: Stream, start_worker: Callable[..., WorkerProcess], tmp_path: Path) -> None:
+    own_redis = start_redis(tmp_path / "redis", appendonly=True)
+    try:
+        url = f"redis://{own_redis.address}/0"
+        stream.redis_url = url
+        worker = start_worker(TAGGER_REDIS_URL=url)
+        worker.wait_ready()
+        before, after = documents(100), documents(200, start=100)
+        stream.produce([value for _, value in before])
+        before_ids = [doc_id for doc_id, _ in before]
+        wait_until(lambda: len(tagged_ids(url, before_ids)) == 100, 60, "first documents tagged")
+        wait_until(lambda: sum(stream.committed().values()) == 100, 30, "first offsets committed")
+
+        own_redis.stop()
+        stream.produce([value for _, value in after])
+        wait_until(lambda: _metric(worker, "tagger_redis_errors_total") >= 2, 60, "failed redis writes")
+        assert sum(stream.committed().values()) == 100  # nothing unwritten was committed
+
+        own_redis.restart()
+        all_ids = before_ids + [doc_id for doc_id, _ in after]
+        wait_until(lambda: len(tagged_ids(url, all_ids)) == 300, 90, "every document tagged after recovery")
+        wait_until(lambda: sum(stream.committed().values()) == 300, 30, "all offsets committed")
+    finally:
+        own_redis.stop()
+
+
+def _scrape(worker: WorkerProcess) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    status, body = worker.get("/metrics")
+    assert status == 200
+    samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return samples
+
+
+def _metric(worker: WorkerProcess, name: str) -> float:
+    status, _ = worker.get("/healthz")
+    return sum(_scrape(worker).get(name, {}).values()) if status == 200 else 0.0
+
+
+def test_metrics_are_scraped_and_sane(stream: Stream, start_worker: Callable[..., WorkerProcess],
+                                      model_dir: Path) -> None:
+    docs = documents(120)
+    worker = start_worker()
+    worker.wait_ready()
+    stream.produce([value for _, value in docs] + [b"garbage"])
+    wait_until(lambda: _metric(worker, "tagger_messages_total") == 121, 60, "all messages counted")
+
+    samples = _scrape(worker)
+    assert samples["tagger_messages_total"][(("outcome", "tagged"),)] == 120
+    assert samples["tagger_messages_total"][(("outcome", "dead_lettered"),)] == 1
+    assert samples["tagger_bad_messages_total"][(("reason", "invalid_json"),)] == 1
+    assert samples["tagger_end_to_end_latency_seconds_count"][()] == 120
+    assert 0 < samples["tagger_end_to_end_latency_seconds_sum"][()] / 120 < 30
+    batches = samples["tagger_batch_size_count"][()]
+    assert 1 <= batches <= 120 and samples["tagger_batch_size_sum"][()] == 120
+    assert samples["tagger_inference_seconds_count"][()] == batches
+    assert samples["tagger_redis_write_seconds_count"][()] == batches
+    version = load(model_dir).version
+    assert samples["tagger_model_info"][(("device", "cpu"), ("version", version))] == 1
+    assert all(lag >= 0 for lag in samples["tagger_consumer_lag"].values())
+    assert worker.get("/healthz")[0] == 200 and worker.get("/readyz")[0] == 200
+    assert worker.terminate() == 0

@@ -1,0 +1,81 @@
+"""Kafka clients built from the settings: plain kafka-python, so any Kafka cluster works."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import NoBrokersAvailable, TopicAlreadyExistsError
+
+from worker.config import WorkerSettings
+
+__all__ = ["connect_with_backoff", "consumer", "create_topic", "producer", "security_options"]
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+
+def security_options(settings: WorkerSettings) -> dict[str, Any]:
+    """SASL/SSL options passed through to kafka-python (only those that are set)."""
+    options: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
+    optional = {
+        "sasl_mechanism": settings.kafka_sasl_mechanism,
+        "sasl_plain_username": settings.kafka_sasl_username,
+        "sasl_plain_password": settings.kafka_sasl_password.reveal() if settings.kafka_sasl_password else "",
+        "ssl_cafile": settings.kafka_ssl_cafile,
+        "ssl_certfile": settings.kafka_ssl_certfile,
+        "ssl_keyfile": settings.kafka_ssl_keyfile,
+    }
+    options.update({name: value for name, value in optional.items() if value})
+    return options
+
+
+def consumer(settings: WorkerSettings) -> KafkaConsumer:
+    """The input consumer: manual commits only, batches no larger than the batcher's limit."""
+    return KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
+        group_id=settings.group_id,
+        enable_auto_commit=False,
+        auto_offset_reset=settings.auto_offset_reset,
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=settings.heartbeat_interval_ms,
+        max_poll_records=settings.max_batch_docs,
+        client_id=f"rankae-tagger-{settings.group_id}",
+        **security_options(settings),
+    )
+
+
+def producer(settings: WorkerSettings) -> KafkaProducer:
+    """A producer for the dead-letter topic: acknowledged by all in-sync replicas."""
+    return KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers.split(","), acks="all",
+                         linger_ms=5, **security_options(settings))
+
+
+def create_topic(settings: WorkerSettings, topic: str, partitions: int) -> None:
+    """Create a topic if it does not exist (used by the demo and the tests)."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
+                             **security_options(settings))
+    try:
+        admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+    except TopicAlreadyExistsError:
+        log.info("topic %s already exists", topic)
+    finally:
+        admin.close()
+
+
+def connect_with_backoff(factory: Callable[[], _T], stop: threading.Event, what: str,
+                         max_wait_s: float = 30.0) -> _T | None:
+    """Call ``factory`` until the brokers answer, backing off up to max_wait_s; None if stopped first."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            return factory()
+        except NoBrokersAvailable:
+            log.warning("%s: no Kafka broker reachable; retrying in %.1f s", what, delay)
+            stop.wait(delay)
+            delay = min(delay * 2, max_wait_s)
+    return None

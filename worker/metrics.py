@@ -1,0 +1,84 @@
+"""Every Prometheus metric of the worker, and the HTTP endpoint serving /metrics, /healthz, /readyz.
+
+Names follow Prometheus conventions: ``tagger_`` prefix, base units (``_seconds``), ``_total`` counters.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["WorkerMetrics", "serve_http"]
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
+
+
+class WorkerMetrics:
+    """The worker's metrics, registered on their own registry (one per worker)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.end_to_end = Histogram("tagger_end_to_end_latency_seconds",
+                                    "Kafka message timestamp to Redis write acknowledged", buckets=_LATENCY_BUCKETS,
+                                    registry=r)
+        self.batch_wait = Histogram("tagger_batch_wait_seconds", "Time a batch stayed open before it was flushed",
+                                    buckets=_STAGE_BUCKETS, registry=r)
+        self.inference = Histogram("tagger_inference_seconds", "Featurize and model time per batch",
+                                   buckets=_STAGE_BUCKETS, registry=r)
+        self.redis_write = Histogram("tagger_redis_write_seconds", "Redis pipeline time per batch",
+                                     buckets=_STAGE_BUCKETS, registry=r)
+        self.batch_size = Histogram("tagger_batch_size", "Documents per batch", buckets=_SIZE_BUCKETS, registry=r)
+        self.messages = Counter("tagger_messages_total", "Consumed messages by outcome", ["outcome"], registry=r)
+        self.bad_messages = Counter("tagger_bad_messages_total", "Dead-lettered messages by reason", ["reason"],
+                                    registry=r)
+        self.stale_writes = Counter("tagger_stale_writes_total",
+                                    "Results not written because a newer one was stored", registry=r)
+        self.redis_errors = Counter("tagger_redis_errors_total", "Failed Redis batch writes (retried)", registry=r)
+        self.lag = Gauge("tagger_consumer_lag", "Messages behind the partition's high watermark",
+                         ["topic", "partition"], registry=r)
+        self.model_info = Gauge("tagger_model_info", "The model being served (value 1)", ["version", "device"],
+                                registry=r)
+        for outcome in ("tagged", "dead_lettered"):
+            self.messages.labels(outcome)
+
+    def set_model(self, version: str, device: str) -> None:
+        """Record the served model, replacing any previous one."""
+        self.model_info.clear()
+        self.model_info.labels(version, device).set(1)
+
+
+def serve_http(metrics: WorkerMetrics, host: str, port: int, ready: Callable[[], bool]) -> ThreadingHTTPServer:
+    """Serve /metrics, /healthz (alive) and /readyz (``ready()``) from a daemon thread."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/metrics":
+                self._reply(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+            elif self.path == "/healthz":
+                self._reply(200, b"ok\n", "text/plain")
+            elif self.path == "/readyz":
+                is_ready = ready()
+                self._reply(200 if is_ready else 503, b"ready\n" if is_ready else b"not ready\n", "text/plain")
+            else:
+                self._reply(404, b"not found\n", "text/plain")
+
+        def _reply(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # scrapes are not worth a log line
+            return
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    return server

@@ -1,0 +1,295 @@
+"""The streaming worker: Kafka in, batched Rank-AE inference, top-k tags to Redis, offsets committed.
+
+The loop, in order, and why each step sits where it does:
+
+1. ``poll`` with a timeout no longer than the open batch's remaining wait, so a deadline is never
+   overslept.
+2. Decode each record. A bad one is produced (asynchronously) to the dead-letter topic with a
+   ``reason`` header, and still joins the batch, so its offset is committed with its neighbours'.
+3. When the batch is due (max documents, max tokens, or max wait since its first record): featurize
+   all its documents and run the model once, on the model's device.
+4. Write every result in one Redis pipeline. If Redis fails: pause the partitions, retry with
+   exponential backoff (polling meanwhile keeps the group membership; records that still arrive, from
+   newly assigned partitions, wait in the next batch), resume once a write succeeds.
+5. Flush the dead-letter producer: a bad message is durable in the DLQ before its offset is committed.
+6. Commit, per partition, the batch's last offset + 1 — only after 4 and 5 succeeded. Nothing unwritten
+   is ever committed, so delivery is at-least-once and Redis writes are idempotent.
+
+On rebalance, the open batch is flushed (3-6) before partitions are revoked; if that fails it is dropped
+uncommitted and the partitions' new owner processes it again. On SIGTERM/SIGINT (``stop()``): polling
+stops, the open batch is flushed within ``shutdown_timeout_s``, the consumer commits and leaves the group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from model.errors import TaggerError
+from model.tagger import Tagger
+from worker import kafka as kafka_clients
+from worker.batcher import Batch, Batcher, Item
+from worker.config import WorkerSettings
+from worker.messages import BadMessage, decode_document
+from worker.metrics import WorkerMetrics, serve_http
+from worker.store import TagRecord, TagWriter, connect
+
+__all__ = ["BadInputFlood", "Worker"]
+
+log = logging.getLogger(__name__)
+
+
+class BadInputFlood(TaggerError):
+    """Too large a share of recent messages was bad: most likely a misconfigured topic or producer."""
+
+
+class _Abandoned(Exception):
+    """A batch could not be written in time; it stays uncommitted and will be consumed again."""
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        self.worker.on_revoked(set(revoked))
+
+    def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self.worker.on_assigned(set(assigned))
+
+
+class Worker:
+    """One tagging worker; ``run()`` blocks until ``stop()`` (or a fatal error)."""
+
+    def __init__(self, settings: WorkerSettings, metrics: WorkerMetrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or WorkerMetrics()
+        self.stopping = threading.Event()
+        self.batcher = Batcher(settings.max_batch_docs, settings.max_batch_tokens, settings.max_wait_ms / 1000)
+        self.recent_bad: deque[bool] = deque(maxlen=settings.bad_window)
+        self.assigned: set[TopicPartition] = set()
+        self.tagger: Tagger | None = None
+        self.consumer: KafkaConsumer | None = None
+        self.producer: KafkaProducer | None = None
+        self.writer: TagWriter | None = None
+        self.http: Any = None
+        self._in_retry = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def ready(self) -> bool:
+        """Model loaded and partitions assigned (the /readyz check)."""
+        return self.tagger is not None and bool(self.assigned)
+
+    def stop(self) -> None:
+        """Ask the loop to finish its batch, commit and close (safe from a signal handler)."""
+        self.stopping.set()
+
+    def run(self) -> None:
+        """Start everything, then poll → batch → predict → write → commit until stopped."""
+        self.http = serve_http(self.metrics, self.settings.metrics_host, self.settings.metrics_port, self.ready)
+        try:
+            self._start()
+            while not self.stopping.is_set():
+                self._poll_once()
+                if self.batcher.due():
+                    self._flush()
+            self._flush(deadline=time.monotonic() + self.settings.shutdown_timeout_s)
+        except _Abandoned:
+            log.warning("shutdown: the last batch could not be written in time; it stays uncommitted")
+        finally:
+            self._close()
+
+    @property
+    def metrics_port(self) -> int:
+        """The port /metrics is served on (useful when the setting was 0)."""
+        return int(self.http.server_address[1])
+
+    def _start(self) -> None:
+        s = self.settings
+        self.tagger = Tagger.load(s.model_dir, s.device or None)
+        self.metrics.set_model(self.tagger.version, str(self.tagger.device))
+        self.writer = TagWriter(connect(s), s.tags_ttl_s, s.doc_ttl_s)
+        self.producer = kafka_clients.connect_with_backoff(lambda: kafka_clients.producer(s), self.stopping,
+                                                           "dead-letter producer")
+        self.consumer = kafka_clients.connect_with_backoff(lambda: kafka_clients.consumer(s), self.stopping,
+                                                           "consumer")
+        if self.consumer is not None:
+            self.consumer.subscribe([s.input_topic], listener=_Listener(self))
+        log.info("worker started: topic=%s group=%s model=%s device=%s", s.input_topic, s.group_id,
+                 self.tagger.version, self.tagger.device)
+
+    def _close(self) -> None:
+        if self.consumer is not None:
+            self.consumer.close(autocommit=False)
+        if self.producer is not None:
+            self.producer.close(timeout=5)
+        if self.http is not None:
+            self.http.shutdown()
+            self.http.server_close()
+        log.info("worker stopped")
+
+    # ------------------------------------------------------------------ rebalance
+
+    def on_assigned(self, partitions: set[TopicPartition]) -> None:
+        """Partitions were assigned: remember them (readiness, lag)."""
+        self.assigned |= partitions
+        log.info("assigned %s", sorted(f"{tp.topic}/{tp.partition}" for tp in partitions))
+
+    def on_revoked(self, partitions: set[TopicPartition]) -> None:
+        """Partitions are being taken away: flush and commit what we hold, once, before letting go."""
+        if not self._in_retry:
+            try:
+                self._flush(deadline=time.monotonic())
+            except _Abandoned:
+                log.warning("rebalance: batch not written; the partitions' next owner will process it")
+        self.assigned -= partitions
+        for tp in partitions:
+            with contextlib.suppress(KeyError):  # no batch was committed on it yet
+                self.metrics.lag.remove(tp.topic, str(tp.partition))
+
+    # ------------------------------------------------------------------ the loop
+
+    def _poll_once(self) -> None:
+        assert self.consumer is not None
+        left = self.batcher.time_left()
+        timeout_ms = 100 if left is None else max(0, min(100, int(left * 1000)))
+        for messages in self.consumer.poll(timeout_ms=timeout_ms).values():
+            for message in messages:
+                self.batcher.add(self._decode(message))
+                if self.batcher.full():
+                    self._flush()
+
+    def _decode(self, message: Any) -> Item:
+        where = (message.topic, message.partition, message.offset, message.timestamp)
+        try:
+            document = decode_document(message.value, self.settings.max_text_bytes)
+        except BadMessage as bad:
+            self._dead_letter(message, bad)
+            return Item(*where, document=None, reason=bad.reason)
+        self._count(bad=False)
+        return Item(*where, document=document)
+
+    def _dead_letter(self, message: Any, bad: BadMessage) -> None:
+        log.warning("bad message topic=%s partition=%d offset=%d: %s", message.topic, message.partition,
+                    message.offset, bad)
+        assert self.producer is not None
+        headers = [("reason", bad.reason.encode()), ("detail", bad.detail.encode()[:1000]),
+                   ("source", f"{message.topic}/{message.partition}/{message.offset}".encode())]
+        self.producer.send(self.settings.dlq_topic, value=message.value, key=message.key, headers=headers)
+        self.metrics.messages.labels("dead_lettered").inc()
+        self.metrics.bad_messages.labels(bad.reason).inc()
+        self._count(bad=True, reason=bad.reason)
+
+    def _count(self, bad: bool, reason: str = "") -> None:
+        self.recent_bad.append(bad)
+        window = self.recent_bad
+        if bad and len(window) == window.maxlen and sum(window) > self.settings.bad_share_limit * len(window):
+            raise BadInputFlood(
+                f"{sum(window)} of the last {len(window)} messages on {self.settings.input_topic!r} were bad "
+                f"(latest: {reason}); check the topic and the producers' message format (see the DLQ "
+                f"{self.settings.dlq_topic!r}), or raise TAGGER_BAD_SHARE_LIMIT")
+
+    def _flush(self, deadline: float | None = None) -> None:
+        """Steps 3-6 for the open batch; raises _Abandoned if the write cannot finish by ``deadline``."""
+        batch = self.batcher.take()
+        if batch is None:
+            return
+        self.metrics.batch_wait.observe(max(0.0, time.monotonic() - batch.opened_at))
+        records = self._predict(batch)
+        self._write(batch, records, deadline)
+        if any(item.document is None for item in batch.items):
+            assert self.producer is not None
+            self.producer.flush()
+        self._commit(batch)
+
+    def _predict(self, batch: Batch) -> list[TagRecord]:
+        assert self.tagger is not None
+        good = batch.good()
+        if not good:
+            return []
+        started = time.perf_counter()
+        tags = self.tagger.predict([item.document.text for item in good if item.document], self.settings.top_k)
+        self.metrics.inference.observe(time.perf_counter() - started)
+        self.metrics.batch_size.observe(len(good))
+        return [TagRecord(item.document.id, doc_tags, item.document.text, item.topic, item.partition,
+                          item.offset, item.timestamp_ms)
+                for item, doc_tags in zip(good, tags, strict=True) if item.document]
+
+    def _write(self, batch: Batch, records: list[TagRecord], deadline: float | None) -> None:
+        if not records:
+            return
+        delay = 0.1
+        while True:
+            started = time.perf_counter()
+            try:
+                assert self.writer is not None and self.tagger is not None
+                written = self.writer.write(records, self.tagger.version)
+                break
+            except redis.RedisError as err:
+                self.metrics.redis_errors.inc()
+                if deadline is not None and time.monotonic() + delay > deadline:
+                    raise _Abandoned from err
+                log.warning("redis write failed (%s); pausing consumption, retrying in %.1f s", err, delay)
+                records = self._wait_for_redis(batch, records, delay)
+                delay = min(delay * 2, self.settings.redis_retry_max_s)
+        self._resume()
+        acked = time.time()
+        self.metrics.redis_write.observe(time.perf_counter() - started)
+        self.metrics.stale_writes.inc(written.count(False))
+        self.metrics.messages.labels("tagged").inc(len(records))
+        for record in records:
+            self.metrics.end_to_end.observe(max(0.0, acked - record.timestamp_ms / 1000))
+
+    def _wait_for_redis(self, batch: Batch, records: list[TagRecord], delay: float) -> list[TagRecord]:
+        """Pause, poll for ``delay`` (keeps group membership), and drop records of revoked partitions."""
+        assert self.consumer is not None
+        self._in_retry = True
+        try:
+            self.consumer.pause(*self.consumer.assignment())
+            for messages in self.consumer.poll(timeout_ms=int(delay * 1000)).values():
+                for message in messages:  # from partitions assigned during the pause: next batch
+                    self.batcher.add(self._decode(message))
+            self.consumer.pause(*self.consumer.assignment())
+        finally:
+            self._in_retry = False
+        owned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+        batch.items = [item for item in batch.items if (item.topic, item.partition) in owned]
+        return [r for r in records if (r.topic, r.partition) in owned]
+
+    def _resume(self) -> None:
+        if self.consumer is not None and self.consumer.paused():
+            self.consumer.resume(*self.consumer.paused())
+            log.info("redis is back; consumption resumed")
+
+    def _commit(self, batch: Batch) -> None:
+        assert self.consumer is not None
+        offsets = {TopicPartition(topic, partition): OffsetAndMetadata(offset + 1, "", -1)
+                   for (topic, partition), offset in batch.last_offsets().items()}
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as err:
+            # The group rebalanced under us: the partitions' new owner re-processes these records and,
+            # since writes are idempotent, the result in Redis is the same.
+            log.warning("commit failed (%s); records will be processed again by their new owner", err)
+            return
+        self._update_lag(offsets)
+
+    def _update_lag(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        assert self.consumer is not None
+        for tp, committed in offsets.items():
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - committed.offset))

