@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,7 @@ class Secret:
         return hash(self._value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class WorkerSettings:
     """Everything ``tagger serve`` needs; see the README for the env var of each field."""
 
@@ -55,6 +56,7 @@ class WorkerSettings:
     auto_offset_reset: str = "earliest"  # where a new group starts
     session_timeout_ms: int = 10_000  # a vanished worker's partitions move after this long
     heartbeat_interval_ms: int = 3_000
+    fetch_max_wait_ms: int = 10  # how long the broker may hold a fetch waiting for data: bounds idle latency
     kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
     kafka_sasl_mechanism: str = ""  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 ...
     kafka_sasl_username: str = ""
@@ -93,6 +95,15 @@ class WorkerSettings:
             raise ConfigError("TAGGER_MAX_WAIT_MS and TAGGER_METRICS_PORT must not be negative")
         if not 0.0 < self.bad_share_limit <= 1.0:
             raise ConfigError(f"TAGGER_BAD_SHARE_LIMIT must be in (0, 1], got {self.bad_share_limit}")
+
+    def redacted(self) -> dict[str, object]:
+        """The settings as a dict fit for logs: secrets masked, a password inside the Redis URL removed."""
+        shown: dict[str, object] = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        shown["redis_url"] = re.sub(r"//[^@/]*@", "//***@", self.redis_url)
+        return shown
+
+    def __repr__(self) -> str:
+        return f"WorkerSettings({self.redacted()})"
 
     def redis_secret(self) -> str | None:
         """The Redis password from the file or the setting, if any."""

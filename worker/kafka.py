@@ -44,6 +44,7 @@ def consumer(settings: WorkerSettings) -> KafkaConsumer:
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=settings.heartbeat_interval_ms,
         max_poll_records=settings.max_batch_docs,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
         client_id=f"rankae-tagger-{settings.group_id}",
         **security_options(settings),
     )

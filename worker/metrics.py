@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-__all__ = ["WorkerMetrics", "serve_http"]
+__all__ = ["WorkerMetrics", "histogram_quantile", "serve_http"]
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -82,3 +82,21 @@ def serve_http(metrics: WorkerMetrics, host: str, port: int, ready: Callable[[],
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
     return server
+
+
+def histogram_quantile(histogram: Histogram, q: float) -> float | None:
+    """Estimate the q-quantile of an unlabelled histogram, interpolating inside buckets (as PromQL does)."""
+    buckets = [(s.labels["le"], s.value) for metric in histogram.collect() for s in metric.samples
+               if s.name.endswith("_bucket")]
+    total = buckets[-1][1] if buckets else 0.0
+    if total == 0:
+        return None
+    rank, lower, below = q * total, 0.0, 0.0
+    for le, cumulative in buckets:
+        upper = float(le)
+        if cumulative >= rank:
+            if upper == float("inf"):
+                return lower
+            return lower + (upper - lower) * (rank - below) / max(cumulative - below, 1e-12)
+        lower, below = upper, cumulative
+    return lower

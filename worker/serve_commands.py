@@ -7,11 +7,10 @@ import dataclasses
 import json
 import logging
 import os
-import re
 import signal
 import sys
 
-from worker.config import WorkerSettings, add_settings_flags, settings_from
+from worker.config import add_settings_flags, settings_from
 
 __all__ = ["register"]
 
@@ -30,19 +29,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     lookup.set_defaults(handler=cmd_lookup)
 
 
-def redacted(settings: WorkerSettings) -> dict[str, object]:
-    """Settings as a dict fit for logs: secrets masked, passwords in URLs removed."""
-    shown = dataclasses.asdict(settings)
-    shown["redis_url"] = re.sub(r"//[^@/]*@", "//***@", settings.redis_url)
-    return {k: (repr(v) if "password" in k else v) for k, v in shown.items()}
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the worker until SIGTERM/SIGINT."""
     from worker.runner import Worker
 
     settings = settings_from(os.environ, vars(args))
-    log.info("settings: %s", redacted(settings))
+    log.info("settings: %s", settings)
     worker = Worker(settings)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: worker.stop())

@@ -78,3 +78,16 @@ def test_console_script_help_is_fast_and_lists_commands() -> None:
                             timeout=60, check=True)
     for command in ("train", "evaluate", "predict", "generate"):
         assert command in result.stdout
+
+
+def test_train_flags_reach_the_configs() -> None:
+    from model.config import ModelConfig, TrainConfig
+    from worker.cli import build_parser
+    from worker.model_commands import configs_from_args
+
+    args = build_parser().parse_args(["train", "--train", "t.jsonl", "--out", "m", "--lambda-direct", "0.5",
+                                      "--refit"])
+    model_config, train_config = configs_from_args(args)
+    assert (model_config.lambda_direct, train_config.refit) == (0.5, True)
+    defaults = configs_from_args(build_parser().parse_args(["train", "--train", "t.jsonl", "--out", "m"]))
+    assert (defaults[0].lambda_direct, defaults[1].refit) == (ModelConfig().lambda_direct, TrainConfig().refit)

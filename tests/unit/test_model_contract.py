@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +10,9 @@ import pytest
 import torch
 
 from model import checkpoint
-from model.data import Corpus
-from model.rank_ae import RankAE, SparseBatch
+from model.data import Corpus, label_matrix
+from model.loss import margin_ranking_loss
+from model.rank_ae import RankAE, SparseBatch, labels_batch
 from model.tagger import Tagger
 from model.trainer import TrainedModel, train
 from tests.conftest import tiny_configs
@@ -22,6 +24,7 @@ VARIANTS = {
     "pmi-init": {"label_init": "pmi"},
     "pmi-cosine": {"head": "pmi-cosine"},
     "sum-pooling": {"pooling": "sum", "word_dropout": 0.2},
+    "direct-term": {"lambda_direct": 0.5},
 }
 
 
@@ -81,3 +84,19 @@ def test_state_dict_round_trip_rebuilds_the_same_model(trained: TrainedModel) ->
     twin.load_state_dict(trained.model.state_dict())
     rows = SparseBatch.from_csr(trained.featurizer.transform(["a b c"]))
     assert torch.equal(twin.eval().scores(rows), trained.model.scores(rows))
+
+
+def test_direct_term_adds_the_weighted_loss_on_decoded_features(corpus_split: tuple[Corpus, Corpus]) -> None:
+    trained = train(corpus_split[0], *tiny_configs(lambda_direct=0.0))
+    model = trained.model.eval()  # eval: no dropout, so every part is deterministic
+    rows = trained.featurizer.transform(corpus_split[1].inputs[:8])
+    labels = label_matrix(corpus_split[1].labels[:8], trained.label_names)
+    label_ids, targets = labels_batch(labels)
+    batch = SparseBatch.from_csr(rows)
+    paper = model.loss(batch, label_ids, targets)
+    assert "direct" not in paper
+    model.config = dataclasses.replace(model.config, lambda_direct=2.0)
+    parts = model.loss(batch, label_ids, targets)
+    direct = margin_ranking_loss(model.decoder(model.features(batch)), targets, model.config.margin)
+    assert parts["direct"].item() == pytest.approx(direct.item())
+    assert parts["loss"].item() == pytest.approx(paper["loss"].item() + 2.0 * direct.item())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -10,6 +12,7 @@ from model.config import ModelConfig, TrainConfig
 from model.data import Corpus
 from model.errors import ConfigError, DataError
 from model.noise import add_label_noise, parse_noise
+from model.rank_ae import predict_topk
 from model.tagger import Tagger
 from model.trainer import resolve_device, train
 from tests.conftest import tiny_configs
@@ -34,6 +37,21 @@ def test_early_stopping_keeps_the_best_epoch(corpus_split: tuple[Corpus, Corpus]
     best = max(entry["valid_p@1"] for entry in trained.history)
     assert trained.metrics["p@1"] == pytest.approx(best)
     assert len(trained.history) <= 6
+
+
+def test_refit_retrains_on_every_training_document(corpus_split: tuple[Corpus, Corpus]) -> None:
+    model_config, train_config = tiny_configs()
+    plain = train(corpus_split[0], model_config, train_config)
+    refit = train(corpus_split[0], model_config, dataclasses.replace(train_config, refit=True))
+    assert refit.n_train == len(corpus_split[0]) > plain.n_train
+    assert refit.metrics == plain.metrics  # validation figures come from the run that chose the epochs
+    rows = refit.featurizer.transform(corpus_split[1].inputs)
+    _, refit_scores = predict_topk(refit.model, rows, 3)
+    _, plain_scores = predict_topk(plain.model, plain.featurizer.transform(corpus_split[1].inputs), 3)
+    assert not np.allclose(refit_scores, plain_scores)  # a different model, not the chosen one re-saved
+    with pytest.raises(ConfigError, match="refit"):
+        train(corpus_split[0], model_config, dataclasses.replace(train_config, refit=True),
+              valid_corpus=corpus_split[1])
 
 
 def test_labels_are_ordered_by_frequency(corpus_split: tuple[Corpus, Corpus]) -> None:
@@ -77,7 +95,7 @@ def test_noise_is_seeded_and_optional() -> None:
 
 @pytest.mark.parametrize("bad", [
     {"head": "tree"}, {"loss": "hinge"}, {"embed_dim": 30, "reduction": 4}, {"dropout": 1.0},
-    {"pooling": "max"}, {"label_init": "glove"},
+    {"pooling": "max"}, {"label_init": "glove"}, {"lambda_direct": -1.0},
 ])
 def test_invalid_model_config_is_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ConfigError):

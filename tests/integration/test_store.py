@@ -1,0 +1,78 @@
+"""Redis writes against a real redis-server: schema, idempotency, ordering, TTLs, batched lookup."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+import redis
+
+from worker.client import TagClient
+from worker.services import Service
+from worker.store import TagRecord, TagWriter
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def client(redis_service: Service) -> redis.Redis:
+    return redis.Redis.from_url(f"redis://{redis_service.address}/0")
+
+
+def record(doc_id: str, offset: int, partition: int = 0, ts: int = 1000, label: str = "a") -> TagRecord:
+    return TagRecord(doc_id, [(label, 0.9), ("b", 0.1)], "text", "topic", partition, offset, ts)
+
+
+def test_write_then_lookup(client: redis.Redis) -> None:
+    doc = uuid.uuid4().hex
+    assert TagWriter(client, tags_ttl_s=0, doc_ttl_s=60).write([record(doc, 4)], "v1") == [True]
+    found = TagClient(client).lookup([doc])[doc]
+    assert found is not None
+    assert found.tags == [("a", 0.9), ("b", 0.1)] and found.model == "v1" and found.src == "topic/0/4"
+    assert found.ts == 1000
+    assert client.ttl(f"tagger:tags:{doc}") == -1 and 0 < client.ttl(f"tagger:doc:{doc}") <= 60
+    assert json.loads(client.get(f"tagger:doc:{doc}")) == {"text": "text"}
+
+
+def test_rewrite_of_the_same_message_is_idempotent(client: redis.Redis) -> None:
+    doc = uuid.uuid4().hex
+    writer = TagWriter(client)
+    writer.write([record(doc, 4)], "v1")
+    before = client.hgetall(f"tagger:tags:{doc}")
+    assert writer.write([record(doc, 4)], "v1") == [True]
+    assert client.hgetall(f"tagger:tags:{doc}") == before
+
+
+def test_an_older_offset_never_overwrites_a_newer_result(client: redis.Redis) -> None:
+    doc = uuid.uuid4().hex
+    writer = TagWriter(client)
+    writer.write([record(doc, 10, label="new")], "v1")
+    assert writer.write([record(doc, 3, label="old")], "v1") == [False]
+    assert json.loads(client.hget(f"tagger:tags:{doc}", "tags"))[0][0] == "new"
+    # across partitions the message timestamp decides
+    assert writer.write([record(doc, 1, partition=2, ts=999, label="older")], "v1") == [False]
+    assert writer.write([record(doc, 1, partition=2, ts=2000, label="later")], "v1") == [True]
+    assert json.loads(client.hget(f"tagger:tags:{doc}", "tags"))[0][0] == "later"
+
+
+def test_tags_ttl_is_applied(client: redis.Redis) -> None:
+    doc = uuid.uuid4().hex
+    TagWriter(client, tags_ttl_s=30).write([record(doc, 1)], "v1")
+    assert 0 < client.ttl(f"tagger:tags:{doc}") <= 30
+
+
+def test_lookup_of_many_ids_is_one_round_trip(client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = [uuid.uuid4().hex for _ in range(50)]
+    TagWriter(client).write([record(doc, i) for i, doc in enumerate(docs)], "v1")
+    calls: list[int] = []
+    original = redis.client.Pipeline.execute
+
+    def counted(self: redis.client.Pipeline, *args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", counted)
+    found = TagClient(client).lookup([*docs, "unknown"])
+    assert len(calls) == 1
+    assert found["unknown"] is None and all(found[d] is not None for d in docs)

@@ -1,0 +1,70 @@
+"""Micro-batches close on size, tokens or deadline, whichever comes first (a fake clock, no sleeps)."""
+
+from __future__ import annotations
+
+from worker.batcher import Batcher, Item
+from worker.messages import Document
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def item(offset: int, words: int = 3, partition: int = 0, bad: bool = False) -> Item:
+    document = None if bad else Document(f"d{offset}", " ".join(["w"] * words))
+    return Item("t", partition, offset, 0, document, "invalid_json" if bad else "")
+
+
+def test_closes_at_max_documents() -> None:
+    batcher = Batcher(max_docs=3, max_tokens=1000, max_wait_s=10, clock=Clock())
+    for offset in range(2):
+        batcher.add(item(offset))
+    assert not batcher.due()
+    batcher.add(item(2))
+    assert batcher.full() and batcher.due()
+
+
+def test_closes_at_max_tokens() -> None:
+    batcher = Batcher(max_docs=100, max_tokens=10, max_wait_s=10, clock=Clock())
+    batcher.add(item(0, words=6))
+    assert not batcher.due()
+    batcher.add(item(1, words=4))
+    assert batcher.due()
+
+
+def test_closes_at_deadline_counted_from_the_first_record() -> None:
+    clock = Clock()
+    batcher = Batcher(max_docs=100, max_tokens=1000, max_wait_s=0.02, clock=clock)
+    assert batcher.time_left() is None and not batcher.due()
+    batcher.add(item(0))
+    clock.now += 0.015
+    batcher.add(item(1))  # a later record does not extend the deadline
+    left = batcher.time_left()
+    assert left is not None and abs(left - 0.005) < 1e-9
+    assert not batcher.due()
+    clock.now += 0.006
+    assert batcher.due()
+
+
+def test_bad_records_ride_along_without_counting() -> None:
+    batcher = Batcher(max_docs=2, max_tokens=1000, max_wait_s=10, clock=Clock())
+    batcher.add(item(0))
+    batcher.add(item(1, bad=True))
+    assert not batcher.full()
+    batch = batcher.take()
+    assert batch is not None and batch.docs == 1 and len(batch.items) == 2
+    assert [i.offset for i in batch.good()] == [0]
+    assert batcher.take() is None
+
+
+def test_last_offsets_per_partition() -> None:
+    batcher = Batcher(max_docs=10, max_tokens=1000, max_wait_s=10, clock=Clock())
+    for offset, partition in [(5, 0), (9, 1), (6, 0), (10, 1)]:
+        batcher.add(item(offset, partition=partition))
+    batch = batcher.take()
+    assert batch is not None and batch.last_offsets() == {("t", 0): 6, ("t", 1): 10}
+

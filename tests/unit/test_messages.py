@@ -1,0 +1,73 @@
+"""The message decoder: every kind of bad input gets its reason; fuzzed, it never raises anything else."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from worker.messages import BadMessage, Document, decode_document
+
+LIMIT = 1000
+
+
+def test_a_good_document_with_title() -> None:
+    value = json.dumps({"id": "d1", "title": "Title", "text": "body"}).encode()
+    assert decode_document(value, LIMIT) == Document("d1", "Title\nbody")
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    (b"", "empty"),
+    (None, "empty"),
+    (b"\xff\xfe{}", "invalid_utf8"),
+    (b"{nope", "invalid_json"),
+    (b"[1, 2]", "not_an_object"),
+    (b'{"text": "t"}', "bad_id"),
+    (b'{"id": 3, "text": "t"}', "bad_id"),
+    (b'{"id": "", "text": "t"}', "bad_id"),
+    (json.dumps({"id": "x" * 600, "text": "t"}).encode(), "bad_id"),
+    (b'{"id": "a"}', "bad_text"),
+    (b'{"id": "a", "text": ["t"]}', "bad_text"),
+    (b'{"id": "a", "text": "t", "title": 1}', "bad_title"),
+    (b'{"id": "a", "text": " \\n\\t"}', "empty_text"),
+    (json.dumps({"id": "a", "text": "w " * 600}).encode(), "too_large"),
+])
+def test_bad_input_reasons(value: bytes | None, reason: str) -> None:
+    with pytest.raises(BadMessage) as caught:
+        decode_document(value, LIMIT)
+    assert caught.value.reason == reason
+    assert caught.value.detail
+
+
+def test_json_nested_past_the_recursion_limit_is_invalid() -> None:
+    with pytest.raises(BadMessage, match="nested too deeply"):
+        decode_document(b"[" * 5000 + b"]" * 5000, 100_000)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_decode_or_fail_cleanly(value: bytes) -> None:
+    try:
+        document = decode_document(value, LIMIT)
+    except BadMessage:
+        return
+    assert isinstance(document.id, str) and document.text.strip()
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(["id", "text", "title", "other"]), _json, max_size=4))
+def test_arbitrary_json_objects_decode_or_fail_cleanly(record: dict[str, object]) -> None:
+    try:
+        document = decode_document(json.dumps(record).encode(), LIMIT)
+    except BadMessage as bad:
+        assert bad.reason in {"bad_id", "bad_text", "bad_title", "empty_text", "too_large"}
+        return
+    assert document.id == record["id"]

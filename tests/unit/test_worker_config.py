@@ -1,0 +1,53 @@
+"""Worker settings: env vars, flags overriding them, validation, secrets never shown."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from model.errors import ConfigError
+from worker.config import Secret, WorkerSettings, add_settings_flags, settings_from
+
+
+def test_env_vars_are_typed_and_flags_win() -> None:
+    env = {"TAGGER_TOP_K": "7", "TAGGER_INPUT_TOPIC": "in", "TAGGER_BAD_SHARE_LIMIT": "0.25"}
+    settings = settings_from(env, {"input_topic": "from-flag", "max_wait_ms": "15", "group_id": None})
+    assert settings.top_k == 7 and settings.bad_share_limit == 0.25
+    assert settings.input_topic == "from-flag" and settings.max_wait_ms == 15
+    assert settings.group_id == WorkerSettings().group_id
+
+
+def test_bad_values_name_the_variable() -> None:
+    with pytest.raises(ConfigError, match="TAGGER_TOP_K"):
+        settings_from({"TAGGER_TOP_K": "many"})
+    with pytest.raises(ConfigError, match="TAGGER_MAX_BATCH_DOCS"):
+        settings_from({"TAGGER_MAX_BATCH_DOCS": "0"})
+    with pytest.raises(ConfigError, match="TAGGER_BAD_SHARE_LIMIT"):
+        settings_from({"TAGGER_BAD_SHARE_LIMIT": "2"})
+
+
+def test_secrets_are_masked_everywhere() -> None:
+    settings = settings_from({"TAGGER_KAFKA_SASL_PASSWORD": "hunter2", "TAGGER_REDIS_PASSWORD": "s3cret",
+                              "TAGGER_REDIS_URL": "redis://user:inline-pw@host:6379/0"})
+    assert settings.kafka_sasl_password == Secret("hunter2")
+    shown = repr(settings) + str(settings.redacted())
+    for secret in ("hunter2", "s3cret", "inline-pw"):
+        assert secret not in shown
+    assert settings.redis_secret() == "s3cret"
+
+
+def test_password_file_is_read_and_a_missing_one_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_text("from-file\n")
+    assert settings_from({"TAGGER_REDIS_PASSWORD_FILE": str(tmp_path / "pw")}).redis_secret() == "from-file"
+    with pytest.raises(ConfigError, match="cannot read"):
+        settings_from({"TAGGER_REDIS_PASSWORD_FILE": str(tmp_path / "nope")}).redis_secret()
+
+
+def test_every_setting_has_a_flag() -> None:
+    parser = argparse.ArgumentParser()
+    add_settings_flags(parser)
+    args = parser.parse_args(["--kafka-bootstrap-servers", "k:9092", "--top-k", "3"])
+    settings = settings_from({}, vars(args))
+    assert settings.kafka_bootstrap_servers == "k:9092" and settings.top_k == 3
