@@ -1,0 +1,232 @@
+"""Streaming benchmark on the embedded broker: throughput, latency under load, batching gain, memory.
+
+    python -m benchmarks.stream --data reuters [--model DIR] [--docs 20000] [--epochs N]
+
+For one model (trained here with the quality benchmark's settings, or given with --model) it measures:
+(a) the maximum sustained end-to-end rate — the worker (``tagger serve``, a subprocess) drains a
+    pre-loaded backlog into Redis — beside a bare kafka-python consumer reading the same messages;
+(b) p50/p99 end-to-end latency (message timestamp → Redis write acknowledged, from the worker's
+    histogram) with documents produced at 25%, 50% and 80% of that maximum;
+(c) the same drain with batches of one document, to show what batching buys;
+(d) the worker's peak resident memory (VmHWM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
+
+from benchmarks.quality import DATASETS, SETTINGS
+from model import checkpoint
+from model.config import ModelConfig, TrainConfig
+from model.data import Corpus
+from model.trainer import train
+from worker.config import WorkerSettings
+from worker.kafka import create_topic
+from worker.metrics import histogram_quantile
+from worker.services import Service, free_port, start_redis, start_tansu
+
+log = logging.getLogger("benchmarks.stream")
+ROOT = Path(__file__).resolve().parents[1]
+PARTITIONS = 4
+
+
+def payloads(test: Corpus, n: int, run: str) -> list[bytes]:
+    """n JSON messages cycling through the test documents, with unique ids."""
+    texts = test.texts or []
+    return [json.dumps({"id": f"{run}-{i}", "text": texts[i % len(texts)]}).encode() for i in range(n)]
+
+
+def produce(broker: str, topic: str, values: list[bytes], rate: float | None = None) -> None:
+    """Send values, as fast as possible or paced at ``rate`` per second."""
+    producer = KafkaProducer(bootstrap_servers=broker, linger_ms=5, acks=1)
+    started = time.monotonic()
+    for i, value in enumerate(values):
+        if rate:
+            pause = started + i / rate - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)  # pacing the load generator, not synchronising a test
+        producer.send(topic, value)
+    producer.flush()
+    producer.close()
+
+
+def bare_consume_rate(broker: str, topic: str, n: int) -> float:
+    """Messages per second a plain kafka-python consumer reads from the topic's start."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=broker, group_id=f"bare-{uuid.uuid4().hex[:6]}",
+                             auto_offset_reset="earliest", enable_auto_commit=False, session_timeout_ms=6000,
+                             heartbeat_interval_ms=1000, fetch_max_wait_ms=10)
+    seen, started = 0, None
+    while seen < n:
+        batch = consumer.poll(timeout_ms=1000)
+        if batch and started is None:
+            started = time.perf_counter()
+        seen += sum(len(messages) for messages in batch.values())
+    elapsed = time.perf_counter() - (started or time.perf_counter())
+    consumer.close()
+    return n / elapsed
+
+
+class WorkerRun:
+    """``tagger serve`` as a subprocess on its own topic and group, scraped over HTTP."""
+
+    def __init__(self, broker: Service, redis: Service, model: Path, topic: str, log_path: Path,
+                 **settings: str) -> None:
+        self.port = free_port()
+        env = {**os.environ, "TAGGER_KAFKA_BOOTSTRAP_SERVERS": broker.address, "TAGGER_INPUT_TOPIC": topic,
+               "TAGGER_DLQ_TOPIC": f"{topic}.dlq", "TAGGER_GROUP_ID": f"g-{topic}",
+               "TAGGER_REDIS_URL": f"redis://{redis.address}/0", "TAGGER_MODEL_DIR": str(model),
+               "TAGGER_METRICS_HOST": "127.0.0.1", "TAGGER_METRICS_PORT": str(self.port),
+               "TAGGER_SESSION_TIMEOUT_MS": "6000", "TAGGER_HEARTBEAT_INTERVAL_MS": "1000", **settings}
+        with log_path.open("ab") as out:
+            self.process = subprocess.Popen([sys.executable, "-m", "worker.cli", "serve"], cwd=ROOT, env=env,
+                                            stdout=out, stderr=subprocess.STDOUT)
+        self._wait(lambda: self._get("/readyz") == "ready\n", 120, "worker ready")
+
+    def _get(self, path: str) -> str:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as reply:
+                return str(reply.read().decode())
+        except OSError:
+            return ""
+
+    def _wait(self, condition: Any, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"benchmark: gave up waiting for {what}")
+            time.sleep(0.05)
+
+    def samples(self) -> dict[str, list[tuple[dict[str, str], float]]]:
+        """The scraped metrics: name → [(labels, value)]."""
+        out: dict[str, list[tuple[dict[str, str], float]]] = {}
+        for family in text_string_to_metric_families(self._get("/metrics")):
+            for s in family.samples:
+                out.setdefault(s.name, []).append((s.labels, s.value))
+        return out
+
+    def tagged(self) -> float:
+        """Documents tagged so far."""
+        return sum(v for labels, v in self.samples().get("tagger_messages_total", [])
+                   if labels.get("outcome") == "tagged")
+
+    def drain_rate(self, n: int, timeout: float) -> float:
+        """Docs/s from the first to the n-th tagged document."""
+        self._wait(lambda: self.tagged() > 0, timeout, "first tagged document")
+        started = time.perf_counter()
+        self._wait(lambda: self.tagged() >= n, timeout, f"{n} tagged documents")
+        return n / (time.perf_counter() - started)
+
+    def latency(self, q: float) -> float | None:
+        """The q-quantile of end-to-end latency, seconds."""
+        buckets = [(float(labels["le"]), v) for labels, v in
+                   self.samples().get("tagger_end_to_end_latency_seconds_bucket", [])]
+        return histogram_quantile(buckets, q)
+
+    def peak_rss_mb(self) -> float:
+        """The worker's peak resident set (VmHWM), MiB."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
+        return int(line.split()[1]) / 1024
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+@contextmanager
+def services(workdir: Path) -> Iterator[tuple[Service, Service]]:
+    """A tansu broker and a redis-server, stopped on exit."""
+    broker, redis = start_tansu(workdir / "tansu"), start_redis(workdir / "redis")
+    try:
+        yield broker, redis
+    finally:
+        broker.stop()
+        redis.stop()
+
+
+def model_for(name: str, train_corpus: Corpus, out: Path, epochs: int | None) -> Path:
+    """Train with the quality benchmark's settings for ``name`` (optionally fewer epochs)."""
+    model_kw, train_kw = SETTINGS[name]
+    if epochs:
+        train_kw = {**train_kw, "epochs": epochs, "patience": epochs}
+    checkpoint.save(train(train_corpus, ModelConfig(**model_kw), TrainConfig(**train_kw)), out)
+    return out
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """All measurements for one dataset's model."""
+    train_corpus, test = DATASETS[args.data].load()
+    workdir = Path(tempfile.mkdtemp(prefix="stream-bench-"))
+    model = args.model or model_for(args.data, train_corpus, workdir / "model", args.epochs)
+    loaded = checkpoint.load(model)
+    result: dict[str, Any] = {"data": args.data, "labels": len(loaded.label_names), "docs": args.docs,
+                              "model": loaded.model.config.to_dict()}
+    with services(workdir) as (broker, redis):
+        def topic() -> str:
+            name = f"bench-{uuid.uuid4().hex[:6]}"
+            create_topic(WorkerSettings(kafka_bootstrap_servers=broker.address), name, PARTITIONS)
+            return name
+
+        backlog = topic()
+        produce(broker.address, backlog, payloads(test, args.docs, backlog))
+        result["bare_consume_docs_per_s"] = bare_consume_rate(broker.address, backlog, args.docs)
+        worker = WorkerRun(broker, redis, model, backlog, workdir / "worker.log")
+        result["max_docs_per_s"] = worker.drain_rate(args.docs, 600)
+        result["peak_rss_mib"] = worker.peak_rss_mb()
+        worker.stop()
+        log.info("max %.0f docs/s, bare consume %.0f msg/s", result["max_docs_per_s"],
+                 result["bare_consume_docs_per_s"])
+
+        single = topic()
+        n_single = max(200, args.docs // 20)
+        produce(broker.address, single, payloads(test, n_single, single))
+        worker = WorkerRun(broker, redis, model, single, workdir / "worker1.log", TAGGER_MAX_BATCH_DOCS="1")
+        result["batch1_docs_per_s"] = worker.drain_rate(n_single, 900)
+        worker.stop()
+
+        result["latency"] = {}
+        for share in (0.25, 0.5, 0.8):
+            paced = topic()
+            worker = WorkerRun(broker, redis, model, paced, workdir / f"worker-{share}.log")
+            rate = share * result["max_docs_per_s"]
+            n = int(rate * args.seconds)
+            produce(broker.address, paced, payloads(test, n, paced), rate=rate)
+            worker.drain_rate(n, 300)
+            result["latency"][str(share)] = {"rate": rate, "docs": n, "p50_ms": 1000 * (worker.latency(0.5) or 0),
+                                             "p99_ms": 1000 * (worker.latency(0.99) or 0)}
+            result["peak_rss_mib"] = max(result["peak_rss_mib"], worker.peak_rss_mb())
+            worker.stop()
+    return result
+
+
+def main() -> None:
+    """Run the benchmark and print the result as JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", choices=sorted(DATASETS), default="reuters")
+    parser.add_argument("--model", type=Path, help="a checkpoint to serve instead of training one")
+    parser.add_argument("--docs", type=int, default=20_000, help="backlog size for the throughput runs")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of each paced latency run")
+    parser.add_argument("--epochs", type=int, help="train for this many epochs (speed does not depend on it)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    print(json.dumps(run(args), indent=1))
+
+
+if __name__ == "__main__":
+    main()
