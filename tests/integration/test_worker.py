@@ -159,3 +159,27 @@ def test_metrics_are_scraped_and_sane(stream: Stream, start_worker: Callable[...
     assert all(lag >= 0 for lag in samples["tagger_consumer_lag"].values())
     assert worker.get("/healthz")[0] == 200 and worker.get("/readyz")[0] == 200
     assert worker.terminate() == 0
+
+
+def test_two_workers_share_partitions_and_one_leaving_loses_nothing(
+        stream: Stream, start_worker: Callable[..., WorkerProcess]) -> None:
+    first, second = start_worker(), start_worker()
+    first.wait_ready()
+    second.wait_ready()
+    wave_one, wave_two = documents(400), documents(400, start=400)
+    stream.produce([value for _, value in wave_one])
+    ids = [doc_id for doc_id, _ in wave_one]
+    wait_until(lambda: len(tagged_ids(stream.redis_url, ids)) == 400, 60, "first wave tagged")
+    assert _metric(first, "tagger_messages_total") + _metric(second, "tagger_messages_total") >= 400
+    assert first.terminate() == 0  # its partitions move to the survivor
+    stream.produce([value for _, value in wave_two])
+    ids += [doc_id for doc_id, _ in wave_two]
+    wait_until(lambda: len(tagged_ids(stream.redis_url, ids)) == 800, 90, "second wave tagged by the survivor")
+    wait_until(lambda: sum(stream.committed().values()) == 800, 30, "all offsets committed")
+
+
+def test_a_damaged_model_is_a_one_line_error(stream: Stream, start_worker: Callable[..., WorkerProcess],
+                                            tmp_path: Path) -> None:
+    worker = start_worker(TAGGER_MODEL_DIR=str(tmp_path))
+    assert worker.process.wait(60) == 2
+    assert "not a model checkpoint" in worker.log_path.read_text().strip().splitlines()[-1]
