@@ -46,8 +46,9 @@ class ModelConfig:
     pooling: Pooling = "mean"  # over a document's weighted words: "mean" (paper) or "sum"
     head: Head = "rank-ae"  # "rank-ae" (E/D autoencoder) or "pmi-cosine" (regress PMI label embedding)
     loss: Loss = "margin"  # margin ranking loss (Rank-AE) or "bce" (the paper's BCE-AE ablation)
-    margin: float = 1.0  # m in Eq. 3-4, on sigmoid scores in [0, 1]
+    margin: float = 1.0  # m in Eq. 3-4, applied to the decoder's logits (σ saturates: see docs/results.md)
     lambda_ae: float = 1.0  # λ in Eq. 1, weight of the label-reconstruction loss
+    lambda_direct: float = 0.0  # weight of the same loss on D(F(x)); 0 = the paper (D learns from E(y) only)
     label_init: LabelInit = "random"  # "pmi" initialises E and D from the PMI label embedding
     dropout: float = 0.5  # on the pooled feature embedding x' and on E/D's inner layer
     word_dropout: float = 0.0  # training only: share of a document's words dropped per step
@@ -67,8 +68,8 @@ class ModelConfig:
             )
         if not (0.0 <= self.dropout < 1.0 and 0.0 <= self.word_dropout < 1.0):
             raise ConfigError(f"dropout and word_dropout must be in [0, 1), got {self.dropout}, {self.word_dropout}")
-        if self.margin < 0 or self.lambda_ae < 0:
-            raise ConfigError("margin and lambda_ae must be non-negative")
+        if self.margin < 0 or self.lambda_ae < 0 or self.lambda_direct < 0:
+            raise ConfigError("margin, lambda_ae and lambda_direct must be non-negative")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form, as stored in a checkpoint."""
@@ -92,6 +93,7 @@ class TrainConfig:
     schedule: str = "constant"  # learning rate: "constant" or "cosine" (decays to 0 at the last epoch)
     seed: int = 0  # seeds torch, numpy and batch order
     valid_fraction: float = 0.1  # share of training documents held out for early stopping
+    refit: bool = False  # then retrain on all training documents for the best epoch count (paper §3.1)
     noise: str = ""  # label noise on training labels only: "missing:0.3" or "flip:0.3"
     min_df: int = 2  # text: minimum document frequency of a vocabulary token
     max_vocab: int = 50_000  # text: vocabulary size cap (most frequent tokens kept)

@@ -7,6 +7,7 @@
     x_h = F(x) = W x' + b                 feature embedding                                 (h,)
     y_h = E(y), y' = σ(D(y_h))            label encoder / decoder, two FC layers each
     loss = L_h(x_h, y_h) + λ·L_ae(y, y')  Eq. 1; L_ae is the margin ranking loss (or BCE)
+         [+ λ_d·L_ae(y, D(F(x)))]       optional, not in the paper (``lambda_direct``)
     ŷ = σ(D(F(x)))                        inference
 
 The ``pmi-cosine`` head replaces E/D with a fixed PMI label embedding: F regresses the document's
@@ -194,13 +195,22 @@ class RankAE(nn.Module):
             target = F.embedding_bag(labels.ids, self.label_rows, labels.offsets, mode="sum")  # M·E
             return {"loss": cosine_loss(x_h, target)}
         y_h = self.encoder(labels)
-        logits = self.decoder(y_h)  # the decoder learns to reconstruct y from y_h (paper §2.2)
-        if self.config.loss == "bce":
-            ae = bce_loss(logits, targets)
-        else:
-            ae = margin_ranking_loss(logits, targets, self.config.margin)
+        ae = self._reconstruction(self.decoder(y_h), targets)  # D learns to rebuild y from y_h (§2.2)
         latent = latent_loss(x_h, y_h)
-        return {"loss": latent + self.config.lambda_ae * ae, "latent": latent, "ae": ae}
+        parts = {"loss": latent + self.config.lambda_ae * ae, "latent": latent, "ae": ae}
+        if self.config.lambda_direct > 0:  # not in the paper: also rank D(F(x)), what inference scores
+            parts["direct"] = self._reconstruction(self.decoder(x_h), targets)
+            parts["loss"] = parts["loss"] + self.config.lambda_direct * parts["direct"]
+        return parts
+
+    def _reconstruction(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """L_ae on decoder logits (batch, L): margin ranking, or BCE for the BCE-AE ablation.
+
+        The margin applies to logits, not σ(logits): on saturated sigmoid outputs it barely trains.
+        """
+        if self.config.loss == "bce":
+            return bce_loss(logits, targets)
+        return margin_ranking_loss(logits, targets, self.config.margin)
 
 
 def predict_topk(model: RankAE, x: sp.csr_matrix, k: int, batch_size: int = 512,

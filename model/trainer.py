@@ -2,7 +2,8 @@
 
 ``train`` fits the featurizer and label set on the training documents, holds out a validation split
 (unless one is given), optionally corrupts the training labels (experiments only), and returns the
-best model seen on validation together with everything a checkpoint needs.
+best model seen on validation together with everything a checkpoint needs; with ``refit`` it then
+retrains on all the training documents for the best epoch count.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from tqdm import tqdm
 
 from model.config import ModelConfig, TrainConfig
 from model.data import Corpus, label_matrix
-from model.errors import DataError
+from model.errors import ConfigError, DataError
 from model.label_embedding import label_embedding
 from model.metrics import evaluate
 from model.noise import add_label_noise
@@ -122,28 +123,55 @@ class _Loop:
 def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainConfig,
           valid_corpus: Corpus | None = None, device: str | None = None,
           progress: bool = False) -> TrainedModel:
-    """Train Rank-AE (or a variant) and return the state with the best validation P@1."""
-    torch.manual_seed(train_config.seed)
+    """Train Rank-AE (or a variant) and return the state with the best validation P@1.
+
+    With ``train_config.refit`` the epoch count is chosen on the internal validation split, then a
+    fresh model is trained for that many epochs on all of ``train_corpus`` (paper §3.1).
+    """
+    if valid_corpus is not None and train_config.refit:
+        raise ConfigError("refit retrains on the internal validation split too; pass no valid_corpus")
+    fit_corpus = train_corpus
     if valid_corpus is None:
-        train_corpus, valid_corpus = split_validation(train_corpus, train_config.valid_fraction,
-                                                      train_config.seed)
-    featurizer = fit_featurizer(train_corpus, train_config)
-    names = label_names_of(train_corpus)
-    x_train, x_valid = featurizer.transform(train_corpus.inputs), featurizer.transform(valid_corpus.inputs)
-    y_clean = label_matrix(train_corpus.labels, names)
-    y_train = add_label_noise(y_clean, train_config.noise, train_config.seed)
-    y_valid = label_matrix(valid_corpus.labels, names)
-    config = _sized(model_config, featurizer.n_features, len(names))
+        fit_corpus, valid_corpus = split_validation(train_corpus, train_config.valid_fraction,
+                                                    train_config.seed)
     target = resolve_device(device)
-    model = _build(config, y_train, train_config.seed).to(target)
-    log.info("training %s on %d documents (%d features, %d labels) on %s", config.head,
-             x_train.shape[0], config.n_features, config.n_labels, target)
-    loop = _Loop(model, x_train, y_train, train_config, target)
-    history, best = _fit(loop, x_valid, y_valid, progress)
-    model.load_state_dict(best["state"])
-    counts = np.asarray(y_clean.sum(axis=0)).ravel().astype(int).tolist()
-    return TrainedModel(model.eval(), featurizer, names, train_config, best["metrics"], history,
-                        counts, len(train_corpus))
+    run = _Run.prepare(fit_corpus, model_config, train_config, target)
+    x_valid = run.featurizer.transform(valid_corpus.inputs)
+    y_valid = label_matrix(valid_corpus.labels, run.names)
+    history, best = _fit(run.loop, x_valid, y_valid, progress)
+    run.loop.model.load_state_dict(best["state"])
+    if train_config.refit:
+        run = _Run.prepare(train_corpus, model_config, train_config, target)
+        _fit_blind(run.loop, best["epoch"], progress)
+    return TrainedModel(run.loop.model.eval(), run.featurizer, run.names, train_config, best["metrics"],
+                        history, run.label_counts, run.loop.x.shape[0])
+
+
+@dataclass
+class _Run:
+    """One training run's inputs: featurizer and label set fitted on its documents, and the loop."""
+
+    featurizer: Featurizer
+    names: list[str]
+    label_counts: list[int]  # clean training documents per label
+    loop: _Loop
+
+    @classmethod
+    def prepare(cls, corpus: Corpus, model_config: ModelConfig, train_config: TrainConfig,
+                target: torch.device) -> _Run:
+        """Fit features and labels on ``corpus``, build a freshly seeded model and its optimiser."""
+        torch.manual_seed(train_config.seed)
+        featurizer = fit_featurizer(corpus, train_config)
+        names = label_names_of(corpus)
+        x_train = featurizer.transform(corpus.inputs)
+        y_clean = label_matrix(corpus.labels, names)
+        y_train = add_label_noise(y_clean, train_config.noise, train_config.seed)
+        config = _sized(model_config, featurizer.n_features, len(names))
+        model = _build(config, y_train, train_config.seed).to(target)
+        log.info("training %s on %d documents (%d features, %d labels) on %s", config.head,
+                 x_train.shape[0], config.n_features, config.n_labels, target)
+        counts = np.asarray(y_clean.sum(axis=0)).ravel().astype(int).tolist()
+        return cls(featurizer, names, counts, _Loop(model, x_train, y_train, train_config, target))
 
 
 def _sized(config: ModelConfig, n_features: int, n_labels: int) -> ModelConfig:
@@ -181,3 +209,12 @@ def _fit(loop: _Loop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,
                 log.info("early stop after epoch %d; best epoch %d", epoch, best["epoch"])
                 break
     return history, best
+
+
+def _fit_blind(loop: _Loop, epochs: int, progress: bool) -> None:
+    """Train for a fixed number of epochs with no validation (the refit on all training documents)."""
+    log.info("refit on all %d training documents for %d epochs", loop.x.shape[0], epochs)
+    with tqdm(total=epochs, desc="refit", unit="epoch", disable=not progress) as bar:
+        for _ in range(epochs):
+            loop.epoch(bar)
+            bar.update()
