@@ -89,6 +89,14 @@ class Stream:
         producer.flush()
         producer.close()
 
+    def documents(self, n: int, start: int = 0) -> list[tuple[str, bytes]]:
+        """(id, message value) pairs of generated documents; ids are unique to this stream, so a test
+        never counts documents another test wrote to the shared Redis."""
+        corpus = generate_corpus(start + n, 10, seed=3)
+        return [(f"{self.topic}:{corpus.ids[i]}",
+                 json.dumps({"id": f"{self.topic}:{corpus.ids[i]}", "text": corpus.texts[i]}).encode())
+                for i in range(start, start + n)]
+
     def committed(self) -> dict[int, int]:
         """Committed offset per partition of the input topic for the stream's group."""
         # A group member that never subscribes: it reads the group's offsets without joining it.
@@ -97,13 +105,6 @@ class Stream:
             return {p: reader.committed(TopicPartition(self.topic, p)) or 0 for p in range(PARTITIONS)}
         finally:
             reader.close(autocommit=False)
-
-
-def documents(n: int, start: int = 0, seed: int = 3) -> list[tuple[str, bytes]]:
-    """(id, message value) pairs of generated documents."""
-    corpus = generate_corpus(start + n, 10, seed=seed)
-    return [(corpus.ids[i], json.dumps({"id": corpus.ids[i], "text": corpus.texts[i]}).encode())
-            for i in range(start, start + n)]
 
 
 @pytest.fixture()

@@ -13,7 +13,7 @@ from kafka import KafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
 from model.checkpoint import load
-from tests.integration.conftest import Stream, WorkerProcess, documents, tagged_ids, wait_until
+from tests.integration.conftest import Stream, WorkerProcess, tagged_ids, wait_until
 from worker.client import TagClient
 from worker.services import start_redis
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 def test_every_document_is_tagged_with_the_documented_schema(stream: Stream, start_worker: Callable[..., WorkerProcess],
                                                              model_dir: Path) -> None:
-    docs = documents(300)
+    docs = stream.documents(300)
     worker = start_worker()
     worker.wait_ready()
     stream.produce([value for _, value in docs])
@@ -47,7 +47,7 @@ def test_every_document_is_tagged_with_the_documented_schema(stream: Stream, sta
 
 def test_poison_messages_go_to_the_dlq_with_reasons(stream: Stream,
                                                     start_worker: Callable[..., WorkerProcess]) -> None:
-    good = documents(40)
+    good = stream.documents(40)
     poison = {b"{not json": "invalid_json", b"\xff\xfe": "invalid_utf8", b'["a"]': "not_an_object",
               b'{"id": 5, "text": "x"}': "bad_id", b'{"id": "p1"}': "bad_text",
               b'{"id": "p2", "text": "   "}': "empty_text",
@@ -78,7 +78,7 @@ def test_poison_messages_go_to_the_dlq_with_reasons(stream: Stream,
 
 def test_sigterm_mid_stream_then_restart_loses_nothing(stream: Stream,
                                                        start_worker: Callable[..., WorkerProcess]) -> None:
-    docs = documents(2000)
+    docs = stream.documents(2000)
     ids = [doc_id for doc_id, _ in docs]
     first = start_worker(TAGGER_MAX_BATCH_DOCS="32")
     first.wait_ready()
@@ -102,7 +102,7 @@ def test_redis_outage_mid_stream_loses_nothing_and_commits_nothing_early(
         stream.redis_url = url
         worker = start_worker(TAGGER_REDIS_URL=url)
         worker.wait_ready()
-        before, after = documents(100), documents(200, start=100)
+        before, after = stream.documents(100), stream.documents(200, start=100)
         stream.produce([value for _, value in before])
         before_ids = [doc_id for doc_id, _ in before]
         wait_until(lambda: len(tagged_ids(url, before_ids)) == 100, 60, "first documents tagged")
@@ -138,7 +138,7 @@ def _metric(worker: WorkerProcess, name: str) -> float:
 
 def test_metrics_are_scraped_and_sane(stream: Stream, start_worker: Callable[..., WorkerProcess],
                                       model_dir: Path) -> None:
-    docs = documents(120)
+    docs = stream.documents(120)
     worker = start_worker()
     worker.wait_ready()
     stream.produce([value for _, value in docs] + [b"garbage"])
@@ -166,7 +166,7 @@ def test_two_workers_share_partitions_and_one_leaving_loses_nothing(
     first, second = start_worker(), start_worker()
     first.wait_ready()
     second.wait_ready()
-    wave_one, wave_two = documents(400), documents(400, start=400)
+    wave_one, wave_two = stream.documents(400), stream.documents(400, start=400)
     stream.produce([value for _, value in wave_one])
     ids = [doc_id for doc_id, _ in wave_one]
     wait_until(lambda: len(tagged_ids(stream.redis_url, ids)) == 400, 60, "first wave tagged")
