@@ -7,6 +7,8 @@ A checkpoint is a directory::
     labels.json    label names, in label-id order
     weights.pt     the state dict, read back with torch.load(weights_only=True): no code runs on load
     metrics.json   validation metrics the model was accepted with, and the per-epoch history
+    heldout.jsonl  optional: the fixed held-out documents a fine-tuned candidate is judged on
+    replay.jsonl   optional: a sample of the training documents, replayed during fine-tuning
 
 It is written into a temporary sibling directory and renamed into place, so a reader sees either the
 old checkpoint or the new one, never a half-written one.
@@ -27,12 +29,13 @@ from typing import Any
 import torch
 
 from model.config import ModelConfig, TrainConfig
+from model.data import Corpus, read_jsonl, write_jsonl
 from model.errors import CheckpointError, ConfigError
 from model.rank_ae import RankAE
 from model.text import Featurizer
 from model.trainer import TrainedModel
 
-__all__ = ["FORMAT", "Checkpoint", "load", "save"]
+__all__ = ["FORMAT", "Checkpoint", "load", "load_corpus", "save"]
 
 FORMAT = 1
 _FILES = ("config.json", "vocab.json", "labels.json", "weights.pt", "metrics.json")
@@ -50,14 +53,17 @@ class Checkpoint:
     metrics: dict[str, Any]
 
 
-def save(trained: TrainedModel, directory: Path | str) -> str:
-    """Write ``trained`` to ``directory`` atomically and return the new version string."""
+def save(trained: TrainedModel, directory: Path | str, corpora: dict[str, Corpus] | None = None) -> str:
+    """Write ``trained`` (and text ``corpora`` such as heldout/replay) atomically; returns the version."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
         version = _write_files(trained, staging)
+        for name, corpus in (corpora or {}).items():
+            write_jsonl(corpus, staging / f"{name}.jsonl")
+            _fsync(staging / f"{name}.jsonl")
         _replace_dir(staging, directory)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -160,3 +166,9 @@ def _read_weights(path: Path, model: RankAE) -> dict[str, torch.Tensor]:
         diff = sorted(set(expected.items()) ^ set(found.items()))[:3]
         raise CheckpointError(f"{path}: weights do not match the model in config.json (first differences: {diff})")
     return state
+
+
+def load_corpus(directory: Path | str, name: str) -> Corpus | None:
+    """A text corpus saved with the checkpoint (e.g. "heldout", "replay"), or None if it has none."""
+    path = Path(directory) / f"{name}.jsonl"
+    return read_jsonl(path) if path.exists() else None

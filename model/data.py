@@ -28,7 +28,7 @@ import scipy.sparse as sp
 from model.errors import DataError
 
 __all__ = ["FORMATS", "Corpus", "detect_format", "hash_split", "join_title", "label_matrix",
-           "parse_document", "read_corpus"]
+           "parse_document", "read_corpus", "read_jsonl", "write_jsonl"]
 
 
 @dataclass
@@ -57,6 +57,14 @@ class Corpus:
             texts=None if self.texts is None else [self.texts[i] for i in rows],
             features=None if self.features is None else self.features[rows],
         )
+
+
+def write_jsonl(corpus: Corpus, path: Path) -> None:
+    """Write a text corpus in the canonical JSONL format ``{"id", "text", "labels"}``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as out:
+        for doc_id, text, doc_labels in zip(corpus.ids, corpus.texts or [], corpus.labels, strict=True):
+            out.write(json.dumps({"id": doc_id, "text": text, "labels": doc_labels}) + "\n")
 
 
 def join_title(title: str | None, text: str) -> str:

@@ -8,14 +8,11 @@ scores about 1/L.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 
 from model.data import Corpus
 
-__all__ = ["generate_corpus", "write_jsonl"]
+__all__ = ["generate_corpus"]
 
 _CONSONANTS = "bcdfghklmnprstvz"
 _VOWELS = "aeiou"
@@ -69,10 +66,3 @@ def _draw_text(rng: np.random.Generator, doc_labels: list[int], topic_words: lis
         words.append(pool[int(rng.integers(len(pool)))])
     return " ".join(words)
 
-
-def write_jsonl(corpus: Corpus, path: Path) -> None:
-    """Write a text corpus in the canonical JSONL format ``{"id", "text", "labels"}``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as out:
-        for doc_id, text, doc_labels in zip(corpus.ids, corpus.texts or [], corpus.labels, strict=True):
-            out.write(json.dumps({"id": doc_id, "text": text, "labels": doc_labels}) + "\n")

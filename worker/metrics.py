@@ -46,6 +46,7 @@ class WorkerMetrics:
                          ["topic", "partition"], registry=r)
         self.model_info = Gauge("tagger_model_info", "The model being served (value 1)", ["version", "device"],
                                 registry=r)
+        self.model_swaps = Counter("tagger_model_swaps_total", "Hot swaps to a new model version", registry=r)
         for outcome in ("tagged", "dead_lettered"):
             self.messages.labels(outcome)
 

@@ -11,8 +11,10 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
+
 from model.config import HEADS, LABEL_INITS, LOSSES, ModelConfig, TrainConfig
-from model.data import FORMATS, parse_document, read_corpus
+from model.data import FORMATS, Corpus, hash_split, parse_document, read_corpus, write_jsonl
 from model.errors import DataError
 
 __all__ = ["register"]
@@ -114,11 +116,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     corpus = read_corpus(args.train, args.format)
     test = read_corpus(args.test, args.format) if args.test else None
     trained = train(corpus, model_config, train_config, device=args.device, progress=not args.quiet)
-    version = checkpoint.save(trained, args.out)
+    version = checkpoint.save(trained, args.out, feedback_corpora(corpus, train_config))
     log.info("saved %s (version %s); validation %s", args.out, version, _percent(trained.metrics))
     if test is not None:
         print(_table(Tagger.load(args.out, args.device).evaluate(test)))
     return 0
+
+
+def feedback_corpora(corpus: Corpus, config: TrainConfig, replay_size: int = 5000) -> dict[str, Corpus]:
+    """What the corrections learner needs, saved with a text model: the validation split as the fixed
+    held-out set, and a seeded sample of the training documents to replay while fine-tuning."""
+    from model.trainer import split_validation
+
+    if corpus.texts is None:
+        return {}
+    fit, heldout = split_validation(corpus, config.valid_fraction, config.seed)
+    picks = np.random.default_rng(config.seed).permutation(len(fit))[:replay_size]
+    return {"heldout": heldout, "replay": fit.subset(np.sort(picks))}
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -170,8 +184,7 @@ def _chunks(items: Iterator[tuple[str | None, str]], size: int) -> Iterator[list
 
 def cmd_generate(args: argparse.Namespace) -> int:
     """Write a generated corpus, split 80/20 into train.jsonl and test.jsonl."""
-    from model.data import hash_split
-    from model.synthetic import generate_corpus, write_jsonl
+    from model.synthetic import generate_corpus
 
     train, test = hash_split(generate_corpus(args.docs, args.labels, args.seed), 0.2, args.seed)
     write_jsonl(train, args.out / "train.jsonl")

@@ -15,6 +15,10 @@ The loop, in order, and why each step sits where it does:
 6. Commit, per partition, the batch's last offset + 1 — only after 4 and 5 succeeded. Nothing unwritten
    is ever committed, so delivery is at-least-once and Redis writes are idempotent.
 
+A new model version (``TAGGER_MODEL_DIR`` is a registry whose ``CURRENT`` changed) is loaded by a
+background thread and swapped in at the start of the next flush, so every batch is tagged by exactly one
+fully loaded model and no record is skipped or tagged twice.
+
 On rebalance, the open batch is flushed (3-6) before partitions are revoked; if that fails it is dropped
 uncommitted and the partitions' new owner processes it again. On SIGTERM/SIGINT (``stop()``): polling
 stops, the open batch is flushed within ``shutdown_timeout_s``, the consumer commits and leaves the group.
@@ -42,6 +46,7 @@ from worker.batcher import Batch, Batcher, Item
 from worker.config import WorkerSettings
 from worker.messages import BadMessage, decode_document
 from worker.metrics import WorkerMetrics, serve_http
+from worker.registry import Registry, resolve
 from worker.store import TagRecord, TagWriter, connect
 
 __all__ = ["BadInputFlood", "Worker"]
@@ -84,6 +89,7 @@ class Worker:
         self.writer: TagWriter | None = None
         self.http: Any = None
         self._in_retry = False
+        self._next_tagger: Tagger | None = None  # loaded by the watcher, swapped in by the loop
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -117,8 +123,10 @@ class Worker:
 
     def _start(self) -> None:
         s = self.settings
-        self.tagger = Tagger.load(s.model_dir, s.device or None)
+        self.tagger = Tagger.load(resolve(s.model_dir), s.device or None)
         self.metrics.set_model(self.tagger.version, str(self.tagger.device))
+        if Registry.is_registry(s.model_dir):
+            threading.Thread(target=self._watch_registry, name="model-watcher", daemon=True).start()
         self.writer = TagWriter(connect(s), s.tags_ttl_s, s.doc_ttl_s)
         self.producer = kafka_clients.connect_with_backoff(lambda: kafka_clients.producer(s), self.stopping,
                                                            "dead-letter producer")
@@ -138,6 +146,33 @@ class Worker:
             self.http.shutdown()
             self.http.server_close()
         log.info("worker stopped")
+
+    def _watch_registry(self, every_s: float = 1.0) -> None:
+        """Load the registry's new current version in the background; the loop swaps it in."""
+        registry = Registry(self.settings.model_dir)
+        failed = wanted = ""
+        while not self.stopping.wait(every_s):
+            try:
+                wanted = registry.current()
+                loaded = self._next_tagger or self.tagger
+                if loaded is None or wanted in (loaded.version, failed):
+                    continue
+                started = time.perf_counter()
+                self._next_tagger = Tagger.load(registry.path(wanted), self.settings.device or None)
+                log.info("model %s loaded in %.2f s; swapping in at the next batch", wanted,
+                         time.perf_counter() - started)
+            except TaggerError as err:
+                failed = wanted
+                log.error("cannot load model version %s, still serving the current one: %s", wanted, err)
+
+    def _swap_model(self) -> None:
+        incoming, self._next_tagger = self._next_tagger, None
+        if incoming is None or self.tagger is None or incoming.version == self.tagger.version:
+            return
+        log.info("model swapped: %s -> %s", self.tagger.version, incoming.version)
+        self.tagger = incoming
+        self.metrics.set_model(incoming.version, str(incoming.device))
+        self.metrics.model_swaps.inc()
 
     # ------------------------------------------------------------------ rebalance
 
@@ -205,6 +240,8 @@ class Worker:
         batch = self.batcher.take()
         if batch is None:
             return
+        if self._next_tagger is not None:
+            self._swap_model()
         self.metrics.batch_wait.observe(max(0.0, time.monotonic() - batch.opened_at))
         records = self._predict(batch)
         self._write(batch, records, deadline)

@@ -126,7 +126,8 @@ def test_shared_datasets_read(path: str, docs: int, labels: int | None) -> None:
 
 
 def test_jsonl_round_trip_of_generated_corpus(tmp_path: Path) -> None:
-    from model.synthetic import generate_corpus, write_jsonl
+    from model.data import write_jsonl
+    from model.synthetic import generate_corpus
 
     corpus = generate_corpus(50, 5, seed=3)
     write_jsonl(corpus, tmp_path / "g.jsonl")
