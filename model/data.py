@@ -27,7 +27,7 @@ import scipy.sparse as sp
 
 from model.errors import DataError
 
-__all__ = ["FORMATS", "Corpus", "detect_format", "hash_split", "join_title", "label_matrix",
+__all__ = ["FORMATS", "Corpus", "detect_format", "hash_split", "hash_unit", "join_title", "label_matrix",
            "parse_document", "read_corpus", "read_jsonl", "write_jsonl"]
 
 
@@ -91,12 +91,13 @@ def hash_split(corpus: Corpus, test_fraction: float = 0.2, seed: int = 0) -> tup
     """Seeded split by a hash of each id: a document lands on the same side in every run."""
     if not 0.0 < test_fraction < 1.0:
         raise DataError(f"test fraction must be in (0, 1), got {test_fraction}")
-    buckets = np.array([_hash_unit(f"{seed}:{doc_id}") for doc_id in corpus.ids])
+    buckets = np.array([hash_unit(f"{seed}:{doc_id}") for doc_id in corpus.ids])
     is_test = buckets >= 1.0 - test_fraction
     return corpus.subset(np.flatnonzero(~is_test)), corpus.subset(np.flatnonzero(is_test))
 
 
-def _hash_unit(key: str) -> float:
+def hash_unit(key: str) -> float:
+    """A stable pseudo-random number in [0, 1) from a string (md5), for seeded splits."""
     return int(hashlib.md5(key.encode()).hexdigest()[:8], 16) / 2**32
 
 

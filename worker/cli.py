@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from model.errors import TaggerError
-from worker import demo, model_commands, serve_commands
+from worker import demo, feedback_commands, model_commands, serve_commands
 
 __all__ = ["main"]
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     model_commands.register(commands)
     serve_commands.register(commands)
+    feedback_commands.register(commands)
     demo.register(commands)
     return parser
 

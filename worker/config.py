@@ -79,6 +79,19 @@ class WorkerSettings:
     max_batch_tokens: int = 65_536  # ... or this many whitespace-separated tokens ...
     max_wait_ms: int = 20  # ... or this long after its first document arrived, whichever is first
     max_text_bytes: int = 200_000  # longer documents are dead-lettered
+    # Corrections and fine-tuning (tagger correct / tagger learn)
+    tag_cut: float = 0.5  # a stored tag scoring at least this counts as assigned when corrected
+    corrections_per_user_per_minute: int = 30  # per-user rate limit on submitted corrections
+    finetune_every: int = 50  # a fine-tune round starts after this many new corrected documents ...
+    finetune_interval_s: float = 300.0  # ... or this long after the last round, if there are any
+    finetune_min_examples: int = 10  # no round on fewer corrected documents than this
+    finetune_epochs: int = 3
+    finetune_lr: float = 5e-4
+    finetune_loss: str = ""  # "margin" or "bce"; empty: the live model's own loss
+    replay_ratio: float = 2.0  # original training documents replayed per corrected document
+    corrections_slice: float = 0.2  # share of corrected documents held out to judge a candidate
+    promote_epsilon: float = 0.01  # largest allowed drop of held-out P@1 and nDCG@5 (absolute)
+    keep_versions: int = 5  # model versions kept in the registry
     # Operations
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 9108  # /metrics, /healthz, /readyz; 0 picks a free port
@@ -93,6 +106,8 @@ class WorkerSettings:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be at least 1, got {getattr(self, name)}")
         if self.max_wait_ms < 0 or self.metrics_port < 0:
             raise ConfigError("TAGGER_MAX_WAIT_MS and TAGGER_METRICS_PORT must not be negative")
+        if not 0.0 < self.corrections_slice < 1.0:
+            raise ConfigError(f"TAGGER_CORRECTIONS_SLICE must be in (0, 1), got {self.corrections_slice}")
         if not 0.0 < self.bad_share_limit <= 1.0:
             raise ConfigError(f"TAGGER_BAD_SHARE_LIMIT must be in (0, 1], got {self.bad_share_limit}")
 

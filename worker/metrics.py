@@ -6,12 +6,15 @@ Names follow Prometheus conventions: ``tagger_`` prefix, base units (``_seconds`
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
-__all__ = ["WorkerMetrics", "histogram_quantile", "serve_http"]
+__all__ = ["LearnerMetrics", "WorkerMetrics", "histogram_quantile", "serve_http"]
 
 # Fine below 100 ms, where the latency objective sits, so interpolated p50/p99 are close to exact.
 _LATENCY_BUCKETS = (0.002, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2,
@@ -56,13 +59,50 @@ class WorkerMetrics:
         self.model_info.labels(version, device).set(1)
 
 
-def serve_http(metrics: WorkerMetrics, host: str, port: int, ready: Callable[[], bool]) -> ThreadingHTTPServer:
+class _RejectedCorrections(Collector):
+    """``tagger_corrections_rejected_total{reason}``, read from the Redis hash every submitter increments."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily("tagger_corrections_rejected", "Rejected corrections by reason",
+                                     labels=["reason"])
+        try:
+            counts = self.client.hgetall("tagger:corrections:rejected")
+        except Exception:  # a scrape must not fail because Redis is briefly away
+            counts = {}
+        for reason, count in sorted(counts.items()):
+            family.add_metric([reason.decode()], float(count))
+        yield family
+
+
+class LearnerMetrics:
+    """Metrics of ``tagger learn``: corrections, fine-tune rounds, the live model."""
+
+    def __init__(self, client: Any, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.received = Counter("tagger_corrections_received_total", "Corrections stored as examples",
+                                registry=r)
+        self.runs = Counter("tagger_finetune_runs_total", "Fine-tune rounds by result", ["result"], registry=r)
+        self.seconds = Histogram("tagger_finetune_seconds", "Duration of a fine-tune round",
+                                 buckets=(1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600), registry=r)
+        self.heldout_p1 = Gauge("tagger_heldout_p_at_1", "Held-out P@1 in the last round", ["model"], registry=r)
+        self.live_version = Gauge("tagger_live_model_info", "The registry's live version (value 1)", ["version"],
+                                  registry=r)
+        for result in ("promoted", "rejected", "failed"):
+            self.runs.labels(result)
+        r.register(_RejectedCorrections(client))
+
+
+def serve_http(registry: CollectorRegistry, host: str, port: int, ready: Callable[[], bool]) -> ThreadingHTTPServer:
     """Serve /metrics, /healthz (alive) and /readyz (``ready()``) from a daemon thread."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/metrics":
-                self._reply(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+                self._reply(200, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif self.path == "/healthz":
                 self._reply(200, b"ok\n", "text/plain")
             elif self.path == "/readyz":

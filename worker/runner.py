@@ -103,7 +103,8 @@ class Worker:
 
     def run(self) -> None:
         """Start everything, then poll → batch → predict → write → commit until stopped."""
-        self.http = serve_http(self.metrics, self.settings.metrics_host, self.settings.metrics_port, self.ready)
+        s = self.settings
+        self.http = serve_http(self.metrics.registry, s.metrics_host, s.metrics_port, self.ready)
         try:
             self._start()
             while not self.stopping.is_set():

@@ -1,0 +1,77 @@
+"""Correction validation, the corrected label set, and fine-tuning on corrections with replay."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from model.data import Corpus, label_matrix
+from model.finetune import FineTuneConfig, _mix, fine_tune
+from model.tagger import Tagger
+from model.trainer import train
+from tests.conftest import tiny_configs
+from worker.corrections import Correction, CorrectionRejected, corrected_labels, parse_entry, validate
+
+KNOWN = {"a", "b", "c"}
+
+
+@pytest.mark.parametrize(("correction", "reason"), [
+    (Correction("", ("a",), (), "u"), "bad_id"),
+    (Correction("d", ("a",), (), ""), "bad_user"),
+    (Correction("d", (), (), "u"), "empty"),
+    (Correction("d", tuple(f"x{i}" for i in range(51)), (), "u"), "too_many_labels"),
+    (Correction("d", ("a",), ("a",), "u"), "conflict"),
+    (Correction("d", ("a", "zzz"), (), "u"), "unknown_label"),
+])
+def test_invalid_corrections_are_rejected_with_a_reason(correction: Correction, reason: str) -> None:
+    with pytest.raises(CorrectionRejected) as caught:
+        validate(correction, KNOWN)
+    assert caught.value.reason == reason
+
+
+def test_valid_correction_passes() -> None:
+    validate(Correction("d", ("a",), ("b",), "u"), KNOWN)
+
+
+def test_corrected_set_keeps_tags_above_the_cut() -> None:
+    tags = [("a", 0.8), ("b", 0.5), ("c", 0.49)]
+    assert corrected_labels(tags, 0.5, add=[], remove=[]) == ["a", "b"]
+    assert corrected_labels(tags, 0.5, add=["c", "a"], remove=["a"]) == ["b", "c", "a"]
+
+
+def test_stream_entry_round_trip_and_malformed_entries() -> None:
+    entry = {b"id": b"d1", b"add": b'["a"]', b"remove": b"[]", b"user": b"u", b"ts": b"5"}
+    assert parse_entry(entry) == Correction("d1", ("a",), (), "u", 5)
+    with pytest.raises(CorrectionRejected, match="malformed"):
+        parse_entry({b"id": b"d1", b"add": b"not json"})
+
+
+def test_mix_adds_replay_rows_at_the_ratio() -> None:
+    x, y = sp.csr_matrix(np.eye(4)), sp.csr_matrix(np.eye(4))
+    rx, ry = sp.csr_matrix(np.ones((10, 4))), sp.csr_matrix(np.ones((10, 4)))
+    mixed_x, mixed_y = _mix(x, y, rx, ry, FineTuneConfig(replay_ratio=1.5))
+    assert mixed_x.shape == (4 + 6, 4) and mixed_y.shape == (10, 4)
+    assert _mix(x, y, rx, ry, FineTuneConfig(replay_ratio=0))[0] is x
+
+
+def test_fine_tune_moves_a_copy_toward_the_corrections(corpus_split: tuple[Corpus, Corpus]) -> None:
+    train_corpus, test = corpus_split
+    trained = train(train_corpus, *tiny_configs())
+    live = Tagger(trained.model, trained.featurizer, trained.label_names)
+    before = {k: v.clone() for k, v in trained.model.state_dict().items()}
+    # users insist that the first 40 test documents carry the rarest label
+    rare = trained.label_names[-1]
+    docs = test.subset(range(40))
+    corrected = Corpus(docs.ids, [[rare] for _ in docs.ids], texts=docs.texts)
+    replay = train_corpus.subset(range(100))
+    names = live.label_names
+    candidate = fine_tune(trained.model, live.features(corrected.texts), label_matrix(corrected.labels, names),
+                          live.features(replay.texts), label_matrix(replay.labels, names),
+                          FineTuneConfig(epochs=5, lr=5e-3))
+    assert all(torch.equal(v, trained.model.state_dict()[k]) for k, v in before.items())  # live untouched
+    tuned = Tagger(candidate, live.featurizer, live.label_names)
+    rank = lambda t: np.mean([[n for n, _ in doc].index(rare) if rare in [n for n, _ in doc] else 12  # noqa: E731
+                              for doc in t.predict(corrected.texts, k=12)])
+    assert rank(tuned) < rank(live)

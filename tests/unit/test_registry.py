@@ -1,0 +1,73 @@
+"""The model registry: publish, atomic CURRENT, rollback to the previous live version, pruning."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from model.errors import CheckpointError
+from worker.registry import Registry, resolve
+
+
+def fake_checkpoint(root: Path, version: str, p1: float = 0.5) -> Path:
+    """The files the registry reads (it copies whole directories; the model files are not opened)."""
+    path = root / f"ckpt-{version}"
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"version": version, "created": f"2026-01-0{version[-1]}"}))
+    (path / "metrics.json").write_text(json.dumps({"valid": {"p@1": p1}}))
+    return path
+
+
+def test_publish_makes_current_and_lists(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "reg")
+    registry.publish(fake_checkpoint(tmp_path, "v1"))
+    registry.publish(fake_checkpoint(tmp_path, "v2", 0.6))
+    assert registry.current() == "v2"
+    assert [(i.version, i.current, i.valid_p1) for i in registry.versions()] == [("v1", False, 0.5),
+                                                                                 ("v2", True, 0.6)]
+    assert resolve(tmp_path / "reg") == tmp_path / "reg" / "versions" / "v2"
+    assert resolve(tmp_path / "ckpt-v1") == tmp_path / "ckpt-v1"  # a plain checkpoint is served as is
+
+
+def test_rollback_defaults_to_the_previous_live_version(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "reg")
+    for version in ("v1", "v2", "v3"):
+        registry.publish(fake_checkpoint(tmp_path, version))
+    assert registry.rollback() == "v2"
+    assert registry.current() == "v2"
+    assert registry.rollback("v3") == "v3"
+    actions = [entry["action"] for entry in registry.history()]
+    assert actions.count("rollback") == 2 and actions.count("publish") == 3
+
+
+def test_rollback_without_history_or_to_an_unknown_version_is_refused(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "reg")
+    registry.publish(fake_checkpoint(tmp_path, "v1"))
+    with pytest.raises(CheckpointError, match="no earlier live version"):
+        registry.rollback()
+    with pytest.raises(CheckpointError, match="no version 'v9'"):
+        registry.rollback("v9")
+
+
+def test_prune_keeps_the_newest_and_never_the_current(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "reg")
+    for version in ("v1", "v2", "v3", "v4"):
+        registry.publish(fake_checkpoint(tmp_path, version))
+    registry.rollback("v1")
+    assert registry.prune(keep=2) == ["v2", "v3"]
+    assert [i.version for i in registry.versions()] == ["v1", "v4"]
+
+
+def test_current_is_replaced_atomically(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "reg")
+    registry.publish(fake_checkpoint(tmp_path, "v1"))
+    registry.publish(fake_checkpoint(tmp_path, "v2"))
+    leftovers = [p.name for p in (tmp_path / "reg").iterdir() if p.name.startswith(".")]
+    assert leftovers == [] and (tmp_path / "reg" / "CURRENT").read_text() == "v2\n"
+
+
+def test_not_a_registry_says_how_to_make_one(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="tagger model publish"):
+        Registry(tmp_path).current()

@@ -1,0 +1,261 @@
+"""``tagger learn``: corrections → examples → periodic guarded fine-tuning → promotion (hot swap).
+
+The learner is a process of its own rather than a thread of the worker: a fine-tuning round is seconds
+of CPU- or GPU-bound work that would otherwise hold the worker's loop (and its GIL) for far longer than
+one batch. The worker only notices the registry's CURRENT pointer change and swaps between batches.
+
+Each step, in order:
+
+1. XREADGROUP new corrections from ``tagger:corrections`` (consumer group ``learners``).
+2. For each: validate again (labels may have changed since submission), read the document's stored
+   text and current tags, build the corrected label set (tags at or above the cut, minus ``remove``,
+   plus ``add``) and store the example in the hash ``tagger:examples``; only then XACK it.
+3. Every ``finetune_every`` new examples, or ``finetune_interval_s`` after the last round: fine-tune a
+   copy of the live model on the examples (minus a held-out slice) mixed with replayed training data.
+4. Judge candidate and live model on the fixed held-out set kept with the model and on the held-out
+   slice of corrections. Promote only if held-out P@1 and nDCG@5 drop by at most ``promote_epsilon``
+   and the slice's nDCG@5 improves; otherwise reject and record why (history.jsonl, metrics).
+5. Promotion writes the candidate as a new registry version (atomic), points CURRENT at it, and
+   prunes old versions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from model import checkpoint
+from model.data import Corpus, hash_unit, label_matrix
+from model.errors import ModelError, TaggerError
+from model.finetune import FineTuneConfig, fine_tune
+from model.tagger import Tagger
+from model.trainer import TrainedModel
+from worker.config import WorkerSettings
+from worker.corrections import (
+    REJECTED,
+    STREAM,
+    CorrectionRejected,
+    corrected_labels,
+    label_names_of,
+    parse_entry,
+    validate,
+)
+from worker.metrics import LearnerMetrics, serve_http
+from worker.registry import Registry
+from worker.store import DOC_KEY, TAGS_KEY, connect
+
+__all__ = ["EXAMPLES", "Learner", "RoundResult"]
+
+log = logging.getLogger(__name__)
+EXAMPLES = "tagger:examples"
+GROUP = "learners"
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """What one fine-tuning round decided, and on what evidence."""
+
+    result: str  # "promoted", "rejected" or "failed"
+    reason: str
+    live: dict[str, float]
+    candidate: dict[str, float]
+    version: str = ""  # the new live version when promoted
+    seconds: float = 0.0
+
+
+class Learner:
+    """Consumes corrections and runs guarded fine-tuning rounds against a model registry."""
+
+    def __init__(self, settings: WorkerSettings, client: redis.Redis | None = None,
+                 metrics: LearnerMetrics | None = None) -> None:
+        self.settings = settings
+        self.client = client or connect(settings)
+        self.registry = Registry(settings.model_dir)
+        self.metrics = metrics or LearnerMetrics(self.client)
+        self.stopping = threading.Event()
+        self.consumer = f"learner-{int(time.time())}"
+        self.new_examples = 0
+        self.last_round = time.monotonic()
+        self._ensure_group()
+
+    def _ensure_group(self) -> None:
+        try:
+            self.client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as err:
+            if "BUSYGROUP" not in str(err):
+                raise
+
+    def stop(self) -> None:
+        """Finish the current step and return from ``run``."""
+        self.stopping.set()
+
+    def run(self) -> None:
+        """Ingest corrections and run rounds until stopped."""
+        server = serve_http(self.metrics.registry, self.settings.metrics_host, self.settings.metrics_port, lambda: True)
+        try:
+            while not self.stopping.is_set():
+                self.ingest(block_ms=1000)
+                if self.due():
+                    self.run_round()
+        finally:
+            server.shutdown()
+            server.server_close()
+
+    # ------------------------------------------------------------------ steps 1-2
+
+    def ingest(self, block_ms: int = 0, count: int = 500) -> int:
+        """Read, validate and store new corrections; returns how many became examples."""
+        replies: Any = self.client.xreadgroup(GROUP, self.consumer, {STREAM: ">"}, count=count,
+                                         block=block_ms or None)
+        stored = 0
+        labels = label_names_of(self.registry.path(self.registry.current()))
+        for _, entries in replies or []:
+            for entry_id, fields in entries:
+                stored += self._store_example(fields, labels)
+                self.client.xack(STREAM, GROUP, entry_id)  # after the example is stored, or rejected for good
+        self.new_examples += stored
+        return stored
+
+    def _store_example(self, fields: dict[bytes, bytes], labels: set[str]) -> int:
+        try:
+            correction = parse_entry(fields)
+            validate(correction, labels)
+            text, tags = self._document(correction.doc_id)
+        except CorrectionRejected as rejected:
+            self.client.hincrby(REJECTED, rejected.reason, 1)
+            log.warning("correction rejected (%s): %s", rejected.reason, rejected)
+            return 0
+        example = {"text": text, "labels": corrected_labels(tags, self.settings.tag_cut, correction.add,
+                                                            correction.remove),
+                   "user": correction.user, "ts": correction.ts}
+        self.client.hset(EXAMPLES, correction.doc_id, json.dumps(example))
+        self.metrics.received.inc()
+        return 1
+
+    def _document(self, doc_id: str) -> tuple[str, list[tuple[str, float]]]:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(DOC_KEY.format(doc_id))
+        pipe.hget(TAGS_KEY.format(doc_id), "tags")
+        raw_doc, raw_tags = pipe.execute()
+        if raw_doc is None or raw_tags is None:
+            raise CorrectionRejected("unknown_document", f"document {doc_id!r} is unknown or expired")
+        return json.loads(raw_doc)["text"], [(str(n), float(s)) for n, s in json.loads(raw_tags)]
+
+    # ------------------------------------------------------------------ steps 3-5
+
+    def due(self) -> bool:
+        """Enough new examples, or the interval passed with at least one new example."""
+        if self.client.hlen(EXAMPLES) < self.settings.finetune_min_examples or self.new_examples == 0:
+            return False
+        waited = time.monotonic() - self.last_round
+        return self.new_examples >= self.settings.finetune_every or waited >= self.settings.finetune_interval_s
+
+    def run_round(self) -> RoundResult:
+        """Fine-tune, judge, and promote or reject; every outcome is recorded."""
+        started = time.perf_counter()
+        self.new_examples, self.last_round = 0, time.monotonic()
+        try:
+            outcome = self._round()
+        except (TaggerError, ValueError, RuntimeError) as err:
+            log.exception("fine-tune round failed")
+            outcome = RoundResult("failed", f"{type(err).__name__}: {err}", {}, {})
+        seconds = time.perf_counter() - started
+        outcome = RoundResult(outcome.result, outcome.reason, outcome.live, outcome.candidate, outcome.version,
+                              seconds)
+        self._record(outcome)
+        return outcome
+
+    def _round(self) -> RoundResult:
+        live_dir = self.registry.path(self.registry.current())
+        live = checkpoint.load(live_dir)
+        heldout, replay = checkpoint.load_corpus(live_dir, "heldout"), checkpoint.load_corpus(live_dir, "replay")
+        if heldout is None or replay is None:
+            raise ModelError(f"{live_dir} has no heldout/replay sets; retrain it with tagger train (text data)")
+        train_set, judge_set = self._examples()
+        if not len(judge_set) or not len(train_set):
+            return RoundResult("rejected", "too few corrected documents to hold a slice out", {}, {})
+        tagger = Tagger(live.model, live.featurizer, live.label_names, live.version, live.metrics)
+        candidate = self._fine_tune(tagger, train_set, replay)
+        scores = {name: {"heldout": t.evaluate(heldout), "slice": t.evaluate(judge_set)}
+                  for name, t in (("live", tagger), ("candidate", candidate))}
+        verdict = self._verdict(scores["live"], scores["candidate"])
+        summary = {name: _summary(s) for name, s in scores.items()}
+        if verdict:
+            return RoundResult("rejected", verdict, summary["live"], summary["candidate"])
+        version = self._promote(live, candidate, scores["candidate"]["heldout"], {"heldout": heldout,
+                                                                                 "replay": replay})
+        return RoundResult("promoted", "held-out within epsilon and corrections improved", summary["live"],
+                           summary["candidate"], version)
+
+    def _examples(self) -> tuple[Corpus, Corpus]:
+        """(train, judge) examples; a document's side is fixed by a hash of its id."""
+        stored: dict[Any, Any] = self.client.hgetall(EXAMPLES)
+        raw = {k.decode(): json.loads(v) for k, v in stored.items()}
+        ids = sorted(raw)
+        judge = [i for i in ids if hash_unit(i) < self.settings.corrections_slice]
+        train = [i for i in ids if hash_unit(i) >= self.settings.corrections_slice]
+
+        def corpus(chosen: list[str]) -> Corpus:
+            return Corpus(chosen, [raw[i]["labels"] for i in chosen], texts=[raw[i]["text"] for i in chosen])
+
+        return corpus(train), corpus(judge)
+
+    def _fine_tune(self, live: Tagger, examples: Corpus, replay: Corpus) -> Tagger:
+        s = self.settings
+        config = FineTuneConfig(epochs=s.finetune_epochs, lr=s.finetune_lr, replay_ratio=s.replay_ratio,
+                                loss=s.finetune_loss)
+        model = fine_tune(live.model, live.features(examples.texts or []),
+                          label_matrix(examples.labels, live.label_names), live.features(replay.texts or []),
+                          label_matrix(replay.labels, live.label_names), config)
+        return Tagger(model, live.featurizer, live.label_names, "", live.metrics)
+
+    def _verdict(self, live: dict[str, dict[str, float]], candidate: dict[str, dict[str, float]]) -> str:
+        """Empty when the candidate may be promoted, else the reason it may not."""
+        eps = self.settings.promote_epsilon
+        for metric in ("p@1", "ndcg@5"):
+            drop = live["heldout"][metric] - candidate["heldout"][metric]
+            if drop > eps:
+                return f"held-out {metric} dropped by {drop:.4f} (more than epsilon {eps})"
+        if candidate["slice"]["ndcg@5"] <= live["slice"]["ndcg@5"]:
+            return (f"corrections slice nDCG@5 did not improve ({live['slice']['ndcg@5']:.4f} -> "
+                    f"{candidate['slice']['ndcg@5']:.4f})")
+        return ""
+
+    def _promote(self, live: checkpoint.Checkpoint, candidate: Tagger, heldout_scores: dict[str, float],
+                 corpora: dict[str, Corpus]) -> str:
+        trained = TrainedModel(candidate.model, live.featurizer, live.label_names, live.train_config,
+                               heldout_scores, [], live.metrics.get("label_counts", []),
+                               int(live.metrics.get("n_train", 0)))
+        with tempfile.TemporaryDirectory(dir=self.registry.root) as tmp:
+            checkpoint.save(trained, Path(tmp) / "candidate", corpora)
+            version = self.registry.publish(Path(tmp) / "candidate", note={"from": live.version})
+        removed = self.registry.prune(self.settings.keep_versions)
+        log.info("promoted %s (pruned %s)", version, removed or "nothing")
+        return version
+
+    def _record(self, outcome: RoundResult) -> None:
+        self.metrics.runs.labels(outcome.result).inc()
+        self.metrics.seconds.observe(outcome.seconds)
+        for name, scores in (("live", outcome.live), ("candidate", outcome.candidate)):
+            if scores:
+                self.metrics.heldout_p1.labels(name).set(scores["heldout_p@1"])
+        self.metrics.live_version.clear()
+        self.metrics.live_version.labels(self.registry.current()).set(1)
+        if outcome.result != "promoted":
+            self.registry.record(outcome.result, self.registry.current(), reason=outcome.reason,
+                                 live=outcome.live, candidate=outcome.candidate)
+        log.info("fine-tune round %s in %.1f s: %s", outcome.result, outcome.seconds, outcome.reason)
+
+
+def _summary(scores: dict[str, dict[str, float]]) -> dict[str, Any]:
+    return {f"{part}_{metric}": round(values[metric], 4) for part, values in scores.items()
+            for metric in ("p@1", "ndcg@5")}
+

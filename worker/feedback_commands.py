@@ -1,0 +1,109 @@
+"""``tagger correct``, ``tagger learn`` and ``tagger model list | publish | rollback``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from worker.config import WorkerSettings, add_settings_flags, settings_from
+from worker.registry import Registry
+
+__all__ = ["register"]
+
+log = logging.getLogger(__name__)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add the feedback and model-registry commands to the ``tagger`` parser."""
+    correct = commands.add_parser("correct", help="submit a correction of a document's tags")
+    correct.add_argument("id", help="document id")
+    correct.add_argument("--add", default="", help="comma-separated labels to add")
+    correct.add_argument("--remove", default="", help="comma-separated labels to remove")
+    correct.add_argument("--user", default=os.environ.get("USER", "cli"), help="who corrects (rate-limited per user)")
+    add_settings_flags(correct)
+    correct.set_defaults(handler=cmd_correct)
+
+    learn = commands.add_parser("learn", help="consume corrections and run guarded fine-tuning rounds")
+    add_settings_flags(learn)
+    learn.set_defaults(handler=cmd_learn)
+
+    model = commands.add_parser("model", help="list, publish or roll back model versions in a registry")
+    verbs = model.add_subparsers(dest="verb", required=True, metavar="VERB")
+    listing = verbs.add_parser("list", help="stored versions, the live one marked")
+    publish = verbs.add_parser("publish", help="add a checkpoint as a new version and make it live")
+    publish.add_argument("checkpoint", type=Path)
+    rollback = verbs.add_parser("rollback", help="make an earlier version live again")
+    rollback.add_argument("version", nargs="?", help="default: the version live before the current one")
+    for verb in (listing, publish, rollback):
+        verb.add_argument("--registry", type=Path, help="registry root (default: TAGGER_MODEL_DIR)")
+    listing.set_defaults(handler=cmd_model_list)
+    publish.set_defaults(handler=cmd_model_publish)
+    rollback.set_defaults(handler=cmd_model_rollback)
+
+
+def _settings(args: argparse.Namespace) -> WorkerSettings:
+    return settings_from(os.environ, vars(args))
+
+
+def _labels(items: str) -> list[str]:
+    return [item.strip() for item in items.split(",") if item.strip()]
+
+
+def cmd_correct(args: argparse.Namespace) -> int:
+    """Validate and append one correction to the corrections stream."""
+    from worker.corrections import CorrectionClient, label_names_of
+    from worker.registry import resolve
+    from worker.store import connect
+
+
+    settings = _settings(args)
+    client = CorrectionClient(connect(settings), label_names_of(resolve(settings.model_dir)),
+                              settings.corrections_per_user_per_minute)
+    entry = client.submit(args.id, _labels(args.add), _labels(args.remove), args.user)
+    print(json.dumps({"id": args.id, "entry": entry}))
+    return 0
+
+
+def cmd_learn(args: argparse.Namespace) -> int:
+    """Run the learner until SIGTERM/SIGINT."""
+    from worker.feedback import Learner
+
+    learner = Learner(_settings(args))
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: learner.stop())
+    learner.run()
+    return 0
+
+
+def _registry(args: argparse.Namespace) -> Registry:
+    return Registry(args.registry or settings_from(os.environ).model_dir)
+
+
+def cmd_model_list(args: argparse.Namespace) -> int:
+    """One line per version: live marker, version, created, validation P@1."""
+    for info in _registry(args).versions():
+        p1 = "-" if info.valid_p1 is None else f"{info.valid_p1 * 100:.2f}"
+        sys.stdout.write(f"{'*' if info.current else ' '} {info.version}  {info.created}  p@1={p1}\n")
+    return 0
+
+
+def cmd_model_publish(args: argparse.Namespace) -> int:
+    """Copy a checkpoint into the registry and make it live."""
+    from model.checkpoint import load
+
+    load(args.checkpoint)  # refuse a damaged checkpoint before it can go live
+    version = _registry(args).publish(args.checkpoint, note={"source": str(args.checkpoint)})
+    print(f"published {version}; it is live")
+    return 0
+
+
+def cmd_model_rollback(args: argparse.Namespace) -> int:
+    """Point the registry's CURRENT at an earlier version; running workers swap to it."""
+    version = _registry(args).rollback(args.version)
+    print(f"rolled back; live version is now {version}")
+    return 0
