@@ -16,8 +16,8 @@ The loop, in order, and why each step sits where it does:
    is ever committed, so delivery is at-least-once and Redis writes are idempotent.
 
 A new model version (``TAGGER_MODEL_DIR`` is a registry whose ``CURRENT`` changed) is loaded by a
-background thread and swapped in at the start of the next flush, so every batch is tagged by exactly one
-fully loaded model and no record is skipped or tagged twice.
+background thread and swapped in between batches (when idle, or at the start of the next flush), so
+every batch is tagged by exactly one fully loaded model and no record is skipped or tagged twice.
 
 On rebalance, the open batch is flushed (3-6) before partitions are revoked; if that fails it is dropped
 uncommitted and the partitions' new owner processes it again. On SIGTERM/SIGINT (``stop()``): polling
@@ -111,6 +111,8 @@ class Worker:
                 self._poll_once()
                 if self.batcher.due():
                     self._flush()
+                elif self._next_tagger is not None and self.batcher.batch is None:
+                    self._swap_model()  # idle: swap now rather than with the next batch
             self._flush(deadline=time.monotonic() + self.settings.shutdown_timeout_s)
         except _Abandoned:
             log.warning("shutdown: the last batch could not be written in time; it stays uncommitted")

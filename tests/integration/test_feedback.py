@@ -1,0 +1,161 @@
+"""Corrections and guarded fine-tuning against a real redis-server; hot swap under a running worker."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+
+from model import checkpoint
+from model.config import ModelConfig, TrainConfig
+from model.data import Corpus, hash_split
+from model.synthetic import generate_corpus
+from model.tagger import Tagger
+from model.trainer import train
+from tests.integration.conftest import Stream, WorkerProcess, tagged_ids, wait_until
+from worker.config import WorkerSettings
+from worker.corrections import STREAM, CorrectionClient, CorrectionRejected
+from worker.feedback import EXAMPLES, GROUP, Learner
+from worker.model_commands import feedback_corpora
+from worker.registry import Registry, resolve
+from worker.services import Service
+from worker.store import TagRecord, TagWriter
+
+pytestmark = pytest.mark.integration
+
+CORPUS = generate_corpus(1500, 10, seed=21)
+TRAIN, TEST = hash_split(CORPUS, 0.3, seed=0)
+
+
+def weak_model(out: Path, seed: int = 0) -> Path:
+    """An under-trained model (one epoch): good enough to tag, with room for corrections to help."""
+    config = TrainConfig(epochs=1, lr=1e-3, min_df=1, seed=seed)
+    trained = train(TRAIN, ModelConfig(embed_dim=32, latent_dim=16, label_hidden=32, pooling="sum"), config)
+    checkpoint.save(trained, out, feedback_corpora(TRAIN, config))
+    return out
+
+
+@pytest.fixture()
+def client(redis_service: Service) -> redis.Redis:
+    client = redis.Redis.from_url(f"redis://{redis_service.address}/0")
+    client.delete(STREAM, EXAMPLES, "tagger:corrections:rejected")
+    return client
+
+
+@pytest.fixture()
+def registry(tmp_path: Path) -> Registry:
+    registry = Registry(tmp_path / "registry")
+    registry.publish(weak_model(tmp_path / "v1"))
+    return registry
+
+
+def tag_documents(client: redis.Redis, tagger: Tagger, docs: Corpus) -> None:
+    """Write the live model's tags as the worker would."""
+    tags = tagger.predict(docs.texts or [], k=5)
+    records = [TagRecord(doc_id, doc_tags, text, "docs", 0, i, 1000)
+               for i, (doc_id, doc_tags, text) in enumerate(zip(docs.ids, tags, docs.texts or [], strict=True))]
+    TagWriter(client, doc_ttl_s=600).write(records, tagger.version)
+
+
+def settings(registry: Registry, redis_service: Service) -> WorkerSettings:
+    return WorkerSettings(model_dir=str(registry.root), redis_url=f"redis://{redis_service.address}/0",
+                          finetune_min_examples=20, finetune_every=20, finetune_epochs=8, finetune_lr=3e-3,
+                          promote_epsilon=0.02, tag_cut=0.5, metrics_port=0, metrics_host="127.0.0.1")
+
+
+def test_corrections_are_validated_rate_limited_and_streamed(client: redis.Redis, registry: Registry) -> None:
+    tagger = Tagger.load(resolve(registry.root), "cpu")
+    docs = TEST.subset(range(3))
+    tag_documents(client, tagger, docs)
+    corrections = CorrectionClient(client, tagger.label_names, per_user_per_minute=2)
+    corrections.submit(docs.ids[0], [tagger.label_names[0]], [], "alice")
+    with pytest.raises(CorrectionRejected, match="no tagged document"):
+        corrections.submit("never-tagged", [tagger.label_names[0]], [], "alice")
+    with pytest.raises(CorrectionRejected, match="unknown label"):
+        corrections.submit(docs.ids[1], ["not-a-label"], [], "alice")
+    corrections.submit(docs.ids[1], [], [tagger.label_names[1]], "alice")
+    with pytest.raises(CorrectionRejected, match="more than 2"):
+        corrections.submit(docs.ids[2], [tagger.label_names[0]], [], "alice")
+    corrections.submit(docs.ids[2], [tagger.label_names[0]], [], "bob")  # another user is not limited
+    entries = client.xrange(STREAM)
+    assert [e[1][b"user"] for e in entries] == [b"alice", b"alice", b"bob"]
+    rejected = {k.decode(): int(v) for k, v in client.hgetall("tagger:corrections:rejected").items()}
+    assert rejected == {"unknown_document": 1, "unknown_label": 1, "rate_limited": 1}
+
+
+def submit_truth(client: redis.Redis, tagger: Tagger, docs: Corpus, noisy: bool = False) -> None:
+    """Users correct tags toward the true labels (or, noisy, toward random ones)."""
+    corrections = CorrectionClient(client, tagger.label_names, per_user_per_minute=10_000)
+    rng = random.Random(5)
+    for doc_id, truth, tags in zip(docs.ids, docs.labels, tagger.predict(docs.texts or [], 5), strict=True):
+        target = set(rng.sample(tagger.label_names, 2)) if noisy else set(truth)
+        shown = {n for n, s in tags if s >= 0.5}
+        add, remove = sorted(target - shown), sorted(shown - target)
+        if add or remove:
+            corrections.submit(doc_id, add, remove, f"user-{rng.randrange(20)}")
+
+
+def test_helpful_corrections_promote_and_a_poisoned_round_is_rejected(
+        client: redis.Redis, registry: Registry, redis_service: Service) -> None:
+    live = Tagger.load(resolve(registry.root), "cpu")
+    docs = TEST.subset(range(300))
+    tag_documents(client, live, docs)
+    submit_truth(client, live, docs)
+    learner = Learner(settings(registry, redis_service), client)
+    stored = learner.ingest()
+    assert stored > 50 and client.hlen(EXAMPLES) == stored
+    assert client.xpending(STREAM, GROUP)["pending"] == 0  # acknowledged only after being stored
+    assert learner.due()
+    first = learner.run_round()
+    assert first.result == "promoted", first
+    assert registry.current() == first.version != live.version
+    assert first.candidate["slice_ndcg@5"] > first.live["slice_ndcg@5"]
+
+    client.delete(EXAMPLES)
+    promoted = Tagger.load(resolve(registry.root), "cpu")
+    tag_documents(client, promoted, docs)
+    submit_truth(client, promoted, docs, noisy=True)
+    learner.ingest()
+    second = learner.run_round()
+    assert second.result == "rejected", second
+    assert registry.current() == first.version  # the poisoned candidate never went live
+    assert any(e["action"] == "rejected" and e["reason"] == second.reason for e in registry.history())
+    runs = learner.metrics.registry.get_sample_value
+    assert runs("tagger_finetune_runs_total", {"result": "promoted"}) == 1
+    assert runs("tagger_finetune_runs_total", {"result": "rejected"}) == 1
+
+
+def test_rollback_restores_the_previous_predictions_exactly(registry: Registry, tmp_path: Path) -> None:
+    texts = TEST.texts[:50] if TEST.texts else []
+    before = Tagger.load(resolve(registry.root), "cpu").predict(texts, 5)
+    registry.publish(weak_model(tmp_path / "v2", seed=7))
+    assert Tagger.load(resolve(registry.root), "cpu").predict(texts, 5) != before
+    registry.rollback()
+    assert Tagger.load(resolve(registry.root), "cpu").predict(texts, 5) == before
+
+
+def test_hot_swap_under_a_running_worker_loses_and_duplicates_nothing(
+        stream: Stream, start_worker: Callable[..., WorkerProcess], registry: Registry, tmp_path: Path) -> None:
+    first_version = registry.current()
+    worker = start_worker(TAGGER_MODEL_DIR=str(registry.root))
+    worker.wait_ready()
+    wave_one, wave_two = stream.documents(300), stream.documents(300, start=300)
+    stream.produce([value for _, value in wave_one])
+    ids = [doc_id for doc_id, _ in wave_one]
+    wait_until(lambda: len(tagged_ids(stream.redis_url, ids)) == 300, 60, "first wave tagged")
+    new_version = registry.publish(weak_model(tmp_path / "v2", seed=9))
+    wait_until(lambda: f'version="{new_version}"' in worker.get("/metrics")[1], 60, "the worker to swap models")
+    stream.produce([value for _, value in wave_two])
+    ids += [doc_id for doc_id, _ in wave_two]
+    wait_until(lambda: len(tagged_ids(stream.redis_url, ids)) == 600, 60, "second wave tagged")
+
+    client = redis.Redis.from_url(stream.redis_url)
+    models = [client.hget(f"tagger:tags:{doc_id}", "model").decode() for doc_id in ids]
+    assert set(models[:300]) == {first_version} and set(models[300:]) == {new_version}
+    _, body = worker.get("/metrics")
+    assert 'tagger_messages_total{outcome="tagged"} 600.0' in body  # each document tagged exactly once
+    assert "tagger_model_swaps_total 1.0" in body
+    wait_until(lambda: sum(stream.committed().values()) == 600, 30, "all offsets committed")
