@@ -49,7 +49,7 @@ def test_alerts_read_exported_metrics() -> None:
     exported = exported_series()
     for alert in _alerts():
         unknown = metric_names(str(alert["expr"])) - exported
-        assert not unknown, f"{alert['alert']} reads metrics neither the worker nor the learner exports: {sorted(unknown)}"
+        assert not unknown, f"{alert['alert']} reads unexported metrics: {sorted(unknown)}"
 
 
 def test_every_runbook_link_has_a_section() -> None:
