@@ -8,7 +8,9 @@ For one model (trained here with the quality benchmark's settings, or given with
 (b) p50/p99 end-to-end latency (message timestamp → Redis write acknowledged, from the worker's
     histogram) with documents produced at 25%, 50% and 80% of that maximum;
 (c) the same drain with batches of one document, to show what batching buys;
-(d) the worker's peak resident memory (VmHWM).
+(d) the worker's peak resident memory (VmHWM);
+(e) a model hot swap at 50% load: p99 and worst-bucket latency of documents tagged in the seconds
+    around the swap, beside those before it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -35,9 +38,9 @@ from benchmarks.quality import DATASETS, SETTINGS
 from model import checkpoint
 from model.config import ModelConfig, TrainConfig
 from model.data import Corpus
-from model.trainer import train
+from model.trainer import TrainedModel, train
 from worker.config import WorkerSettings
-from worker.kafka import create_topic
+from worker.kafka import FETCH_MAX_BYTES, create_topic
 from worker.metrics import histogram_quantile
 from worker.services import Service, free_port, start_redis, start_tansu
 
@@ -70,7 +73,8 @@ def bare_consume_rate(broker: str, topic: str, n: int) -> float:
     """Messages per second a plain kafka-python consumer reads from the topic's start."""
     consumer = KafkaConsumer(topic, bootstrap_servers=broker, group_id=f"bare-{uuid.uuid4().hex[:6]}",
                              auto_offset_reset="earliest", enable_auto_commit=False, session_timeout_ms=6000,
-                             heartbeat_interval_ms=1000, fetch_max_wait_ms=10)
+                             heartbeat_interval_ms=1000, fetch_max_wait_ms=10, fetch_max_bytes=FETCH_MAX_BYTES,
+                             receive_message_max_bytes=2 * FETCH_MAX_BYTES)  # as the worker's consumer
     seen, started = 0, None
     while seen < n:
         batch = consumer.poll(timeout_ms=1000)
@@ -132,11 +136,17 @@ class WorkerRun:
         self._wait(lambda: self.tagged() >= n, timeout, f"{n} tagged documents")
         return n / (time.perf_counter() - started)
 
-    def latency(self, q: float) -> float | None:
-        """The q-quantile of end-to-end latency, seconds."""
-        buckets = [(float(labels["le"]), v) for labels, v in
-                   self.samples().get("tagger_end_to_end_latency_seconds_bucket", [])]
-        return histogram_quantile(buckets, q)
+    def buckets(self) -> list[tuple[float, float]]:
+        """Cumulative end-to-end latency buckets (le, count)."""
+        return [(float(labels["le"]), v) for labels, v in
+                self.samples().get("tagger_end_to_end_latency_seconds_bucket", [])]
+
+    def latency(self, q: float, since: list[tuple[float, float]] | None = None) -> float | None:
+        """The q-quantile of end-to-end latency in seconds (of observations after ``since``, if given)."""
+        now = self.buckets()
+        if since:
+            now = [(le, count - before) for (le, count), (_, before) in zip(now, since, strict=True)]
+        return histogram_quantile(now, q)
 
     def peak_rss_mb(self) -> float:
         """The worker's peak resident set (VmHWM), MiB."""
@@ -212,6 +222,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                              "p99_ms": 1000 * (worker.latency(0.99) or 0)}
             result["peak_rss_mib"] = max(result["peak_rss_mib"], worker.peak_rss_mb())
             worker.stop()
+        result["hot_swap"] = hot_swap(broker, redis, model, test, topic(), result["max_docs_per_s"] / 2,
+                                      args.seconds, workdir)
+    return result
+
+
+def hot_swap(broker: Service, redis: Service, model: Path, test: Corpus, topic: str, rate: float,
+             seconds: float, workdir: Path) -> dict[str, Any]:
+    """Serve a registry, publish a new version half-way through a paced stream, compare latencies."""
+    from worker.registry import Registry
+
+    registry = Registry(workdir / "registry")
+    registry.publish(model)
+    worker = WorkerRun(broker, redis, registry.root, topic, workdir / "worker-swap.log")
+    n = int(rate * seconds)
+    producer = threading.Thread(target=produce, args=(broker.address, topic, payloads(test, n, topic), rate))
+    producer.start()
+    worker._wait(lambda: worker.tagged() >= n / 2, 300, "half the stream tagged")
+    before = worker.buckets()
+    second = checkpoint.load(model)
+    copy_dir = workdir / "swap-copy"
+    checkpoint.save(TrainedModel(second.model, second.featurizer, second.label_names, second.train_config,
+                                 second.metrics.get("valid", {})), copy_dir)
+    swapped_at = time.perf_counter()
+    version = registry.publish(copy_dir)
+    worker._wait(lambda: f'version="{version}"' in worker._get("/metrics"), 60, "the swap")
+    swap_s = time.perf_counter() - swapped_at
+    producer.join()
+    worker.drain_rate(n, 300)
+    result = {"rate": rate, "docs": n, "publish_to_swap_s": swap_s,
+              "before_p99_ms": 1000 * (histogram_quantile(before, 0.99) or 0),
+              "after_p99_ms": 1000 * (worker.latency(0.99, since=before) or 0),
+              "after_max_bucket_ms": 1000 * (worker.latency(1.0, since=before) or 0)}
+    worker.stop()
     return result
 
 
