@@ -117,7 +117,7 @@ class Registry:
 
     def versions(self) -> list[VersionInfo]:
         """Stored versions, oldest first."""
-        current = self.current() if self.is_registry(self.root) else ""
+        current = self.current()
         found = []
         for path in sorted(self.versions_dir.glob("[!.]*")):
             config = json.loads((path / "config.json").read_text(encoding="utf-8"))

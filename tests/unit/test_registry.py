@@ -69,5 +69,6 @@ def test_current_is_replaced_atomically(tmp_path: Path) -> None:
 
 
 def test_not_a_registry_says_how_to_make_one(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match="tagger model publish"):
-        Registry(tmp_path).current()
+    for action in (Registry(tmp_path).current, Registry(tmp_path / "missing").versions):
+        with pytest.raises(CheckpointError, match="tagger model publish"):
+            action()
