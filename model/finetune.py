@@ -19,7 +19,7 @@ from tqdm import tqdm
 from model.config import LOSSES, ModelConfig, TrainConfig
 from model.errors import ConfigError
 from model.rank_ae import RankAE
-from model.trainer import _Loop
+from model.trainer import EpochLoop
 
 __all__ = ["FineTuneConfig", "fine_tune"]
 
@@ -53,7 +53,7 @@ def fine_tune(model: RankAE, x: sp.csr_matrix, y: sp.csr_matrix, replay_x: sp.cs
     train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                                seed=config.seed, patience=config.epochs)
     torch.manual_seed(config.seed)
-    loop = _Loop(candidate, rows_x, rows_y, train_config, device)
+    loop = EpochLoop(candidate, rows_x, rows_y, train_config, device)
     with tqdm(total=config.epochs, disable=True) as bar:
         for _ in range(config.epochs):
             loop.epoch(bar)

@@ -30,7 +30,7 @@ from model.noise import add_label_noise
 from model.rank_ae import RankAE, SparseBatch, labels_batch, predict_topk
 from model.text import Featurizer
 
-__all__ = ["TrainedModel", "resolve_device", "train"]
+__all__ = ["EpochLoop", "TrainedModel", "resolve_device", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def _batches(n: int, size: int, rng: np.random.Generator) -> Iterator[np.ndarray
         yield order[start:start + size]
 
 
-class _Loop:
+class EpochLoop:
     """One training run's state: data on the host, model and optimiser on the device."""
 
     def __init__(self, model: RankAE, x: sp.csr_matrix, y: sp.csr_matrix, config: TrainConfig,
@@ -154,7 +154,7 @@ class _Run:
     featurizer: Featurizer
     names: list[str]
     label_counts: list[int]  # clean training documents per label
-    loop: _Loop
+    loop: EpochLoop
 
     @classmethod
     def prepare(cls, corpus: Corpus, model_config: ModelConfig, train_config: TrainConfig,
@@ -171,7 +171,7 @@ class _Run:
         log.info("training %s on %d documents (%d features, %d labels) on %s", config.head,
                  x_train.shape[0], config.n_features, config.n_labels, target)
         counts = np.asarray(y_clean.sum(axis=0)).ravel().astype(int).tolist()
-        return cls(featurizer, names, counts, _Loop(model, x_train, y_train, train_config, target))
+        return cls(featurizer, names, counts, EpochLoop(model, x_train, y_train, train_config, target))
 
 
 def _sized(config: ModelConfig, n_features: int, n_labels: int) -> ModelConfig:
@@ -186,7 +186,7 @@ def _build(config: ModelConfig, y_train: sp.csr_matrix, seed: int) -> RankAE:
     return model
 
 
-def _fit(loop: _Loop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,
+def _fit(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,
          progress: bool) -> tuple[list[dict[str, float]], dict[str, Any]]:
     history: list[dict[str, float]] = []
     best: dict[str, Any] = {"p@1": -1.0}
@@ -211,7 +211,7 @@ def _fit(loop: _Loop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,
     return history, best
 
 
-def _fit_blind(loop: _Loop, epochs: int, progress: bool) -> None:
+def _fit_blind(loop: EpochLoop, epochs: int, progress: bool) -> None:
     """Train for a fixed number of epochs with no validation (the refit on all training documents)."""
     log.info("refit on all %d training documents for %d epochs", loop.x.shape[0], epochs)
     with tqdm(total=epochs, desc="refit", unit="epoch", disable=not progress) as bar:
