@@ -172,7 +172,7 @@ def main() -> None:
     parser.add_argument("--wrong", type=float, default=0.3, help="share of corrections that are wrong")
     parser.add_argument("--epochs", type=int, default=10, help="epochs of the initial training")
     parser.add_argument("--ft-epochs", type=int, default=3)
-    parser.add_argument("--ft-lr", type=float, default=5e-4)
+    parser.add_argument("--ft-lr", type=float, default=2e-4)
     parser.add_argument("--epsilon", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", type=Path, default=Path("docs/figures/feedback.png"))
@@ -181,7 +181,8 @@ def main() -> None:
     early, later = split_by_id(read_corpus(DATA / "stackexchange/cooking.csv"))
     stream, evaluation = later.subset(range(len(later) // 2)), later.subset(range(len(later) // 2, len(later)))
     model_kw, train_kw = SETTINGS["cooking"]
-    config = TrainConfig(**{**train_kw, "epochs": args.epochs, "patience": args.epochs})
+    # No refit: the held-out set the learner judges candidates on must not have been trained on.
+    config = TrainConfig(**{**train_kw, "epochs": args.epochs, "patience": args.epochs, "refit": False})
     workdir = Path(tempfile.mkdtemp(prefix="feedback-bench-"))
     started = time.perf_counter()
     checkpoint.save(train(early, ModelConfig(**model_kw), config), workdir / "live", feedback_corpora(early, config))

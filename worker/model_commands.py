@@ -125,14 +125,24 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def feedback_corpora(corpus: Corpus, config: TrainConfig, replay_size: int = 5000) -> dict[str, Corpus]:
     """What the corrections learner needs, saved with a text model: the validation split as the fixed
-    held-out set, and a seeded sample of the training documents to replay while fine-tuning."""
+    held-out set, and a seeded sample of the training documents to replay while fine-tuning.
+
+    A refit model has trained on every document, so it gets no held-out set: judging candidates on
+    memorised documents would punish any change (measured: held-out P@1 84 against 48 on unseen ones).
+    """
     from model.trainer import split_validation
 
     if corpus.texts is None:
         return {}
     fit, heldout = split_validation(corpus, config.valid_fraction, config.seed)
     picks = np.random.default_rng(config.seed).permutation(len(fit))[:replay_size]
-    return {"heldout": heldout, "replay": fit.subset(np.sort(picks))}
+    corpora = {"replay": fit.subset(np.sort(picks))}
+    if config.refit:
+        log.warning("--refit trains on every document: no clean held-out set is saved, so the corrections "
+                    "learner cannot judge candidates for this model; train without --refit to use it")
+    else:
+        corpora["heldout"] = heldout
+    return corpora
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

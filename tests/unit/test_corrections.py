@@ -75,3 +75,14 @@ def test_fine_tune_moves_a_copy_toward_the_corrections(corpus_split: tuple[Corpu
     rank = lambda t: np.mean([[n for n, _ in doc].index(rare) if rare in [n for n, _ in doc] else 12  # noqa: E731
                               for doc in t.predict(corrected.texts, k=12)])
     assert rank(tuned) < rank(live)
+
+
+def test_a_refit_model_gets_no_held_out_set(corpus_split: tuple[Corpus, Corpus]) -> None:
+    from model.config import TrainConfig
+    from worker.model_commands import feedback_corpora
+
+    plain = feedback_corpora(corpus_split[0], TrainConfig(valid_fraction=0.1))
+    assert set(plain) == {"heldout", "replay"}
+    assert len(plain["heldout"]) == round(0.1 * len(corpus_split[0]))
+    assert set(plain["heldout"].ids).isdisjoint(plain["replay"].ids)
+    assert set(feedback_corpora(corpus_split[0], TrainConfig(refit=True))) == {"replay"}
