@@ -278,6 +278,8 @@ class Worker:
                 break
             except redis.RedisError as err:
                 self.metrics.redis_errors.inc()
+                if deadline is None and self.stopping.is_set():  # SIGTERM during an outage: bounded wait
+                    deadline = time.monotonic() + self.settings.shutdown_timeout_s
                 if deadline is not None and time.monotonic() + delay > deadline:
                     raise _Abandoned from err
                 log.warning("redis write failed (%s); pausing consumption, retrying in %.1f s", err, delay)

@@ -183,3 +183,16 @@ def test_a_damaged_model_is_a_one_line_error(stream: Stream, start_worker: Calla
     worker = start_worker(TAGGER_MODEL_DIR=str(tmp_path))
     assert worker.process.wait(60) == 2
     assert "not a model checkpoint" in worker.log_path.read_text().strip().splitlines()[-1]
+
+
+def test_sigterm_during_a_redis_outage_exits_in_bounded_time_without_committing(
+        stream: Stream, start_worker: Callable[..., WorkerProcess], tmp_path: Path) -> None:
+    own_redis = start_redis(tmp_path / "redis")
+    url = f"redis://{own_redis.address}/0"
+    worker = start_worker(TAGGER_REDIS_URL=url, TAGGER_SHUTDOWN_TIMEOUT_S="2")
+    worker.wait_ready()
+    own_redis.stop()
+    stream.produce([value for _, value in stream.documents(50)])
+    wait_until(lambda: _metric(worker, "tagger_redis_errors_total") >= 1, 60, "a failed redis write")
+    assert worker.terminate(timeout=20) == 0  # gives up on the unwritten batch after the shutdown timeout
+    assert sum(stream.committed().values()) == 0  # and commits none of it
