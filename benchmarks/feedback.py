@@ -109,7 +109,9 @@ def run_arm(loss: str, live_dir: Path, stream: Corpus, evaluation: Corpus, args:
         curve.append(p_at_1(Tagger.load(resolve(root), "cpu"), evaluation))
         rounds.append({"round": number + 1, "corrections": sent, "result": outcome.result,
                        "reason": outcome.reason, "seconds": round(outcome.seconds, 1),
-                       "correction_to_live_s": round(to_live, 1), "p@1": round(curve[-1], 2)})
+                       "correction_to_live_s": round(to_live, 1), "p@1": round(curve[-1], 2),
+                       "heldout_p@1": {"live": outcome.live.get("heldout_p@1"),
+                                       "candidate": outcome.candidate.get("heldout_p@1")}})
         log.info("%s round %d: %s", loss, number + 1, rounds[-1])
     return {"loss": loss, "p@1": [round(v, 2) for v in curve], "rounds": rounds, "registry": root,
             "learner": learner, "client": client}
@@ -145,23 +147,30 @@ def flood(client: redis.Redis, tagger: Tagger, doc_id: str, attempts: int = 1000
 
 
 def plot(arms: list[dict[str, Any]], path: Path, title: str) -> None:
-    """P@1 per round, one line per loss."""
+    """Left: the live model's P@1 per round. Right: each round's candidate on the held-out set."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, (live_ax, cand_ax) = plt.subplots(1, 2, figsize=(11, 4))
     for arm in arms:
-        ax.plot(range(len(arm["p@1"])), arm["p@1"], marker="o", label=f"fine-tune loss: {arm['loss']}")
-    ax.set_xlabel("correction round (0 = before feedback)")
-    ax.set_ylabel("P@1 on uncorrected later documents (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
+        live_ax.plot(range(len(arm["p@1"])), arm["p@1"], marker="o", label=f"fine-tune loss: {arm['loss']}")
+        rounds = [r["round"] for r in arm["rounds"]]
+        cand_ax.plot(rounds, [100 * r["heldout_p@1"]["candidate"] for r in arm["rounds"]], marker="o",
+                     label=f"candidate, {arm['loss']}")
+    first = arms[0]["rounds"][0]["heldout_p@1"]["live"]
+    cand_ax.axhline(100 * first, color="grey", linestyle="--", label="live model")
+    live_ax.set(xlabel="correction round (0 = before feedback)", ylabel="live model P@1, uncorrected docs (%)",
+                title="what users see")
+    cand_ax.set(xlabel="correction round", ylabel="held-out P@1 (%)", title="what the guard saw")
+    for ax in (live_ax, cand_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
