@@ -18,13 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,10 +38,9 @@ from model.trainer import TrainedModel, train
 from worker.config import WorkerSettings
 from worker.kafka import FETCH_MAX_BYTES, create_topic
 from worker.metrics import histogram_quantile
-from worker.services import Service, free_port, start_redis, start_tansu
+from worker.services import ServeProcess, Service, start_redis, start_tansu
 
 log = logging.getLogger("benchmarks.stream")
-ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 4
 
 
@@ -86,28 +81,17 @@ def bare_consume_rate(broker: str, topic: str, n: int) -> float:
     return n / elapsed
 
 
-class WorkerRun:
+class WorkerRun(ServeProcess):
     """``tagger serve`` as a subprocess on its own topic and group, scraped over HTTP."""
 
     def __init__(self, broker: Service, redis: Service, model: Path, topic: str, log_path: Path,
                  **settings: str) -> None:
-        self.port = free_port()
-        env = {**os.environ, "TAGGER_KAFKA_BOOTSTRAP_SERVERS": broker.address, "TAGGER_INPUT_TOPIC": topic,
-               "TAGGER_DLQ_TOPIC": f"{topic}.dlq", "TAGGER_GROUP_ID": f"g-{topic}",
-               "TAGGER_REDIS_URL": f"redis://{redis.address}/0", "TAGGER_MODEL_DIR": str(model),
-               "TAGGER_METRICS_HOST": "127.0.0.1", "TAGGER_METRICS_PORT": str(self.port),
-               "TAGGER_SESSION_TIMEOUT_MS": "6000", "TAGGER_HEARTBEAT_INTERVAL_MS": "1000", **settings}
-        with log_path.open("ab") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", "worker.cli", "serve"], cwd=ROOT, env=env,
-                                            stdout=out, stderr=subprocess.STDOUT)
-        self._wait(lambda: self._get("/readyz") == "ready\n", 120, "worker ready")
-
-    def _get(self, path: str) -> str:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as reply:
-                return str(reply.read().decode())
-        except OSError:
-            return ""
+        super().__init__({"TAGGER_KAFKA_BOOTSTRAP_SERVERS": broker.address, "TAGGER_INPUT_TOPIC": topic,
+                          "TAGGER_DLQ_TOPIC": f"{topic}.dlq", "TAGGER_GROUP_ID": f"g-{topic}",
+                          "TAGGER_REDIS_URL": f"redis://{redis.address}/0", "TAGGER_MODEL_DIR": str(model),
+                          "TAGGER_SESSION_TIMEOUT_MS": "6000", "TAGGER_HEARTBEAT_INTERVAL_MS": "1000", **settings},
+                         log_path)
+        self._wait(lambda: self.get("/readyz")[1] == "ready\n", 120, "worker ready")
 
     def _wait(self, condition: Any, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -119,7 +103,7 @@ class WorkerRun:
     def samples(self) -> dict[str, list[tuple[dict[str, str], float]]]:
         """The scraped metrics: name → [(labels, value)]."""
         out: dict[str, list[tuple[dict[str, str], float]]] = {}
-        for family in text_string_to_metric_families(self._get("/metrics")):
+        for family in text_string_to_metric_families(self.get("/metrics")[1]):
             for s in family.samples:
                 out.setdefault(s.name, []).append((s.labels, s.value))
         return out
@@ -154,9 +138,6 @@ class WorkerRun:
         line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
         return int(line.split()[1]) / 1024
 
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
 
 
 @contextmanager
@@ -199,7 +180,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         worker = WorkerRun(broker, redis, model, backlog, workdir / "worker.log")
         result["max_docs_per_s"] = worker.drain_rate(args.docs, 600)
         result["peak_rss_mib"] = worker.peak_rss_mb()
-        worker.stop()
+        worker.terminate()
         log.info("max %.0f docs/s, bare consume %.0f msg/s", result["max_docs_per_s"],
                  result["bare_consume_docs_per_s"])
 
@@ -208,7 +189,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         produce(broker.address, single, payloads(test, n_single, single))
         worker = WorkerRun(broker, redis, model, single, workdir / "worker1.log", TAGGER_MAX_BATCH_DOCS="1")
         result["batch1_docs_per_s"] = worker.drain_rate(n_single, 900)
-        worker.stop()
+        worker.terminate()
 
         result["latency"] = {}
         for share in (0.25, 0.5, 0.8):
@@ -221,7 +202,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result["latency"][str(share)] = {"rate": rate, "docs": n, "p50_ms": 1000 * (worker.latency(0.5) or 0),
                                              "p99_ms": 1000 * (worker.latency(0.99) or 0)}
             result["peak_rss_mib"] = max(result["peak_rss_mib"], worker.peak_rss_mb())
-            worker.stop()
+            worker.terminate()
         result["hot_swap"] = hot_swap(broker, redis, model, test, topic(), result["max_docs_per_s"] / 2,
                                       args.seconds, workdir)
     return result
@@ -246,7 +227,7 @@ def hot_swap(broker: Service, redis: Service, model: Path, test: Corpus, topic: 
                                  second.metrics.get("valid", {})), copy_dir)
     swapped_at = time.perf_counter()
     version = registry.publish(copy_dir)
-    worker._wait(lambda: f'version="{version}"' in worker._get("/metrics"), 60, "the swap")
+    worker._wait(lambda: f'version="{version}"' in worker.get("/metrics")[1], 60, "the swap")
     swap_s = time.perf_counter() - swapped_at
     producer.join()
     worker.drain_rate(n, 300)
@@ -254,7 +235,7 @@ def hot_swap(broker: Service, redis: Service, model: Path, test: Corpus, topic: 
               "before_p99_ms": 1000 * (histogram_quantile(before, 0.99) or 0),
               "after_p99_ms": 1000 * (worker.latency(0.99, since=before) or 0),
               "after_max_bucket_ms": 1000 * (worker.latency(1.0, since=before) or 0)}
-    worker.stop()
+    worker.terminate()
     return result
 
 

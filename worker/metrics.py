@@ -14,6 +14,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+from worker.corrections import REJECTED
+
 __all__ = ["LearnerMetrics", "WorkerMetrics", "histogram_quantile", "serve_http"]
 
 # Fine below 100 ms, where the latency objective sits, so interpolated p50/p99 are close to exact.
@@ -69,7 +71,7 @@ class _RejectedCorrections(Collector):
         family = CounterMetricFamily("tagger_corrections_rejected", "Rejected corrections by reason",
                                      labels=["reason"])
         try:
-            counts = self.client.hgetall("tagger:corrections:rejected")
+            counts = self.client.hgetall(REJECTED)
         except Exception:  # a scrape must not fail because Redis is briefly away
             counts = {}
         for reason, count in sorted(counts.items()):

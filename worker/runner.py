@@ -82,6 +82,7 @@ class Worker:
         self.stopping = threading.Event()
         self.batcher = Batcher(settings.max_batch_docs, settings.max_batch_tokens, settings.max_wait_ms / 1000)
         self.recent_bad: deque[bool] = deque(maxlen=settings.bad_window)
+        self.bad_in_window = 0  # running count of True in recent_bad: O(1) per message, not a sum
         self.assigned: set[TopicPartition] = set()
         self.tagger: Tagger | None = None
         self.consumer: KafkaConsumer | None = None
@@ -230,11 +231,14 @@ class Worker:
         self._count(bad=True, reason=bad.reason)
 
     def _count(self, bad: bool, reason: str = "") -> None:
-        self.recent_bad.append(bad)
         window = self.recent_bad
-        if bad and len(window) == window.maxlen and sum(window) > self.settings.bad_share_limit * len(window):
+        if len(window) == window.maxlen:  # the oldest outcome leaves the window
+            self.bad_in_window -= window[0]
+        window.append(bad)
+        self.bad_in_window += bad
+        if bad and len(window) == window.maxlen and self.bad_in_window > self.settings.bad_share_limit * len(window):
             raise BadInputFlood(
-                f"{sum(window)} of the last {len(window)} messages on {self.settings.input_topic!r} were bad "
+                f"{self.bad_in_window} of the last {len(window)} messages on {self.settings.input_topic!r} were bad "
                 f"(latest: {reason}); check the topic and the producers' message format (see the DLQ "
                 f"{self.settings.dlq_topic!r}), or raise TAGGER_BAD_SHARE_LIMIT")
 

