@@ -3,6 +3,8 @@
     from worker.client import TagClient
     client = TagClient.from_url("redis://localhost:6379/0")
     client.lookup(["doc-1", "doc-2"])   # {"doc-1": TagResult(...), "doc-2": None}
+
+With a password or TLS, build it from the worker's settings: ``TagClient.from_settings(settings_from(os.environ))``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from dataclasses import dataclass
 
 import redis
 
-from worker.store import TAGS_KEY
+from worker.config import WorkerSettings
+from worker.store import TAGS_KEY, connect
 
 __all__ = ["TagClient", "TagResult"]
 
@@ -38,6 +41,11 @@ class TagClient:
     def from_url(cls, url: str, **options: object) -> TagClient:
         """Connect with a redis:// or rediss:// URL (options go to redis-py)."""
         return cls(redis.Redis.from_url(url, **options))
+
+    @classmethod
+    def from_settings(cls, settings: WorkerSettings) -> TagClient:
+        """Connect as the worker does: TAGGER_REDIS_URL, password (or password file) and TLS CA bundle."""
+        return cls(connect(settings))
 
     def lookup(self, ids: Sequence[str]) -> dict[str, TagResult | None]:
         """Tags of each id (None where the document is unknown or expired), in one round trip."""

@@ -7,7 +7,10 @@ Stream ``tagger:corrections``, one entry per correction::
     ts      submission time, ms since the epoch
 
 Rejected submissions are counted by reason in the hash ``tagger:corrections:rejected`` (exported by
-the learner as ``tagger_corrections_rejected_total``).
+the learner as ``tagger_corrections_rejected_total``). Reasons: ``bad_id``, ``bad_user``, ``bad_labels``
+(not a list of strings), ``empty``, ``too_many_labels`` (over ``MAX_LABELS``), ``conflict``,
+``unknown_label``, ``unknown_document`` (never tagged or expired), ``rate_limited``, and, for a stream
+entry the learner cannot read, ``malformed``.
 """
 
 from __future__ import annotations
@@ -24,14 +27,15 @@ import redis
 from model.errors import TaggerError
 from worker.store import TAGS_KEY
 
-__all__ = ["STREAM", "Correction", "CorrectionClient", "CorrectionRejected", "corrected_labels", "label_names_of",
-           "parse_entry", "validate"]
+__all__ = ["REJECTED", "STREAM", "Correction", "CorrectionClient", "CorrectionRejected", "corrected_labels",
+           "entry_fields", "label_names_of", "parse_entry", "validate"]
 
 STREAM = "tagger:corrections"
 REJECTED = "tagger:corrections:rejected"
 _RATE_KEY = "tagger:ratelimit:{}:{}"
 MAX_LABELS = 50  # per correction, add and remove together
 MAX_USER_CHARS = 128
+MAX_ID_CHARS = 512  # as for input documents
 
 
 class CorrectionRejected(TaggerError):
@@ -54,22 +58,55 @@ class Correction:
 
 
 def validate(correction: Correction, known_labels: set[str]) -> None:
-    """Raise CorrectionRejected unless the correction is well-formed and names only known labels."""
-    if not correction.doc_id:
-        raise CorrectionRejected("bad_id", "a correction needs a document id")
-    if not correction.user or len(correction.user) > MAX_USER_CHARS:
-        raise CorrectionRejected("bad_user", f"user must be 1-{MAX_USER_CHARS} characters")
+    """Raise CorrectionRejected unless the correction is well-formed and names only known labels.
+
+    Safe on any payload (fields of any type, as decoded from JSON): CorrectionRejected is the only error.
+    """
+    if not _is_text(correction.doc_id, MAX_ID_CHARS):
+        raise CorrectionRejected("bad_id", f"a correction needs a document id (a string of 1-{MAX_ID_CHARS} "
+                                 "characters)")
+    if not _is_text(correction.user, MAX_USER_CHARS):
+        raise CorrectionRejected("bad_user", f"user must be a string of 1-{MAX_USER_CHARS} characters")
+    for name, labels in (("add", correction.add), ("remove", correction.remove)):
+        if not isinstance(labels, tuple | list):
+            raise CorrectionRejected("bad_labels", f"{name!r} must be a list of label names")
     if not correction.add and not correction.remove:
         raise CorrectionRejected("empty", "nothing to add or remove")
-    if len(correction.add) + len(correction.remove) > MAX_LABELS:
-        raise CorrectionRejected("too_many_labels", f"at most {MAX_LABELS} labels per correction")
+    if len(correction.add) + len(correction.remove) > MAX_LABELS:  # before looking at any label: O(1)
+        raise CorrectionRejected("too_many_labels", f"at most {MAX_LABELS} labels per correction, got "
+                                 f"{len(correction.add) + len(correction.remove)}")
+    if not all(isinstance(label, str) for label in (*correction.add, *correction.remove)):
+        raise CorrectionRejected("bad_labels", "labels must be strings")
     both = set(correction.add) & set(correction.remove)
     if both:
-        raise CorrectionRejected("conflict", f"labels both added and removed: {sorted(both)}")
-    unknown = sorted((set(correction.add) | set(correction.remove)) - known_labels)
+        raise CorrectionRejected("conflict", f"labels both added and removed: {_show(both)}")
+    unknown = (set(correction.add) | set(correction.remove)) - known_labels
     if unknown:
-        shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-        raise CorrectionRejected("unknown_label", f"unknown label(s) {shown}; the model knows {len(known_labels)}")
+        raise CorrectionRejected("unknown_label", f"unknown label(s) {_show(unknown)}; the model knows "
+                                 f"{len(known_labels)}")
+
+
+def _is_text(value: object, max_chars: int) -> bool:
+    """A non-empty string of at most ``max_chars`` characters that Redis can store (valid Unicode)."""
+    if not isinstance(value, str) or not 0 < len(value) <= max_chars:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # an unpaired surrogate
+        return False
+    return True
+
+
+def _show(labels: set[str], most: int = 5, chars: int = 40) -> str:
+    """A few labels, each cut short, so a hostile correction cannot make a megabyte error message."""
+    shown = [repr(label[:chars] + ("..." if len(label) > chars else "")) for label in sorted(labels)[:most]]
+    return ", ".join(shown) + (f" and {len(labels) - most} more" if len(labels) > most else "")
+
+
+def entry_fields(correction: Correction) -> dict[str, str]:
+    """The stream entry of a correction (what ``parse_entry`` reads back)."""
+    return {"id": correction.doc_id, "add": json.dumps(list(correction.add)),
+            "remove": json.dumps(list(correction.remove)), "user": correction.user, "ts": str(correction.ts)}
 
 
 def label_names_of(checkpoint_dir: Path) -> set[str]:
@@ -96,8 +133,7 @@ class CorrectionClient:
         except CorrectionRejected as rejected:
             self.client.hincrby(REJECTED, rejected.reason, 1)
             raise
-        fields: dict[Any, Any] = {"id": doc_id, "add": json.dumps(list(add)), "remove": json.dumps(list(remove)),
-                                  "user": user, "ts": str(correction.ts)}
+        fields: dict[Any, Any] = entry_fields(correction)
         entry = self.client.xadd(STREAM, fields, maxlen=1_000_000, approximate=True)
         return entry.decode() if isinstance(entry, bytes) else str(entry)
 
@@ -116,10 +152,13 @@ class CorrectionClient:
 def parse_entry(fields: dict[bytes, bytes]) -> Correction:
     """A stream entry back into a Correction (raises CorrectionRejected if it is malformed)."""
     try:
-        return Correction(fields[b"id"].decode(), tuple(json.loads(fields[b"add"])),
-                          tuple(json.loads(fields[b"remove"])), fields[b"user"].decode(), int(fields[b"ts"]))
-    except (KeyError, ValueError, TypeError) as err:
-        raise CorrectionRejected("malformed", f"malformed stream entry ({err})") from err
+        add, remove = json.loads(fields[b"add"]), json.loads(fields[b"remove"])
+        if not all(isinstance(labels, list) and all(isinstance(x, str) for x in labels) for labels in (add, remove)):
+            raise TypeError("add and remove must be JSON lists of strings")
+        return Correction(fields[b"id"].decode(), tuple(add), tuple(remove), fields[b"user"].decode(),
+                          int(fields[b"ts"]))
+    except (KeyError, ValueError, TypeError, RecursionError) as err:
+        raise CorrectionRejected("malformed", f"malformed stream entry ({str(err)[:200]})") from err
 
 
 def corrected_labels(stored_tags: Sequence[tuple[str, float]], cut: float, add: Iterable[str],

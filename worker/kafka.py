@@ -13,11 +13,15 @@ from kafka.errors import NoBrokersAvailable, TopicAlreadyExistsError
 
 from worker.config import WorkerSettings
 
-__all__ = ["connect_with_backoff", "consumer", "create_topic", "producer", "security_options"]
+__all__ = ["connect_with_backoff", "consumer", "coordinator_reachable", "create_topic", "producer",
+           "security_options"]
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 FETCH_MAX_BYTES = 16 * 1024 * 1024
+# kafka-python backs reconnects off exponentially up to 30 s by default: after a short broker outage the
+# worker could then sit idle for up to 30 s more. 5 s keeps the retry rate low and the recovery quick.
+RECONNECT_BACKOFF_MAX_MS = 5_000
 
 
 def security_options(settings: WorkerSettings) -> dict[str, Any]:
@@ -51,14 +55,18 @@ def consumer(settings: WorkerSettings) -> KafkaConsumer:
         fetch_max_bytes=FETCH_MAX_BYTES,
         receive_message_max_bytes=2 * FETCH_MAX_BYTES,
         client_id=f"rankae-tagger-{settings.group_id}",
+        reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
         **security_options(settings),
     )
 
 
 def producer(settings: WorkerSettings) -> KafkaProducer:
     """A producer for the dead-letter topic: acknowledged by all in-sync replicas."""
+    # A dead-lettered message is copied unchanged, so the producer must take any message the consumer can
+    # fetch: kafka-python's default 1 MB request limit would raise in send() on a larger poison message.
     return KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers.split(","), acks="all",
-                         linger_ms=5, **security_options(settings))
+                         linger_ms=5, max_request_size=FETCH_MAX_BYTES,
+                         reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS, **security_options(settings))
 
 
 def create_topic(settings: WorkerSettings, topic: str, partitions: int) -> None:
@@ -85,3 +93,13 @@ def connect_with_backoff(factory: Callable[[], _T], stop: threading.Event, what:
             stop.wait(delay)
             delay = min(delay * 2, max_wait_s)
     return None
+
+
+def coordinator_reachable(consumer: KafkaConsumer) -> bool:
+    """Whether the consumer's group coordinator is known and connected (False while the broker is away).
+
+    kafka-python has no public call for this; its coordinator's own check is used, and a client without
+    one (another version) is taken as reachable rather than failing the worker."""
+    coordinator = getattr(consumer, "_coordinator", None)
+    check = getattr(coordinator, "coordinator_unknown", None)
+    return True if check is None else not check()

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from worker.messages import BadMessage, Document, decode_document
+from worker.messages import REASONS, BadMessage, Document, decode_document
 
 LIMIT = 1000
 
@@ -71,3 +71,50 @@ def test_arbitrary_json_objects_decode_or_fail_cleanly(record: dict[str, object]
         assert bad.reason in {"bad_id", "bad_text", "bad_title", "empty_text", "too_large"}
         return
     assert document.id == record["id"]
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    (b'{"id": ' + b"9" * 5000 + b', "text": "t"}', "invalid_json"),  # past the 4,300-digit int limit
+    (b'{"id": "a", "text": "t", "n": ' + b"9" * 5000 + b"}", "invalid_json"),
+    (b'{"id": "a\\ud800", "text": "t"}', "bad_id"),  # valid JSON, but no UTF-8 encoding: Redis cannot store it
+    (b'{"id": "a", "text": "t \\udfff"}', "bad_text"),
+    (b'{"id": "a", "text": "t", "title": "\\ud800"}', "bad_title"),
+    (b"\xef\xbb\xbf" + b'{"id": "a", "text": "t"}', "invalid_json"),
+])
+def test_inputs_that_once_escaped_the_decoder(value: bytes, reason: str) -> None:
+    with pytest.raises(BadMessage) as caught:
+        decode_document(value, 100_000)
+    assert caught.value.reason == reason
+
+
+def test_control_characters_are_text() -> None:
+    document = decode_document(json.dumps({"id": "c\x00", "text": "\x01oil\x1b[0m"}).encode(), LIMIT)
+    assert document == Document("c\x00", "\x01oil\x1b[0m")
+
+
+_any_char = st.characters(exclude_categories=()) | st.sampled_from(["\ud800", "\udfff", "\x00", "\x1b", " "])
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(["id", "text", "title"]), st.text(alphabet=_any_char, max_size=10), max_size=3))
+def test_every_accepted_document_can_be_stored(record: dict[str, object]) -> None:
+    """Surrogates included: what the decoder accepts always encodes to UTF-8 (as Redis needs)."""
+    try:
+        document = decode_document(json.dumps(record).encode(), LIMIT)
+    except BadMessage as bad:
+        assert bad.reason in REASONS
+        return
+    document.id.encode("utf-8")
+    document.text.encode("utf-8")
+
+
+def test_every_kind_of_the_poison_corpus_gets_its_reason() -> None:
+    from benchmarks.poison import poison_cases
+
+    for case in poison_cases("unit", huge=True):
+        try:
+            decode_document(case.value, 200_000)
+            got = None
+        except BadMessage as bad:
+            got = bad.reason
+        assert got == case.reason, case.kind

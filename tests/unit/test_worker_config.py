@@ -51,3 +51,64 @@ def test_every_setting_has_a_flag() -> None:
     args = parser.parse_args(["--kafka-bootstrap-servers", "k:9092", "--top-k", "3"])
     settings = settings_from({}, vars(args))
     assert settings.kafka_bootstrap_servers == "k:9092" and settings.top_k == 3
+
+
+_SECURE = {"TAGGER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "TAGGER_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+           "TAGGER_KAFKA_SASL_USERNAME": "tagger", "TAGGER_KAFKA_SASL_PASSWORD": "kafka-pw",
+           "TAGGER_KAFKA_SSL_CAFILE": "/etc/kafka/ca.pem", "TAGGER_KAFKA_SSL_CERTFILE": "/etc/kafka/client.pem",
+           "TAGGER_KAFKA_SSL_KEYFILE": "/etc/kafka/client.key"}
+
+
+def test_every_kafka_security_setting_is_covered() -> None:
+    """A new kafka_sasl_*/kafka_ssl_* setting without a pass-through (and a line above) fails here."""
+    from worker.config import _fields
+
+    security = {"TAGGER_" + name.upper() for name in _fields()
+                if name.startswith(("kafka_security", "kafka_sasl", "kafka_ssl"))}
+    assert security == set(_SECURE)
+
+
+def test_kafka_security_settings_reach_the_consumer_the_dlq_producer_and_the_admin_client(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from worker import kafka
+
+    built: dict[str, dict[str, object]] = {}
+
+    def recorder(name: str) -> object:
+        def build(*args: object, **kwargs: object) -> object:
+            built[name] = kwargs
+            return _Stub()
+        return build
+
+    for name in ("KafkaConsumer", "KafkaProducer", "KafkaAdminClient"):
+        monkeypatch.setattr(kafka, name, recorder(name))
+    settings = settings_from(_SECURE)
+    kafka.consumer(settings)
+    kafka.producer(settings)
+    kafka.create_topic(settings, "docs", 1)
+    expected = {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "tagger",
+                "sasl_plain_password": "kafka-pw", "ssl_cafile": "/etc/kafka/ca.pem",
+                "ssl_certfile": "/etc/kafka/client.pem", "ssl_keyfile": "/etc/kafka/client.key"}
+    assert set(built) == {"KafkaConsumer", "KafkaProducer", "KafkaAdminClient"}
+    for name, kwargs in built.items():
+        assert {key: kwargs.get(key) for key in expected} == expected, name
+    assert "kafka-pw" not in repr(settings)
+
+
+class _Stub:
+    def create_topics(self, *args: object, **kwargs: object) -> None:
+        """Nothing to create."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def test_redis_tls_ca_without_a_tls_url_is_an_error(tmp_path: Path) -> None:
+    from worker.store import connect
+
+    (tmp_path / "ca.pem").write_text("x")
+    with pytest.raises(ConfigError, match="not a rediss://"):
+        connect(settings_from({"TAGGER_REDIS_SSL_CA_CERTS": str(tmp_path / "ca.pem")}))
+    with pytest.raises(ConfigError, match="TAGGER_REDIS_SSL_CA_CERTS: no such file"):
+        connect(settings_from({"TAGGER_REDIS_URL": "rediss://localhost:6379/0",
+                               "TAGGER_REDIS_SSL_CA_CERTS": str(tmp_path / "missing.pem")}))
