@@ -14,7 +14,7 @@ import argparse
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from benchmarks import peers
 from model.config import ModelConfig, TrainConfig
 from model.data import Corpus, hash_split, label_matrix, read_corpus
 from model.metrics import evaluate
+from model.noise import add_label_noise
 from model.tagger import Tagger
 from model.trainer import train
 
@@ -58,8 +59,12 @@ DATASETS = {
         Dataset("goemotions", _pair("goemotions/train.tsv", "goemotions/test.tsv"), "official test"),
         Dataset("biology", _hashed("stackexchange/biology.csv"), "80/20 by md5('0:'+id)"),
         Dataset("cooking", _hashed("stackexchange/cooking.csv"), "80/20 by md5('0:'+id)"),
+        Dataset("rcv1v2", _hashed("rcv1v2/rcv1sub1.xmlrepo.txt"), "80/20 by md5('0:'+row)"),
+        Dataset("mediamill", _hashed("mediamill_small/train.txt"), "80/20 by md5('0:'+row)"),
     )
 }
+# What `python -m benchmarks.quality` runs by default (the sets of docs/results.md's quality section).
+QUALITY_DEFAULT = ("bibtex", "reuters", "goemotions", "biology", "cooking")
 
 # Rank-AE settings per dataset (docs/results.md, "Tuning"). Bibtex, the set with a published target,
 # gets the best setting on its validation split (C=1024, r=16, SE attention, cosine over 20 epochs).
@@ -82,6 +87,13 @@ def run_rank_ae(name: str, train_corpus: Corpus, test: Corpus, quick: bool) -> d
     model_kw, train_kw = SETTINGS[name]
     if quick:
         train_kw = {**train_kw, "epochs": 2, "patience": 2}
+    return run_model("Rank-AE", train_corpus, test, model_kw, train_kw)
+
+
+def run_model(method: str, train_corpus: Corpus, test: Corpus, model_kw: dict[str, Any],
+              train_kw: dict[str, Any]) -> dict[str, Any]:
+    """Train one Rank-AE variant and score it on ``test``: a result row (metrics, seconds, settings,
+    the validation epoch chosen, per-epoch ``history``) with the trained ``tagger``."""
     started = time.perf_counter()
     trained = train(train_corpus, ModelConfig(**model_kw), TrainConfig(**train_kw))
     seconds = time.perf_counter() - started
@@ -92,23 +104,30 @@ def run_rank_ae(name: str, train_corpus: Corpus, test: Corpus, quick: bool) -> d
     scores = evaluate(ids, label_matrix(test.labels, trained.label_names))
     best = max(trained.history, key=lambda entry: entry["valid_p@1"])
     chosen = {"epoch": int(best["epoch"]), "valid_p@1": best["valid_p@1"], "epochs_run": len(trained.history)}
-    return {"method": "Rank-AE", **scores, "train_seconds": seconds, "predict_docs_per_s": rate,
-            "settings": {"model": model_kw, "train": train_kw}, "chosen": chosen, "tagger": tagger}
+    return {"method": method, **scores, "train_seconds": seconds, "predict_docs_per_s": rate,
+            "settings": {"model": model_kw, "train": train_kw}, "chosen": chosen, "history": trained.history,
+            "tagger": tagger}
 
 
-def run_peers(train_corpus: Corpus, test: Corpus, tagger: Tagger, workdir: Path) -> list[dict[str, Any]]:
-    """Every available peer on the same tf-idf features (fastText on raw text)."""
-    names = tagger.label_names
+def run_peers(train_corpus: Corpus, test: Corpus, tagger: Tagger, workdir: Path,
+              names: Sequence[str] | None = None, noise: str = "", seed: int = 0) -> list[dict[str, Any]]:
+    """Peers (every available one, or ``names``) on the same tf-idf features (fastText on raw text).
+
+    ``noise`` (``"missing:0.4"``, ``"flip:0.2"``) corrupts their training labels, never the test labels.
+    """
+    wanted = set(names) if names is not None else {*peers.FEATURE_PEERS, peers.FASTTEXT}
+    labels = tagger.label_names
     x_train, x_test = tagger.features(train_corpus.inputs), tagger.features(test.inputs)
-    y_train, y_test = label_matrix(train_corpus.labels, names), label_matrix(test.labels, names)
+    y_train = add_label_noise(label_matrix(train_corpus.labels, labels), noise, seed)
+    y_test = label_matrix(test.labels, labels)
     results = []
-    for peer in peers.FEATURE_PEERS:
-        results.append(_peer_row(peer, lambda p=peer: peers.run_feature_peer(p, x_train, y_train, x_test, 5, 0,
+    for peer in (p for p in peers.FEATURE_PEERS if p in wanted):
+        results.append(_peer_row(peer, lambda p=peer: peers.run_feature_peer(p, x_train, y_train, x_test, 5, seed,
                                                                               workdir / p), y_test))
-    if train_corpus.texts is not None:
+    if train_corpus.texts is not None and peers.FASTTEXT in wanted:
         label_ids = [list(row) for row in np.split(y_train.indices, y_train.indptr[1:-1])]
         results.append(_peer_row(peers.FASTTEXT, lambda: peers.run_fasttext(
-            train_corpus.texts, label_ids, test.texts, len(names), 5, 0, workdir / "fasttext"), y_test))
+            train_corpus.texts, label_ids, test.texts, len(labels), 5, seed, workdir / "fasttext"), y_test))
     return [r for r in results if r]
 
 
@@ -143,7 +162,7 @@ def markdown(name: str, split: str, n_train: int, n_test: int, rows: list[dict[s
 def main() -> None:
     """Run the benchmark on the chosen datasets and print markdown tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=list(DATASETS))
+    parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=list(QUALITY_DEFAULT))
     parser.add_argument("--no-peers", action="store_true", help="Rank-AE only")
     parser.add_argument("--quick", action="store_true", help="2 epochs: a smoke run, not a measurement")
     parser.add_argument("--json", type=Path, help="also write all rows as JSON here")
@@ -157,6 +176,7 @@ def main() -> None:
         train_corpus, test = DATASETS[name].load()
         ours = run_rank_ae(name, train_corpus, test, args.quick)
         tagger = ours.pop("tagger")
+        ours.pop("history")
         rows = [ours] + ([] if args.no_peers else run_peers(train_corpus, test, tagger, args.workdir / name))
         print(markdown(name, DATASETS[name].split, len(train_corpus), len(test), rows), flush=True)
         everything[name] = rows

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from model.errors import TaggerError
-from worker import demo, feedback_commands, model_commands, serve_commands
+from worker import bench_commands, demo, feedback_commands, model_commands, serve_commands
 
 __all__ = ["main"]
 
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_commands.register(commands)
     feedback_commands.register(commands)
     demo.register(commands)
+    bench_commands.register(commands)
     return parser
 
 

@@ -1,0 +1,417 @@
+"""The seed paper's experiments (Wang et al., NAACL 2019) on the shared datasets, in one command.
+
+    tagger bench paper [--quick] [--out docs] [--datasets NAME ...] [--sections table noise ...]
+    python -m benchmarks.paper ...                                   (the same)
+
+- ``table`` (paper Table 2): P@1/3/5 and nDCG@1/3/5 of Rank-AE, BCE-AE, no-attention Rank-AE, the
+  PMI-cosine head and the peers on every set, with the paper's average-rank score.
+- ``noise`` (Fig. 3): training labels corrupted by ``model.noise.add_label_noise`` (missing, flip),
+  clean test labels; Rank-AE and BCE-AE in a cheaper setting, and the fast peers.
+- ``ablation`` (Fig. 4), ``convergence`` (validation P@1 per epoch) and ``explain`` (Fig. 5) are
+  drawn from the table's runs: nothing is trained twice.
+
+Each section goes to OUT/results.md between ``<!-- paper:NAME -->`` markers (a rerun replaces just
+that section) and its figure to OUT/figures/paper_*. Every run is seeded (seed 0); hyperparameters
+are in ``FULL`` / ``QUICK`` and written beside the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks import paper_plots as plots
+from benchmarks import paper_report as report
+from benchmarks import quality
+from model.data import Corpus
+from model.errors import ConfigError
+from model.explain import explain, token_attention
+from model.tagger import Tagger
+from model.text import tokenize
+from worker.bench_commands import SECTIONS, add_paper_arguments
+
+log = logging.getLogger("benchmarks.paper")
+
+VARIANTS: dict[str, dict[str, Any]] = {  # method -> ModelConfig overrides of the plan's base setting
+    "Rank-AE": {},  # margin ranking loss, SE channel attention
+    "BCE-AE": {"loss": "bce"},  # the paper's "No loss" ablation
+    "No-attn Rank-AE": {"attention": False},  # the paper's "No attn" ablation
+    "PMI-cosine": {"head": "pmi-cosine"},  # the blog's label-embedding head
+}
+ABLATION = ("Rank-AE", "No-attn Rank-AE", "BCE-AE")
+CONVERGENCE = ("Rank-AE", "BCE-AE", "PMI-cosine")
+NOISE_SETS = ("reuters", "cooking", "goemotions")
+HEADING = "## Paper experiments (Rank-AE, Wang et al. NAACL 2019)"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes and hyperparameters of one run of the benchmark."""
+
+    datasets: tuple[str, ...]
+    model: dict[str, Any]  # ModelConfig of the table's variants (before VARIANTS overrides)
+    train: dict[str, Any]  # TrainConfig of the table's variants
+    noise_model: dict[str, Any]  # the cheaper setting of the noise grid
+    noise_train: dict[str, Any]
+    rates: tuple[float, ...]  # noise rates; 0 is the clean run, shared by both kinds
+    table_peers: tuple[str, ...]
+    noise_peers: tuple[str, ...]
+    max_train: int | None = None  # subsample (quick mode)
+    max_test: int | None = None
+    explain_docs: int = 2  # test documents rendered per text dataset
+
+
+# Base setting: C=256, r=4 with SE attention, sum pooling, h=200 (bibtex validation: 58.2 P@1 against
+# 59.2 for the C=1024/r=16 setting, within its ±2.2 noise, at a fraction of the cost; docs/results.md
+# "Tuning"); 12 cosine epochs, the best validation epoch kept, no refit, to fit the time budget.
+FULL = Plan(
+    datasets=tuple(quality.DATASETS),
+    model={"embed_dim": 256, "reduction": 4, "latent_dim": 200, "pooling": "sum"},
+    train={"epochs": 12, "patience": 12, "batch_size": 128, "schedule": "cosine"},
+    noise_model={"embed_dim": 256, "latent_dim": 200, "pooling": "sum", "attention": False},
+    noise_train={"epochs": 8, "patience": 8, "batch_size": 128, "schedule": "cosine"},
+    rates=(0.0, 0.1, 0.2, 0.4, 0.6),
+    table_peers=("omikuji-parabel", "napkinxc-plt", "fasttext-ova", "ovr-logistic"),
+    noise_peers=("ovr-logistic", "napkinxc-plt", "omikuji-parabel"),
+)
+QUICK = Plan(
+    datasets=("reuters",),
+    model={"embed_dim": 64, "reduction": 4, "latent_dim": 64, "label_hidden": 128, "pooling": "sum"},
+    train={"epochs": 3, "patience": 3, "batch_size": 64, "schedule": "cosine"},
+    noise_model={"embed_dim": 64, "latent_dim": 64, "label_hidden": 128, "pooling": "sum", "attention": False},
+    noise_train={"epochs": 3, "patience": 3, "batch_size": 64, "schedule": "cosine"},
+    rates=(0.0, 0.4),
+    table_peers=("napkinxc-plt", "ovr-logistic"),
+    noise_peers=("ovr-logistic",),
+    max_train=1500,
+    max_test=500,
+)
+
+
+def _subsample(corpus: Corpus, limit: int | None, seed: int = 0) -> Corpus:
+    if limit is None or len(corpus) <= limit:
+        return corpus
+    return corpus.subset(np.sort(np.random.default_rng(seed).permutation(len(corpus))[:limit]))
+
+
+def load(name: str, plan: Plan) -> tuple[Corpus, Corpus]:
+    """A dataset's (train, test) split, subsampled (seeded) as the plan says."""
+    train_corpus, test = quality.DATASETS[name].load()
+    return _subsample(train_corpus, plan.max_train), _subsample(test, plan.max_test)
+
+
+def run_table(name: str, train_corpus: Corpus, test: Corpus, plan: Plan, workdir: Path) -> list[dict[str, Any]]:
+    """Every Rank-AE variant, then the peers (on the Rank-AE featurizer's tf-idf): result rows."""
+    rows = []
+    for method, overrides in VARIANTS.items():
+        log.info("dataset=%s method=%s", name, method)
+        rows.append(quality.run_model(method, train_corpus, test, {**plan.model, **overrides}, plan.train))
+    rows += quality.run_peers(train_corpus, test, rows[0]["tagger"], workdir / name, plan.table_peers)
+    return rows
+
+
+def run_noise(name: str, train_corpus: Corpus, test: Corpus, plan: Plan, workdir: Path) -> dict[str, Any]:
+    """kind → method → rate → clean-test metrics, for every noise rate and kind of the plan."""
+    out: dict[str, Any] = {"missing": {}, "flip": {}}
+    for rate in plan.rates:
+        for kind in ("missing", "flip") if rate else ("",):
+            spec = f"{kind}:{rate}" if rate else ""
+            log.info("dataset=%s noise=%s", name, spec or "clean")
+            rows = [quality.run_model(method, train_corpus, test, {**plan.noise_model, **overrides},
+                                      {**plan.noise_train, "noise": spec})
+                    for method, overrides in (("Rank-AE", {}), ("BCE-AE", {"loss": "bce"}))]
+            rows += quality.run_peers(train_corpus, test, rows[0]["tagger"], workdir / f"{name}-noise",
+                                      plan.noise_peers, noise=spec)
+            for row in (r for r in rows if "error" not in r):
+                for k in (kind,) if kind else ("missing", "flip"):
+                    out[k].setdefault(row["method"], {})[rate] = {m: row[m] for m in report.P_METRICS}
+    return out
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:.2f}"
+
+
+def table_section(results: dict[str, list[dict[str, Any]]], splits: dict[str, tuple[str, int, int]],
+                  plan: Plan) -> str:
+    """Markdown of the method table, its figure, and per-dataset timings."""
+    methods = [*VARIANTS, *(p for p in plan.table_peers)]
+    present = [m for m in methods if any(r["method"] == m for rows in results.values() for r in rows)]
+    parts = ["### Method table (paper Table 2)\n", "![test P@1 per method](figures/paper_methods.png)\n",
+             "Test metrics in %, best of each row in bold; '—': not run on that set (fastText needs raw text) "
+             "or failed. Rank score: the paper's average rank over the rows (1 = best), each method ranked "
+             "among those present in a row.\n", report.method_table(results, present)]
+    for name, rows in results.items():
+        chosen = "; ".join(f"{r['method']} epoch {r['chosen']['epoch']} (valid P@1 {_pct(r['chosen']['valid_p@1'])})"
+                           for r in rows if "chosen" in r)
+        detail = quality.markdown(name, *splits[name], [_plain(r) for r in rows]).replace("### ", "#### ", 1)
+        parts.append(detail + f"\nBest validation epoch of {plan.train['epochs']}: {chosen}.\n")
+    return "\n".join(parts)
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in ("settings", "chosen", "history", "tagger")}
+
+
+def noise_section(noise: dict[str, dict[str, Any]], plan: Plan) -> str:
+    """Markdown of the label-noise study: P@1 and P@3 grids, the target per dataset, the loss drops."""
+    parts = ["### Label-noise robustness (paper Fig. 3)\n", "![noise curves](figures/paper_noise.png)\n",
+             f"Setting: {json.dumps(plan.noise_model)} / {json.dumps(plan.noise_train)} for both losses "
+             "(cheaper than the table: no SE attention, fewer epochs, no refit). Noise on the training labels "
+             "only (`model.noise.add_label_noise`, seed 0): *missing* drops each positive with probability p; "
+             "*flip* also adds Binomial(|y|, p) random invalid labels per document. The validation split "
+             "(10% of the training set, used to keep the best epoch) and the test set stay clean, as in the "
+             "paper. Peers train on the noisy labels of the whole training set.\n"]
+    for name, kinds in noise.items():
+        for metric in ("p@1", "p@3"):
+            parts.append(_noise_grid(name, kinds, metric, plan.rates))
+        parts.append(_noise_verdict(name, kinds))
+    return "\n".join(parts)
+
+
+def _noise_grid(name: str, kinds: dict[str, Any], metric: str, rates: tuple[float, ...]) -> str:
+    noisy = [r for r in rates if r]
+    cols = [f"{kind} {r * 100:.0f}%" for kind in ("missing", "flip") for r in noisy]
+    lines = [f"**{name}, clean-test {metric.upper()}**\n", "| method | clean | " + " | ".join(cols) + " |",
+             "|---|---|" + "---|" * len(cols)]
+    for method, by_rate in kinds["missing"].items():
+        cells = [by_rate.get(0.0, {}).get(metric)] + [kinds[k].get(method, {}).get(r, {}).get(metric)
+                                                     for k in ("missing", "flip") for r in noisy]
+        lines.append(f"| {method} | " + " | ".join("—" if c is None else _pct(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _noise_verdict(name: str, kinds: dict[str, Any]) -> str:
+    rank, bce = kinds["missing"].get("Rank-AE", {}), kinds["missing"].get("BCE-AE", {})
+    lines = []
+    if 0.0 in rank and 0.4 in rank and 0.0 in bce and 0.4 in bce:
+        met, text = report.noise_target(*(100 * d[r]["p@1"] for d in (rank, bce) for r in (0.0, 0.4)))
+        lines.append(f"- Target (Rank-AE loses ≤ half the P@1 BCE-AE loses at 40% missing): "
+                     f"**{'met' if met else 'not met'}**: {text}.")
+    wins, total = 0, 0
+    for kind in ("missing", "flip"):
+        r, b = kinds[kind].get("Rank-AE", {}), kinds[kind].get("BCE-AE", {})
+        for rate in (x for x in r if x and x in b and 0.0 in r and 0.0 in b):
+            total += 1
+            wins += (r[0.0]["p@1"] - r[rate]["p@1"]) < (b[0.0]["p@1"] - b[rate]["p@1"])
+    lines.append(f"- Rank-AE lost less P@1 than BCE-AE in {wins} of {total} noisy settings.")
+    return f"**{name}**\n\n" + "\n".join(lines) + "\n"
+
+
+def ablation_section(results: dict[str, list[dict[str, Any]]]) -> str:
+    """Markdown of the ablation (from the table's runs) and its figure."""
+    lines = ["### Ablations (paper Fig. 4)\n", "![ablation](figures/paper_ablation.png)\n",
+             "Test P@k (%) from the method table's runs: no attention = SE channel attention removed; "
+             "BCE-AE = binary cross-entropy instead of the margin ranking loss.\n",
+             "| dataset | " + " | ".join(f"{m} P@{k}" for m in ABLATION for k in (1, 3, 5)) + " |",
+             "|---|" + "---|" * (3 * len(ABLATION))]
+    best = 0
+    for name, rows in results.items():
+        by = {r["method"]: r for r in rows}
+        lines.append(f"| {name} | " + " | ".join(_pct(by[m][f"p@{k}"]) for m in ABLATION for k in (1, 3, 5)) + " |")
+        best += max(ABLATION, key=lambda m: by[m]["p@1"]) == "Rank-AE"
+    lines.append(f"\nRank-AE (both components) has the best P@1 of the three on {best} of {len(results)} sets.")
+    return "\n".join(lines) + "\n"
+
+
+def _first_reaching(values: list[float], share: float) -> int:
+    goal = share * max(values)
+    return next(i for i, v in enumerate(values, start=1) if v >= goal)
+
+
+def convergence_section(results: dict[str, list[dict[str, Any]]]) -> str:
+    """Markdown of validation P@1 per epoch: early epochs, best, epochs to 95% of the method's best."""
+    lines = ["### Convergence\n", "![convergence](figures/paper_convergence.png)\n",
+             "Validation P@1 (%) per epoch of the table's runs (same split, seed and schedule for every method).\n",
+             "| dataset | method | epoch 1 | epoch 2 | epoch 3 | best (epoch) | epochs to 95% of best | s/epoch |",
+             "|---|---|---|---|---|---|---|---|"]
+    faster, first = 0, 0
+    for name, rows in results.items():
+        curves = {r["method"]: r["history"] for r in rows if r["method"] in CONVERGENCE}
+        for method, history in curves.items():
+            p1 = [h["valid_p@1"] for h in history]
+            early = [_pct(p1[i]) if i < len(p1) else "—" for i in range(3)]
+            best_epoch = int(np.argmax(p1)) + 1
+            lines.append(f"| {name} | {method} | " + " | ".join(early) + f" | {_pct(max(p1))} ({best_epoch}) | "
+                         f"{_first_reaching(p1, 0.95)} | {np.mean([h['seconds'] for h in history]):.1f} |")
+        pmi, margin = curves["PMI-cosine"], curves["Rank-AE"]
+        first += pmi[0]["valid_p@1"] > margin[0]["valid_p@1"]
+        faster += _first_reaching([h["valid_p@1"] for h in pmi], 0.95) < _first_reaching(
+            [h["valid_p@1"] for h in margin], 0.95)
+    lines.append(f"\nPMI-cosine is ahead of the margin loss after epoch 1 on {first} of {len(results)} sets, and "
+                 f"reaches 95% of its own best in fewer epochs on {faster} of {len(results)}.")
+    return "\n".join(lines) + "\n"
+
+
+def explain_docs(name: str, test: Corpus, tagger: Tagger, n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """``n`` seeded test documents of moderate length with every word's attention mass and the top tags."""
+    texts = test.texts or []
+    candidates = [i for i, t in enumerate(texts) if 20 <= len(tokenize(t)) <= 120] or list(range(len(texts)))
+    picks = sorted(np.random.default_rng(seed).choice(candidates, size=min(n, len(candidates)), replace=False))
+    index = {token: j for j, token in enumerate(tagger.featurizer.tokens)}
+    docs = []
+    for i in picks:
+        ids, mass = token_attention(tagger.model, tagger.features([texts[i]]))[0]
+        weight_of = dict(zip(ids.tolist(), mass.tolist(), strict=True))
+        explained = explain(tagger, [texts[i]], k=3, words=8)[0]
+        docs.append({"dataset": name, "id": test.ids[i], "labels": test.labels[i], "tags": explained.tags,
+                     "top": explained.words,
+                     "words": [(t, weight_of.get(index.get(t, -1))) for t in tokenize(texts[i])]})
+    return docs
+
+
+def explain_section(docs: list[dict[str, Any]], page: Path) -> str:
+    """Write the highlighted page and return its markdown summary."""
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(report.explain_html(docs, "Rank-AE channel attention on test documents"), encoding="utf-8")
+    lines = ["### Attention explanation (paper Fig. 5)\n",
+             f"[{page.name}](figures/{page.name}) shades each word of a few seeded test documents by its "
+             "channel-attention mass Σ_c A[j, c] (Rank-AE of the method table; `tagger explain --model DIR` "
+             "prints the same for any documents). Top words by attention mass:\n"]
+    for doc in docs:
+        tags = ", ".join(f"{t} {s:.2f}" for t, s in doc["tags"])
+        words = ", ".join(f"{w} {m:.1f}" for w, m in doc["top"])
+        lines.append(f"- **{doc['dataset']} {doc['id']}** (true: {', '.join(doc['labels'])}; predicted: {tags}): "
+                     f"{words}")
+    return "\n".join(lines) + "\n"
+
+
+def _machine() -> str:
+    model = "unknown CPU"
+    with open("/proc/cpuinfo", encoding="utf-8") as info:  # Linux only, like the benchmark machine
+        model = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), model)
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{os.cpu_count()} cores ({model}), {gpu}; torch {torch.__version__}, "
+            f"Python {platform.python_version()}")
+
+
+def _commit() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "benchmarks", "model"]).returncode
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha + (" with uncommitted changes to benchmarks/ or model/" if dirty else "")
+
+
+def meta_section(command: str, started: datetime, seconds: float, timings: dict[str, float], plan: Plan,
+                 loads: list[tuple[float, ...]]) -> str:
+    """Markdown of how the numbers below were produced: command, commit, machine, date, wall time, settings."""
+    steps = ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items())
+    load_text = " → ".join("/".join(f"{x:.1f}" for x in load) for load in loads)
+    return (f"**Command:** `{command}` (commit {_commit()}).\n\n"
+            f"**Machine:** {_machine()}; load average (1/5/15 min) at start → end: {load_text}.\n\n"
+            f"**Date:** {started:%Y-%m-%d %H:%M} UTC; **wall time {seconds / 60:.1f} min** ({steps}).\n\n"
+            f"**Settings** (seed 0 everywhere): `{json.dumps(asdict(plan))}`\n")
+
+
+class _Writer:
+    """OUT/results.md with the paper sections, each replaced in place as soon as it is ready."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / "results.md"
+        self.figures = out / "figures"
+        self.figures.mkdir(parents=True, exist_ok=True)
+        text = self.path.read_text(encoding="utf-8") if self.path.exists() else "# Results\n"
+        self._write(report.ensure_sections(text, ("meta", *SECTIONS), HEADING))
+
+    def section(self, name: str, body: str) -> None:
+        """Replace one section."""
+        self._write(report.replace_section(self.path.read_text(encoding="utf-8"), name, body))
+        log.info("wrote section %s of %s", name, self.path)
+
+    def _write(self, text: str) -> None:
+        staging = self.path.with_suffix(".md.tmp")
+        staging.write_text(text, encoding="utf-8")
+        staging.replace(self.path)
+
+
+def _table_part(datasets: tuple[str, ...], plan: Plan, sections: set[str], writer: _Writer, workdir: Path) -> None:
+    results: dict[str, list[dict[str, Any]]] = {}
+    splits: dict[str, tuple[str, int, int]] = {}
+    docs: list[dict[str, Any]] = []
+    for name in datasets:
+        train_corpus, test = load(name, plan)
+        rows = run_table(name, train_corpus, test, plan, workdir)
+        splits[name] = (quality.DATASETS[name].split, len(train_corpus), len(test))
+        if test.texts is not None and "explain" in sections:
+            docs += explain_docs(name, test, rows[0]["tagger"], plan.explain_docs)
+        results[name] = [{k: v for k, v in r.items() if k != "tagger"} for r in rows]
+    if "table" in sections:
+        plots.plot_methods(results, [*VARIANTS, *plan.table_peers], writer.figures / "paper_methods.png")
+        writer.section("table", table_section(results, splits, plan))
+    if "ablation" in sections:
+        plots.plot_ablation(results, ABLATION, writer.figures / "paper_ablation.png")
+        writer.section("ablation", ablation_section(results))
+    if "convergence" in sections:
+        curves = {name: {r["method"]: [h["valid_p@1"] for h in r["history"]] for r in rows
+                         if r["method"] in CONVERGENCE} for name, rows in results.items()}
+        plots.plot_convergence(curves, writer.figures / "paper_convergence.png")
+        writer.section("convergence", convergence_section(results))
+    if "explain" in sections:
+        writer.section("explain", explain_section(docs, writer.figures / "paper_explain.html") if docs
+                       else "_(no text dataset in this run: nothing to explain)_")
+
+
+def _noise_part(datasets: tuple[str, ...], plan: Plan, writer: _Writer, workdir: Path) -> None:
+    noise = {}
+    for name in (d for d in datasets if d in NOISE_SETS):
+        train_corpus, test = load(name, plan)
+        noise[name] = run_noise(name, train_corpus, test, plan, workdir)
+    if not noise:
+        writer.section("noise", f"_(none of the noise study's sets {NOISE_SETS} was in this run)_")
+        return
+    plots.plot_noise(noise, writer.figures / "paper_noise.png")
+    writer.section("noise", noise_section(noise, plan))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the chosen sections on the chosen datasets and write results.md sections and figures."""
+    plan = QUICK if args.quick else FULL
+    datasets = tuple(args.datasets or plan.datasets)
+    unknown = sorted(set(datasets) - set(quality.DATASETS))
+    if unknown:
+        raise ConfigError(f"unknown dataset(s) {unknown}; choose from {sorted(quality.DATASETS)}")
+    if not quality.DATA.exists():
+        raise ConfigError(f"{quality.DATA} not found: the benchmark reads the shared datasets from there")
+    started, clock, loads = datetime.now(UTC), time.perf_counter(), [os.getloadavg()]
+    sections, writer, timings = set(args.sections), _Writer(args.out), {}
+    if sections - {"noise"}:
+        _table_part(datasets, plan, sections, writer, args.workdir)
+        timings["table runs"] = time.perf_counter() - clock
+    if "noise" in sections:
+        noise_started = time.perf_counter()
+        _noise_part(datasets, plan, writer, args.workdir)
+        timings["noise grid"] = time.perf_counter() - noise_started
+    loads.append(os.getloadavg())
+    command = "tagger bench paper " + " ".join(sys.argv[sys.argv.index("paper") + 1:] if "paper" in sys.argv
+                                               else sys.argv[1:])
+    writer.section("meta", meta_section(command.strip(), started, time.perf_counter() - clock, timings, plan, loads))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.paper``: the same flags as ``tagger bench paper``."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    add_paper_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
