@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
-from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.quality import DATASETS, SETTINGS
 from model import checkpoint
@@ -100,19 +99,6 @@ class WorkerRun(ServeProcess):
                 raise RuntimeError(f"benchmark: gave up waiting for {what}")
             time.sleep(0.05)
 
-    def samples(self) -> dict[str, list[tuple[dict[str, str], float]]]:
-        """The scraped metrics: name → [(labels, value)]."""
-        out: dict[str, list[tuple[dict[str, str], float]]] = {}
-        for family in text_string_to_metric_families(self.get("/metrics")[1]):
-            for s in family.samples:
-                out.setdefault(s.name, []).append((s.labels, s.value))
-        return out
-
-    def tagged(self) -> float:
-        """Documents tagged so far."""
-        return sum(v for labels, v in self.samples().get("tagger_messages_total", [])
-                   if labels.get("outcome") == "tagged")
-
     def drain_rate(self, n: int, timeout: float) -> float:
         """Docs/s from the first to the n-th tagged document."""
         self._wait(lambda: self.tagged() > 0, timeout, "first tagged document")
@@ -132,11 +118,6 @@ class WorkerRun(ServeProcess):
             now = [(le, count - before) for (le, count), (_, before) in zip(now, since, strict=True)]
         return histogram_quantile(now, q)
 
-    def peak_rss_mb(self) -> float:
-        """The worker's peak resident set (VmHWM), MiB."""
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
-        return int(line.split()[1]) / 1024
 
 
 
@@ -179,7 +160,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["bare_consume_docs_per_s"] = bare_consume_rate(broker.address, backlog, args.docs)
         worker = WorkerRun(broker, redis, model, backlog, workdir / "worker.log")
         result["max_docs_per_s"] = worker.drain_rate(args.docs, 600)
-        result["peak_rss_mib"] = worker.peak_rss_mb()
+        result["peak_rss_mib"] = worker.memory_mib("VmHWM")
         worker.terminate()
         log.info("max %.0f docs/s, bare consume %.0f msg/s", result["max_docs_per_s"],
                  result["bare_consume_docs_per_s"])
@@ -201,7 +182,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             worker.drain_rate(n, 300)
             result["latency"][str(share)] = {"rate": rate, "docs": n, "p50_ms": 1000 * (worker.latency(0.5) or 0),
                                              "p99_ms": 1000 * (worker.latency(0.99) or 0)}
-            result["peak_rss_mib"] = max(result["peak_rss_mib"], worker.peak_rss_mb())
+            result["peak_rss_mib"] = max(result["peak_rss_mib"], worker.memory_mib("VmHWM"))
             worker.terminate()
         result["hot_swap"] = hot_swap(broker, redis, model, test, topic(), result["max_docs_per_s"] / 2,
                                       args.seconds, workdir)

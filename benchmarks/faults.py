@@ -1,0 +1,93 @@
+"""Fault-injection benchmark: every scenario of :mod:`worker.scenarios` at full size, as table rows.
+
+    python -m benchmarks.faults [--docs 20000] [--kills 5] [--out docs/figures/faults.json]
+
+Each scenario streams ``--docs`` documents with unique ids through real ``tagger serve`` subprocesses
+(embedded tansu broker, a private append-only redis-server), injects its fault and counts, without
+trusting the worker: produced (acknowledged by the broker), tagged (ids found in Redis), reprocessed
+(Redis's own count of tag writes − tagged) and lost (produced − tagged), plus the recovery time.
+Prints the results as JSON and as markdown rows for docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from worker import scenarios
+from worker.chaos import FaultResult, small_model
+from worker.services import start_tansu
+
+log = logging.getLogger("benchmarks.faults")
+
+HEADER = ("| fault | injected | produced | tagged | reprocessed | lost | recovery (s) |\n"
+          "|---|---|---|---|---|---|---|")
+
+
+def markdown_row(result: FaultResult) -> str:
+    """One table row; recovery times of repeated faults are listed, then their range."""
+    times = result.recovery_s
+    recovery = ", ".join(f"{t:.1f}" for t in times) if len(times) <= 1 else (
+        f"{min(times):.1f}–{max(times):.1f} ({', '.join(f'{t:.1f}' for t in times)})")
+    return (f"| {result.fault} | {result.injected} | {result.produced:,} | {result.tagged:,} | "
+            f"{result.reprocessed:,} | **{result.lost:,}** | {recovery} |")
+
+
+def run(args: argparse.Namespace) -> list[FaultResult]:
+    """Every scenario in turn, on one broker (the broker-outage ones bring their own, behind a proxy)."""
+    workdir = Path(tempfile.mkdtemp(prefix="faults-bench-"))
+    model = small_model(workdir / "model")
+    broker = start_tansu(workdir / "tansu")
+    n, rate = args.docs, args.rate
+    plan: list[tuple[str, Callable[[], FaultResult]]] = [
+        ("worker kills", lambda: scenarios.worker_kills(broker.address, model, workdir / "kills", n,
+                                                        args.kill_rate, args.kills, promotions=2, seed=args.seed)),
+        ("redis kill", lambda: scenarios.redis_kill(broker.address, model, workdir / "redis", n, rate,
+                                                    outage_s=5, seed=args.seed)),
+        ("broker at start", lambda: scenarios.broker_outage(workdir / "broker-start", model, n, rate,
+                                                            at_start_s=10, mid_s=0, seed=args.seed)),
+        ("broker mid-stream", lambda: scenarios.broker_outage(workdir / "broker-mid", model, n, rate, at_start_s=0,
+                                                              mid_s=10, seed=args.seed)),
+        ("peer kill", lambda: scenarios.peer_kill(broker.address, model, workdir / "peer", n, rate, seed=args.seed)),
+    ]
+    results = []
+    try:
+        for name, scenario in plan:
+            if args.only and name not in args.only:
+                continue
+            log.info("scenario: %s", name)
+            results.append(scenario())
+            log.info("%s", json.dumps(results[-1].to_dict()))
+    finally:
+        broker.stop()
+    return results
+
+
+def main() -> None:
+    """Run the scenarios, print JSON and markdown rows, optionally write the JSON to --out."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=20_000, help="documents per scenario")
+    parser.add_argument("--rate", type=float, default=500, help="documents per second produced (paced)")
+    parser.add_argument("--kills", type=int, default=5, help="worker kills in the kill scenario")
+    parser.add_argument("--kill-rate", type=float, default=250,
+                        help="production rate in the kill scenario (slower: the stream must outlast the kills)")
+    parser.add_argument("--seed", type=int, default=7, help="seeds the kill times and fault points")
+    parser.add_argument("--only", nargs="*", help="run only these scenarios (names as logged)")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+    results = run(args)
+    body = json.dumps([r.to_dict() for r in results], indent=1)
+    if args.out:
+        args.out.write_text(body + "\n", encoding="utf-8")
+    print(body)
+    print("\n".join([HEADER, *map(markdown_row, results)]))
+
+
+if __name__ == "__main__":
+    main()
