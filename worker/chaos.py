@@ -23,7 +23,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,9 +39,10 @@ from model.synthetic import generate_corpus
 from model.trainer import train
 from worker.config import WorkerSettings
 from worker.kafka import create_topic
-from worker.services import ServeProcess, Service, start_redis
+from worker.proxy import TcpProxy
+from worker.services import ServeProcess, Service, free_port, start_redis, start_tansu
 
-__all__ = ["FaultResult", "Feed", "Rig", "ScenarioError", "small_model", "wait_for"]
+__all__ = ["FaultResult", "Feed", "Rig", "ScenarioError", "proxied_broker", "small_model", "wait_for"]
 
 log = logging.getLogger(__name__)
 PARTITIONS = 4
@@ -69,6 +71,19 @@ def small_model(out: Path, seed: int = 0) -> Path:
                     TrainConfig(epochs=6, lr=0.01, min_df=1, seed=seed))
     checkpoint.save(trained, out)
     return out
+
+
+@contextmanager
+def proxied_broker(workdir: Path) -> Iterator[TcpProxy]:
+    """A private tansu broker that clients reach only through the returned (restored) proxy."""
+    proxy_port = free_port()
+    tansu = start_tansu(workdir / "tansu-proxied", advertised_port=proxy_port)
+    proxy = TcpProxy(tansu.port, proxy_port)
+    try:
+        yield proxy
+    finally:
+        proxy.cut()
+        tansu.stop()
 
 
 @dataclass

@@ -156,7 +156,7 @@ class Worker:
 
     def _close(self) -> None:
         if self.consumer is not None:
-            self.consumer.close(autocommit=False)
+            self.consumer.close(autocommit=False, timeout_ms=COMMIT_TIMEOUT_MS)  # bounded if the broker is away
         if self.producer is not None:
             self.producer.close(timeout=5)
         if self.http is not None:

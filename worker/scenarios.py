@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from model.tagger import Tagger
-from worker.chaos import FaultResult, Feed, Rig, ScenarioError, small_model, wait_for
+from worker.chaos import FaultResult, Feed, Rig, ScenarioError, proxied_broker, small_model, wait_for
 from worker.proxy import TcpProxy
 from worker.registry import Registry
-from worker.services import ServeProcess, free_port, start_tansu
+from worker.services import ServeProcess
 
-__all__ = ["broker_outage", "peer_kill", "redis_kill", "verify_models", "worker_kills"]
+__all__ = ["broker_outage", "broker_warning", "peer_kill", "redis_kill", "verify_models", "worker_kills"]
 
 log = logging.getLogger(__name__)
 
@@ -145,10 +145,12 @@ def _redis_errors(worker: ServeProcess) -> float:
 def broker_outage(workdir: Path, model: Path, docs: int, rate: float, at_start_s: float, mid_s: float,
                   seed: int = 0) -> FaultResult:
     """The broker unreachable for ``at_start_s`` when the worker starts and/or ``mid_s`` mid-stream."""
-    rng = random.Random(seed)
-    proxy_port = free_port()
-    tansu = start_tansu(workdir / "tansu-proxied", advertised_port=proxy_port)
-    proxy = TcpProxy(tansu.port, proxy_port)
+    with proxied_broker(workdir) as proxy:
+        return _broker_outage(proxy, model, workdir, docs, rate, at_start_s, mid_s, random.Random(seed))
+
+
+def _broker_outage(proxy: TcpProxy, model: Path, workdir: Path, docs: int, rate: float, at_start_s: float,
+                   mid_s: float, rng: random.Random) -> FaultResult:
     rig = Rig(proxy.address, model, workdir)
     try:
         recovery: list[float] = []
@@ -158,7 +160,7 @@ def broker_outage(workdir: Path, model: Path, docs: int, rate: float, at_start_s
         cut_at = time.monotonic()
         worker = rig.start_worker()
         if at_start_s:
-            checks["warned_at_start_after_s"] = _warned(rig, worker)
+            checks["warned_at_start_after_s"] = broker_warning(rig, worker)
             _at(cut_at, at_start_s)
             checks["outage_at_start_s"] = round(time.monotonic() - cut_at, 1)
             proxy.restore()
@@ -172,7 +174,7 @@ def broker_outage(workdir: Path, model: Path, docs: int, rate: float, at_start_s
             logged = len(rig.log_text())
             proxy.cut()
             cut_at = time.monotonic()
-            checks["warned_mid_stream_after_s"] = _warned(rig, worker, logged)
+            checks["warned_mid_stream_after_s"] = broker_warning(rig, worker, logged)
             _at(cut_at, mid_s)
             checks["outage_mid_stream_s"] = round(time.monotonic() - cut_at, 1)
             proxy.restore()
@@ -185,11 +187,9 @@ def broker_outage(workdir: Path, model: Path, docs: int, rate: float, at_start_s
                           **checks)
     finally:
         rig.close()
-        proxy.cut()
-        tansu.stop()
 
 
-def _warned(rig: Rig, worker: ServeProcess, logged: int = 0, timeout: float = 60) -> float:
+def broker_warning(rig: Rig, worker: ServeProcess, logged: int = 0, timeout: float = 60) -> float:
     """Seconds until the worker's log (past its first ``logged`` characters) warns that the broker is
     unreachable; the worker must stay alive meanwhile."""
     def warned() -> bool:

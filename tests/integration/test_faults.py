@@ -7,12 +7,14 @@ reports in docs/reliability.md. The scenarios live in :mod:`worker.scenarios`.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
+from tests.integration.conftest import wait_until
 from worker import scenarios
-from worker.chaos import FaultResult
+from worker.chaos import FaultResult, Rig, proxied_broker
 from worker.services import Service
 
 pytestmark = pytest.mark.integration
@@ -68,3 +70,21 @@ def test_full_size_faults_lose_nothing(tansu: Service, model_dir: Path, tmp_path
                    scenarios.broker_outage(tmp_path / "broker", model_dir, 20_000, 500, at_start_s=10, mid_s=10),
                    scenarios.peer_kill(tansu.address, model_dir, tmp_path / "peer", 20_000, 500)):
         assert_nothing_lost(result)
+
+
+def test_sigterm_while_the_broker_is_unreachable_exits_in_bounded_time(model_dir: Path, tmp_path: Path) -> None:
+    with proxied_broker(tmp_path) as proxy:
+        rig = Rig(proxy.address, model_dir, tmp_path)
+        try:
+            worker = rig.start_worker()
+            rig.wait_ready(worker)
+            feed = rig.feed(200, rate=0)
+            feed.join()
+            wait_until(lambda: len(rig.tagged(feed.acked)) == 200, 60, "documents tagged")
+            proxy.cut()
+            scenarios.broker_warning(rig, worker, len(rig.log_text()))
+            started = time.monotonic()
+            assert worker.terminate(timeout=60) == 0
+            assert time.monotonic() - started < 20  # commit and leave-group waits are bounded (2 s each)
+        finally:
+            rig.close()
