@@ -17,6 +17,7 @@ not measured here (no GPU on the machine this was written on).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import random
@@ -174,7 +175,8 @@ def summarise(args: argparse.Namespace, max_rate: float, rate: float, n: int, ob
             "versions_served": sorted({o["model"] for o in obs if o["model"]}),
             "registry_history": [e["action"] for e in registry.history()],
             "gpu_memory": "not measured (no GPU)",
-            "observations": [{k: v for k, v in o.items() if k != "buckets"} for o in obs]}
+            "observations": [{**{k: v for k, v in o.items() if k != "buckets"},
+                              "window_p99_ms": p99_between(before, o)} for before, o in itertools.pairwise(obs)]}
 
 
 def main() -> None:
