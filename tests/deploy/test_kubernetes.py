@@ -17,7 +17,8 @@ from tests.deploy.conftest import DEPLOY, load_yaml
 from worker.config import ENV_PREFIX, WorkerSettings
 
 K8S = DEPLOY / "k8s"
-OVERLAYS = ["cpu", "gpu"]
+OVERLAYS = ["cpu", "gpu", "learning"]
+WORKER, LEARNER = "rankae-tagger", "rankae-tagger-learner"  # the Deployments' names
 PARTITIONS = 12  # of the input topic, as configmap.yaml and docs/operations.md state
 CUSTOM_KINDS = {"ScaledObject", "PodMonitor"}
 
@@ -70,13 +71,13 @@ def render(overlay: str) -> list[dict[str, Any]]:
     return _render_kubectl(K8S / "overlays" / overlay) or _render_here(K8S / "overlays" / overlay)
 
 
-def _one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    (found,) = [doc for doc in docs if doc["kind"] == kind]
+def _one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    (found,) = [doc for doc in docs if doc["kind"] == kind and name in (None, doc["metadata"]["name"])]
     return found
 
 
-def _container(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    (container,) = _one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+def _container(docs: list[dict[str, Any]], name: str = WORKER) -> dict[str, Any]:
+    (container,) = _one(docs, "Deployment", name)["spec"]["template"]["spec"]["containers"]
     return container
 
 
@@ -107,7 +108,7 @@ def test_scaled_object_scales_the_deployment_on_lag_within_the_partitions(overla
     docs = render(overlay)
     scaled, config = _one(docs, "ScaledObject"), _one(docs, "ConfigMap")["data"]
     assert scaled["apiVersion"] == "keda.sh/v1alpha1"
-    assert scaled["spec"]["scaleTargetRef"]["name"] == _one(docs, "Deployment")["metadata"]["name"]
+    assert scaled["spec"]["scaleTargetRef"]["name"] == _one(docs, "Deployment", WORKER)["metadata"]["name"]
     assert 1 <= scaled["spec"]["minReplicaCount"] <= scaled["spec"]["maxReplicaCount"] <= PARTITIONS
     (trigger,) = scaled["spec"]["triggers"]
     assert trigger["type"] == "kafka" and int(trigger["metadata"]["lagThreshold"]) > 0
@@ -118,7 +119,8 @@ def test_scaled_object_scales_the_deployment_on_lag_within_the_partitions(overla
 
 def test_pod_monitor_scrapes_the_metrics_port_as_the_alerts_job() -> None:
     docs = render("cpu")
-    monitor, pod = _one(docs, "PodMonitor"), _one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    monitor = _one(docs, "PodMonitor", WORKER)
+    pod = _one(docs, "Deployment", WORKER)["spec"]["template"]["metadata"]["labels"]
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["spec"]["selector"]["matchLabels"].items() <= pod.items()
     assert pod[monitor["spec"]["jobLabel"]] == "rankae-tagger"  # the job the alert rules select
@@ -130,7 +132,7 @@ def test_pod_monitor_scrapes_the_metrics_port_as_the_alerts_job() -> None:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_pod_is_locked_down_probed_and_given_time_to_finish(overlay: str) -> None:
     docs = render(overlay)
-    pod, container = _one(docs, "Deployment")["spec"]["template"]["spec"], _container(docs)
+    pod, container = _one(docs, "Deployment", WORKER)["spec"]["template"]["spec"], _container(docs)
     security = container["securityContext"]
     assert pod["securityContext"]["runAsNonRoot"] and security["readOnlyRootFilesystem"]
     assert security["allowPrivilegeEscalation"] is False and security["capabilities"]["drop"] == ["ALL"]
@@ -160,3 +162,26 @@ def test_gpu_overlay_asks_for_a_gpu_and_the_cuda_image() -> None:
     assert {"name": "TAGGER_DEVICE", "value": "cuda"} in container["env"]
     cpu = _container(render("cpu"))
     assert "nvidia.com/gpu" not in cpu["resources"]["limits"] and cpu["image"].endswith("-cpu")
+
+
+def test_learning_overlay_runs_one_learner_writing_the_registry_the_workers_follow() -> None:
+    docs = render("learning")
+    learner, config = _one(docs, "Deployment", LEARNER), _one(docs, "ConfigMap")["data"]
+    assert learner["spec"]["replicas"] == 1 and learner["spec"]["strategy"]["type"] == "Recreate"
+    container = _container(docs, LEARNER)
+    assert container["command"] == ["tagger", "learn"]
+    assert container["image"] == _container(docs)["image"]  # one image, two roles
+    models = {mount["name"]: mount for mount in container["volumeMounts"]}["models"]
+    assert not models.get("readOnly") and config["TAGGER_MODEL_DIR"] == models["mountPath"]
+    worker_models = {mount["name"]: mount for mount in _container(docs)["volumeMounts"]}["models"]
+    assert worker_models["readOnly"] and worker_models["mountPath"] == config["TAGGER_MODEL_DIR"]
+    claims = {volume["persistentVolumeClaim"]["claimName"] for deployment in (learner, _one(docs, "Deployment", WORKER))
+              for volume in deployment["spec"]["template"]["spec"]["volumes"] if "persistentVolumeClaim" in volume}
+    assert claims == {_one(docs, "PersistentVolumeClaim")["metadata"]["name"]}
+    monitor = _one(docs, "PodMonitor", LEARNER)
+    selector = monitor["spec"]["selector"]["matchLabels"].items()
+    assert selector <= learner["spec"]["template"]["metadata"]["labels"].items()
+    assert not selector <= _one(docs, "Deployment", WORKER)["spec"]["template"]["metadata"]["labels"].items()
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] in {port["name"] for port in container["ports"]}
+    assert container["securityContext"]["readOnlyRootFilesystem"]
