@@ -55,6 +55,9 @@ class WorkerMetrics:
         self.commit_failures = Counter("tagger_commit_failures_total",
                                        "Offset commits that failed: unreachable (kept, retried) or rejected "
                                        "(rebalanced; the records are processed again)", ["reason"], registry=r)
+        self.dlq_failures = Counter("tagger_dlq_failures_total",
+                                    "Dead letters the DLQ topic refused; resent, their offsets held back meanwhile",
+                                    registry=r)
         self.kafka_reachable = Gauge("tagger_kafka_reachable", "1 while the group coordinator is connected",
                                      registry=r)
         self.kafka_reachable.set(1)

@@ -11,7 +11,9 @@ The loop, in order, and why each step sits where it does:
 4. Write every result in one Redis pipeline. If Redis fails: pause the partitions, retry with
    exponential backoff (polling meanwhile keeps the group membership; records that still arrive, from
    newly assigned partitions, wait in the next batch), resume once a write succeeds.
-5. Flush the dead-letter producer: a bad message is durable in the DLQ before its offset is committed.
+5. Flush the dead-letter producer: a bad message is durable in the DLQ before its offset is committed; one
+   the DLQ refuses is resent with backoff, its offset held back (a message too large for the producer is
+   dead-lettered cut, with its original size in a ``truncated_from`` header).
 6. Commit, per partition, the batch's last offset + 1 — only after 4 and 5 succeeded. Nothing unwritten
    is ever committed, so delivery is at-least-once and Redis writes are idempotent. If the broker is
    unreachable, the commit gives up after ``COMMIT_TIMEOUT_MS``; its offsets are kept and committed later
@@ -37,11 +39,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata
 
 from model.errors import TaggerError
@@ -59,10 +62,21 @@ __all__ = ["COMMIT_TIMEOUT_MS", "BadInputFlood", "Worker"]
 log = logging.getLogger(__name__)
 COMMIT_TIMEOUT_MS = 2_000  # how long one commit waits for an unreachable broker before the loop goes on
 _KAFKA_RETRY_MAX_S = 5.0  # longest pause between commit retries while the broker is unreachable
+# The producer refuses records over FETCH_MAX_BYTES; a larger poison message (fetchable: one oversized
+# record is always returned) is dead-lettered cut to this, with its original size in a header.
+DLQ_VALUE_MAX = kafka_clients.FETCH_MAX_BYTES - 64 * 1024
 
 
 class BadInputFlood(TaggerError):
     """Too large a share of recent messages was bad: most likely a misconfigured topic or producer."""
+
+
+class _DeadLetter(NamedTuple):
+    """A bad message as it goes to the DLQ: its value (cut to ``DLQ_VALUE_MAX``), key and reason headers."""
+
+    value: bytes | None
+    key: bytes | None
+    headers: list[tuple[str, bytes]]
 
 
 class _Abandoned(Exception):
@@ -99,6 +113,7 @@ class Worker:
         self._in_retry = False
         self._next_tagger: Tagger | None = None  # loaded by the watcher, swapped in by the loop
         self._pending: dict[TopicPartition, OffsetAndMetadata] = {}  # written, not yet committed
+        self._dead_letters: list[tuple[_DeadLetter, FutureRecordMetadata | KafkaError]] = []  # not yet acknowledged
         self._commit_delay, self._commit_retry_at = 0.5, 0.0
         self._broker_check_at, self._unreachable_since, self._next_warning_s = 0.0, 0.0, 1.0
 
@@ -241,10 +256,49 @@ class Worker:
         assert self.producer is not None
         headers = [("reason", bad.reason.encode()), ("detail", bad.detail.encode()[:1000]),
                    ("source", f"{message.topic}/{message.partition}/{message.offset}".encode())]
-        self.producer.send(self.settings.dlq_topic, value=message.value, key=message.key, headers=headers)
+        value = message.value
+        if value is not None and len(value) > DLQ_VALUE_MAX:  # the producer would refuse the whole record
+            headers.append(("truncated_from", str(len(value)).encode()))
+            value = value[:DLQ_VALUE_MAX]
+        self._send_dead_letter(_DeadLetter(value, message.key, headers))
         self.metrics.messages.labels("dead_lettered").inc()
         self.metrics.bad_messages.labels(bad.reason).inc()
         self._count(bad=True, reason=bad.reason)
+
+    def _send_dead_letter(self, letter: _DeadLetter) -> None:
+        assert self.producer is not None
+        sent: FutureRecordMetadata | KafkaError
+        try:
+            sent = self.producer.send(self.settings.dlq_topic, value=letter.value, key=letter.key,
+                                      headers=letter.headers)
+        except KafkaError as err:  # e.g. the DLQ topic's metadata did not arrive in time: resent at the flush
+            sent = err
+        self._dead_letters.append((letter, sent))
+
+    def _flush_dead_letters(self, deadline: float | None) -> None:
+        """Step 5: every dead letter acknowledged before any offset is committed; refused ones are resent."""
+        delay = 0.1
+        while self._dead_letters:
+            assert self.producer is not None
+            self.producer.flush()
+            refused = [(letter, sent if isinstance(sent, KafkaError) else sent.exception)
+                       for letter, sent in self._dead_letters if isinstance(sent, KafkaError) or sent.failed()]
+            self._dead_letters = []
+            if not refused:
+                return
+            err = refused[0][1]
+            self.metrics.dlq_failures.inc(len(refused))
+            if deadline is None and self.stopping.is_set():  # SIGTERM while the DLQ refuses: bounded wait
+                deadline = time.monotonic() + self.settings.shutdown_timeout_s
+            if deadline is not None and time.monotonic() + delay > deadline:
+                raise _Abandoned from err
+            log.error("dead-letter topic %r refused %d message(s) (%s); their offsets stay uncommitted and they are "
+                      "resent in %.1f s (if the broker says too large, raise the topic's max.message.bytes)",
+                      self.settings.dlq_topic, len(refused), err, delay)
+            self.stopping.wait(delay)
+            delay = min(delay * 2, _KAFKA_RETRY_MAX_S)
+            for letter, _ in refused:
+                self._send_dead_letter(letter)
 
     def _count(self, bad: bool, reason: str = "") -> None:
         window = self.recent_bad
@@ -268,9 +322,7 @@ class Worker:
         self.metrics.batch_wait.observe(max(0.0, time.monotonic() - batch.opened_at))
         records = self._predict(batch)
         self._write(batch, records, deadline)
-        if any(item.document is None for item in batch.items):
-            assert self.producer is not None
-            self.producer.flush()
+        self._flush_dead_letters(deadline)
         self._commit(batch)
 
     def _predict(self, batch: Batch) -> list[TagRecord]:
