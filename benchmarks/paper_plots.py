@@ -92,16 +92,18 @@ def plot_noise(noise: Mapping[str, Mapping[str, Mapping[str, Mapping[float, Mapp
     dataset, columns missing P@1, missing P@3, flip P@1, flip P@3.
     """
     panels = [(kind, metric) for kind in ("missing", "flip") for metric in ("p@1", "p@3")]
+    methods = list(dict.fromkeys(m for kinds in noise.values() for by in kinds.values() for m in by))
+    colour = {m: f"C{i}" for i, m in enumerate(methods)}  # one colour per method in every panel
     fig, axes = plt.subplots(len(noise), 4, figsize=(16, 3.2 * len(noise)), squeeze=False)
     for row, (name, kinds) in zip(axes, noise.items(), strict=True):
         for ax, (kind, metric) in zip(row, panels, strict=True):
             for method, by_rate in kinds.get(kind, {}).items():
                 rates = sorted(by_rate)
                 ax.plot([r * 100 for r in rates], [by_rate[r][metric] * 100 for r in rates], marker="o",
-                        label=method)
+                        label=method, color=colour[method])
             label = "missing" if kind == "missing" else "missing+invalid"
             ax.set_title(f"{name}: {label}, {metric.upper()}")
             ax.set_xlabel("noise rate (%)")
             ax.set_ylabel(f"clean test {metric.upper()} (%)")
-    axes[0][0].legend(fontsize=8)
+        row[0].legend(fontsize=7)
     _save(fig, path)
