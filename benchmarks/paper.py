@@ -308,12 +308,12 @@ def _commit() -> str:
     return sha + (" with uncommitted changes to benchmarks/ or model/" if dirty else "")
 
 
-def meta_section(command: str, started: datetime, seconds: float, timings: dict[str, float], plan: Plan,
-                 loads: list[tuple[float, ...]]) -> str:
+def meta_section(command: str, commit: str, started: datetime, seconds: float, timings: dict[str, float],
+                 plan: Plan, loads: list[tuple[float, ...]]) -> str:
     """Markdown of how the numbers below were produced: command, commit, machine, date, wall time, settings."""
     steps = ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items())
     load_text = " → ".join("/".join(f"{x:.1f}" for x in load) for load in loads)
-    return (f"**Command:** `{command}` (commit {_commit()}).\n\n"
+    return (f"**Command:** `{command}` (commit {commit}).\n\n"
             f"**Machine:** {_machine()}; load average (1/5/15 min) at start → end: {load_text}.\n\n"
             f"**Date:** {started:%Y-%m-%d %H:%M} UTC; **wall time {seconds / 60:.1f} min** ({steps}).\n\n"
             f"**Settings** (seed 0 everywhere): `{json.dumps(asdict(plan))}`\n")
@@ -389,6 +389,7 @@ def run(args: argparse.Namespace) -> int:
     if not quality.DATA.exists():
         raise ConfigError(f"{quality.DATA} not found: the benchmark reads the shared datasets from there")
     started, clock, loads = datetime.now(UTC), time.perf_counter(), [os.getloadavg()]
+    commit = _commit()  # now: other commits may land while the benchmark runs
     sections, writer, timings = set(args.sections), _Writer(args.out), {}
     if sections - {"noise"}:
         _table_part(datasets, plan, sections, writer, args.workdir)
@@ -400,7 +401,8 @@ def run(args: argparse.Namespace) -> int:
     loads.append(os.getloadavg())
     command = "tagger bench paper " + " ".join(sys.argv[sys.argv.index("paper") + 1:] if "paper" in sys.argv
                                                else sys.argv[1:])
-    writer.section("meta", meta_section(command.strip(), started, time.perf_counter() - clock, timings, plan, loads))
+    writer.section("meta", meta_section(command.strip(), commit, started, time.perf_counter() - clock, timings, plan,
+                                        loads))
     return 0
 
 
