@@ -49,8 +49,10 @@ def _tagging_again(worker: ServeProcess, since: float, timeout: float = 180) -> 
 
 def worker_kills(broker: str, model: Path, workdir: Path, docs: int, rate: float, kills: int,
                  promotions: int = 1, seed: int = 0) -> FaultResult:
-    """SIGKILL and restart the worker ``kills`` times during a paced stream; publish ``promotions`` new
-    model versions, each shortly (0-1.5 s) before one of the kills, so a kill may land mid-load."""
+    """SIGKILL and restart the worker ``kills`` times during a paced stream: the first kill at a random
+    10-30% of the stream, each later one a random 0.5-6 s after the restarted worker tags again (a fixed
+    schedule would be overtaken by the restarts). Publish ``promotions`` new model versions, each a random
+    0-1.5 s before one of the kills, so a kill may land while the new version loads."""
     rng = random.Random(seed)
     registry = Registry(workdir / "registry")
     published = [registry.publish(model)]
@@ -59,12 +61,11 @@ def worker_kills(broker: str, model: Path, workdir: Path, docs: int, rate: float
     try:
         worker = rig.start_worker()
         rig.wait_ready(worker)
-        duration = docs / rate
-        kill_at = sorted(rng.uniform(0.1, 0.85) * duration for _ in range(kills))
         promote_before = dict(zip(rng.sample(range(kills), min(promotions, kills)), candidates, strict=False))
         started = time.monotonic()
-        feed, recovery = rig.feed(docs, rate), []
-        for k, at in enumerate(kill_at):
+        feed, recovery, kill_at = rig.feed(docs, rate), [], []
+        at = rng.uniform(0.1, 0.3) * docs / rate
+        for k in range(kills):
             if k in promote_before:
                 _at(started, at - rng.uniform(0.0, 1.5))
                 published.append(registry.publish(promote_before[k]))
@@ -72,10 +73,12 @@ def worker_kills(broker: str, model: Path, workdir: Path, docs: int, rate: float
             before = worker.tagged()
             worker.kill()
             killed = time.monotonic()
+            kill_at.append(killed - started)
             log.info("kill %d/%d at %.1f s (the worker had tagged %.0f)", k + 1, kills, killed - started, before)
             worker = rig.start_worker()
             _tagging_again(worker, 0)
             recovery.append(time.monotonic() - killed)
+            at = time.monotonic() - started + rng.uniform(0.5, 6.0)
         feed.join()
         result = rig.result("worker SIGKILL + restart", f"kill -9 ×{kills} at random points, {promotions} model "
                             f"promotion(s) during the kills", feed, recovery, started,

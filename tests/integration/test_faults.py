@@ -62,7 +62,7 @@ def test_one_of_two_workers_killed_the_survivor_takes_over(tansu: Service, model
 @pytest.mark.slow
 def test_full_size_faults_lose_nothing(tansu: Service, model_dir: Path, tmp_path: Path) -> None:
     """The benchmark's sizes: 20,000 documents per scenario, five kills, a 10 s broker outage."""
-    kills = scenarios.worker_kills(tansu.address, model_dir, tmp_path / "kills", docs=20_000, rate=250, kills=5,
+    kills = scenarios.worker_kills(tansu.address, model_dir, tmp_path / "kills", docs=20_000, rate=150, kills=5,
                                    promotions=2)
     assert kills.checks["unknown_model"] == 0 and kills.checks["prediction_mismatches"] == 0, kills
     for result in (kills,
