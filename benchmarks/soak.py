@@ -2,7 +2,11 @@
 
     python -m benchmarks.soak [--minutes 10] [--share 0.5] [--rss-bound-mib 50] [--out FILE]
 
-1. Measure the maximum sustained rate in this run (the worker drains a backlog, as benchmarks/stream.py).
+1. Measure the maximum sustained rate in this run: the worker tags ``--max-docs`` documents while an
+   unpaced producer writes them (producer, broker and worker share the machine, as they do in the soak).
+   Draining a pre-loaded backlog instead (benchmarks/stream.py) measured 9,982 docs/s here, and a soak at
+   half of that stalled the embedded broker after ~390,000 documents (tansu at 100% CPU, no longer
+   reading the worker's connection), so that figure is not one this setup can sustain.
 2. Stream documents at ``--share`` of it for ``--minutes`` into a worker serving a model registry, while
    simulated users correct tagged documents toward their true labels and ``tagger learn`` (a subprocess)
    runs guarded fine-tuning rounds, promoting candidates that pass its guard (the worker hot-swaps them).
@@ -124,9 +128,12 @@ def soak(args: argparse.Namespace, broker: Service, redis_service: Service, work
     registry.publish(weak_model(train_set, workdir / "v1"))
 
     backlog = topic(broker)
-    produce(broker.address, backlog, payloads(stream, args.max_docs, backlog))
     drain = WorkerRun(broker, redis_service, registry.root, backlog, workdir / "worker-max.log")
+    unpaced = threading.Thread(target=produce, args=(broker.address, backlog, payloads(stream, args.max_docs,
+                                                                                       backlog)), daemon=True)
+    unpaced.start()
     max_rate = drain.drain_rate(args.max_docs, 600)
+    unpaced.join()
     drain.terminate()
     rate = args.share * max_rate
     log.info("maximum %.0f docs/s; soaking at %.0f docs/s for %.1f min", max_rate, rate, args.minutes)
@@ -144,15 +151,21 @@ def soak(args: argparse.Namespace, broker: Service, redis_service: Service, work
     feed.start()
     corrector.start()
     observations = [sample(worker, learner, started)]
-    while feed.is_alive():
+    stalled = False
+    while feed.is_alive() and not stalled:
         feed.join(args.every)
         observations.append(sample(worker, learner, started))
+        recent = observations[-max(2, int(60 / args.every)):]
+        stalled = len(recent) > 2 and recent[0]["t"] >= 60 and recent[0]["tagged"] == recent[-1]["tagged"]
     corrector.stopping.set()
-    worker.drain_rate(n, 300)
-    observations.append(sample(worker, learner, started))
+    if stalled:
+        log.error("nothing tagged for 60 s while documents were produced: stopping the soak")
+    else:
+        worker.drain_rate(n, 300)
+        observations.append(sample(worker, learner, started))
     learner.terminate()
     worker.terminate()
-    return summarise(args, max_rate, rate, n, observations, corrector, registry)
+    return {**summarise(args, max_rate, rate, n, observations, corrector, registry), "stalled": stalled}
 
 
 def summarise(args: argparse.Namespace, max_rate: float, rate: float, n: int, obs: list[dict[str, Any]],
@@ -184,7 +197,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--share", type=float, default=0.5, help="share of the measured maximum rate")
-    parser.add_argument("--max-docs", type=int, default=20_000, help="backlog for measuring the maximum")
+    parser.add_argument("--max-docs", type=int, default=60_000, help="documents for measuring the maximum")
     parser.add_argument("--corrections-per-s", type=float, default=1.0)
     parser.add_argument("--every", type=float, default=10.0, help="seconds between observations")
     parser.add_argument("--rss-bound-mib", type=float, default=50.0, help="allowed RSS growth after warm-up")
