@@ -30,7 +30,7 @@ from model.noise import add_label_noise
 from model.rank_ae import RankAE, SparseBatch, labels_batch, predict_topk
 from model.text import Featurizer
 
-__all__ = ["EpochLoop", "TrainedModel", "resolve_device", "train"]
+__all__ = ["EpochLoop", "TrainedModel", "build_model", "resolve_device", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class _Run:
         y_clean = label_matrix(corpus.labels, names)
         y_train = add_label_noise(y_clean, train_config.noise, train_config.seed)
         config = _sized(model_config, featurizer.n_features, len(names))
-        model = _build(config, y_train, train_config.seed).to(target)
+        model = build_model(config, y_train, train_config.seed).to(target)
         log.info("training %s on %d documents (%d features, %d labels) on %s", config.head,
                  x_train.shape[0], config.n_features, config.n_labels, target)
         counts = np.asarray(y_clean.sum(axis=0)).ravel().astype(int).tolist()
@@ -178,11 +178,14 @@ def _sized(config: ModelConfig, n_features: int, n_labels: int) -> ModelConfig:
     return ModelConfig.from_dict({**config.to_dict(), "n_features": n_features, "n_labels": n_labels})
 
 
-def _build(config: ModelConfig, y_train: sp.csr_matrix, seed: int) -> RankAE:
+def build_model(config: ModelConfig, y_train: sp.csr_matrix, seed: int) -> RankAE:
+    """A new model for ``config`` (sized), its label-side initialisation taken from y_train (n, L)."""
     model = RankAE(config)
     if config.head == "pmi-cosine" or config.label_init == "pmi":
         dim = config.latent_dim if config.head == "pmi-cosine" else config.label_hidden
         model.init_label_embedding(label_embedding(y_train, dim, seed))
+    if config.loss == "bce" and config.head == "rank-ae":
+        model.init_label_prior(np.asarray(y_train.sum(axis=0)).ravel() / max(y_train.shape[0], 1))
     return model
 
 

@@ -7,14 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 
 from model import checkpoint
+from model.config import ModelConfig
 from model.data import Corpus, label_matrix
 from model.loss import margin_ranking_loss
 from model.rank_ae import RankAE, SparseBatch, labels_batch
 from model.tagger import Tagger
-from model.trainer import TrainedModel, train
+from model.trainer import TrainedModel, build_model, train
 from tests.conftest import tiny_configs
 
 VARIANTS = {
@@ -100,3 +102,21 @@ def test_direct_term_adds_the_weighted_loss_on_decoded_features(corpus_split: tu
     direct = margin_ranking_loss(model.decoder(model.features(batch)), targets, model.config.margin)
     assert parts["direct"].item() == pytest.approx(direct.item())
     assert parts["loss"].item() == pytest.approx(paper["loss"].item() + 2.0 * direct.item())
+
+
+def test_bce_decoder_starts_at_the_label_log_odds() -> None:
+    config = ModelConfig(n_features=5, n_labels=3, embed_dim=8, latent_dim=4, label_hidden=6, loss="bce")
+    model = RankAE(config)
+    model.init_label_prior(np.array([0.5, 0.2, 0.0]))
+    # log(p / (1 - p)): 0 for 0.5, log(0.25) for 0.2; an unseen label is clamped to p = 1e-6
+    expected = [0.0, float(np.log(0.25)), float(np.log(1e-6 / (1 - 1e-6)))]
+    assert model.decoder.second.bias.tolist() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize(("loss", "starts_at_prior"), [("bce", True), ("margin", False)])
+def test_training_starts_bce_at_the_priors_and_leaves_margin_alone(loss: str, starts_at_prior: bool) -> None:
+    y = sp.csr_matrix(np.array([[1, 0, 0], [1, 1, 0], [0, 0, 0], [1, 0, 0]]))  # frequencies 3/4, 1/4, 0
+    config = ModelConfig(n_features=5, n_labels=3, embed_dim=8, latent_dim=4, label_hidden=6, loss=loss)
+    bias = build_model(config, y, seed=0).decoder.second.bias.tolist()
+    prior = [float(np.log(3.0)), float(np.log(1 / 3)), float(np.log(1e-6 / (1 - 1e-6)))]
+    assert (bias == pytest.approx(prior, rel=1e-5)) == starts_at_prior
