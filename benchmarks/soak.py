@@ -51,9 +51,11 @@ from worker.services import ServeProcess, Service
 
 log = logging.getLogger("benchmarks.soak")
 PARTITIONS = 4
-# The learner's settings: small rounds often, as the corrections integration test (which promotes).
-LEARNER = {"TAGGER_FINETUNE_EVERY": "40", "TAGGER_FINETUNE_MIN_EXAMPLES": "20", "TAGGER_FINETUNE_EPOCHS": "8",
-           "TAGGER_FINETUNE_LR": "3e-3", "TAGGER_PROMOTE_EPSILON": "0.02", "TAGGER_FINETUNE_INTERVAL_S": "60"}
+# The learner's settings: small rounds often, as the corrections integration test (which promotes); one
+# torch thread, so that on a 2-core machine its rounds leave the worker a core (they starved it otherwise).
+LEARNER = {"TAGGER_TORCH_THREADS": "1", "TAGGER_FINETUNE_EVERY": "40", "TAGGER_FINETUNE_MIN_EXAMPLES": "20",
+           "TAGGER_FINETUNE_EPOCHS": "8", "TAGGER_FINETUNE_LR": "3e-3", "TAGGER_PROMOTE_EPSILON": "0.02",
+           "TAGGER_FINETUNE_INTERVAL_S": "60"}
 
 
 def weak_model(train_set: Corpus, out: Path) -> Path:

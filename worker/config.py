@@ -99,17 +99,25 @@ class WorkerSettings:
     bad_window: int = 200  # messages in that window
     redis_retry_max_s: float = 5.0  # longest pause between Redis retries (exponential backoff)
     shutdown_timeout_s: float = 10.0  # bound on finishing the last batch after SIGTERM
+    torch_threads: int = 0  # torch's CPU threads in this process; 0 = torch's default (one per core)
 
     def __post_init__(self) -> None:
         for name in ("top_k", "max_batch_docs", "max_batch_tokens", "max_text_bytes", "bad_window"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be at least 1, got {getattr(self, name)}")
-        if self.max_wait_ms < 0 or self.metrics_port < 0:
-            raise ConfigError("TAGGER_MAX_WAIT_MS and TAGGER_METRICS_PORT must not be negative")
+        if self.max_wait_ms < 0 or self.metrics_port < 0 or self.torch_threads < 0:
+            raise ConfigError("TAGGER_MAX_WAIT_MS, TAGGER_METRICS_PORT and TAGGER_TORCH_THREADS must not be negative")
         if not 0.0 < self.corrections_slice < 1.0:
             raise ConfigError(f"TAGGER_CORRECTIONS_SLICE must be in (0, 1), got {self.corrections_slice}")
         if not 0.0 < self.bad_share_limit <= 1.0:
             raise ConfigError(f"TAGGER_BAD_SHARE_LIMIT must be in (0, 1], got {self.bad_share_limit}")
+
+    def apply_torch_threads(self) -> None:
+        """Cap torch's CPU threads (``torch_threads``), e.g. for a learner sharing a node with workers."""
+        if self.torch_threads:
+            import torch  # here, not at the top: the settings are read by processes without a model too
+
+            torch.set_num_threads(self.torch_threads)
 
     def redacted(self) -> dict[str, object]:
         """The settings as a dict fit for logs: secrets masked, a password inside the Redis URL removed."""

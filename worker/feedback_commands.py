@@ -73,7 +73,9 @@ def cmd_learn(args: argparse.Namespace) -> int:
     """Run the learner until SIGTERM/SIGINT."""
     from worker.feedback import Learner
 
-    learner = Learner(_settings(args))
+    settings = _settings(args)
+    settings.apply_torch_threads()
+    learner = Learner(settings)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: learner.stop())
     learner.run()

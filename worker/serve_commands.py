@@ -35,6 +35,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = settings_from(os.environ, vars(args))
     log.info("settings: %s", settings)
+    settings.apply_torch_threads()
     worker = Worker(settings)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: worker.stop())

@@ -112,3 +112,18 @@ def test_redis_tls_ca_without_a_tls_url_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="TAGGER_REDIS_SSL_CA_CERTS: no such file"):
         connect(settings_from({"TAGGER_REDIS_URL": "rediss://localhost:6379/0",
                                "TAGGER_REDIS_SSL_CA_CERTS": str(tmp_path / "missing.pem")}))
+
+
+def test_torch_threads_setting_caps_torch_and_zero_leaves_the_default() -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        WorkerSettings(torch_threads=0).apply_torch_threads()
+        assert torch.get_num_threads() == before
+        settings_from({"TAGGER_TORCH_THREADS": "1"}, {}).apply_torch_threads()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ConfigError, match="TAGGER_TORCH_THREADS"):
+        WorkerSettings(torch_threads=-1)
