@@ -220,7 +220,9 @@ def peer_kill(broker: str, model: Path, workdir: Path, docs: int, rate: float, s
         victim.kill()
         killed = time.monotonic()
         wait_for(lambda: _assigned(survivor) == 4, 120, "the survivor owning all partitions", every=0.1)
-        _tagging_again(survivor, survivor.tagged())
+        # Counted from the kill, not from the takeover: on a loaded machine the survivor can drain the
+        # victim's whole backlog between the takeover and a later baseline, and then never tag "again".
+        _tagging_again(survivor, shares[pair.index(survivor)])
         return rig.result("one of two workers SIGKILLed", "two workers in one group, kill -9 of one mid-stream",
                           feed, [time.monotonic() - killed], started, tagged_before_kill=shares,
                           survivor_partitions=_assigned(survivor), recovery_includes="session timeout 6 s")
