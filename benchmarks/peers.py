@@ -130,8 +130,9 @@ def _measure(name: str, fit: Callable[[], Predictor], test: Any, n_test: int, k:
 
 
 def _write_xmlrepo(path: Path, x: sp.csr_matrix, y: sp.csr_matrix) -> None:
-    """Write the rows that have labels as XMLRepository text (omikuji rejects label-less rows)."""
-    keep = np.flatnonzero(np.diff(y.indptr) > 0)
+    """Write the rows that have labels and features as XMLRepository text: omikuji refuses the whole file
+    ("Failed to load data") on a row without either, e.g. a GoEmotions comment with no known word."""
+    keep = np.flatnonzero((np.diff(y.indptr) > 0) & (np.diff(x.indptr) > 0))
     with path.open("w", encoding="ascii") as f:
         f.write(f"{len(keep)} {x.shape[1]} {y.shape[1]}\n")
         for i in keep:
