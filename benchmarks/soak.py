@@ -48,6 +48,7 @@ from worker.metrics import histogram_quantile
 from worker.model_commands import feedback_corpora
 from worker.registry import Registry
 from worker.services import ServeProcess, Service
+from worker.store import TAGS_KEY
 
 log = logging.getLogger("benchmarks.soak")
 PARTITIONS = 4
@@ -89,7 +90,7 @@ class Corrector(threading.Thread):
         while not self.stopping.wait(1 / self.per_s):
             i = rng.randrange(len(self.stream))
             doc_id = f"{self.run_id}-{i}"
-            stored = self.client.hget(f"tagger:tags:{doc_id}", "tags")
+            stored = self.client.hget(TAGS_KEY.format(doc_id), "tags")
             if stored is None:  # not produced or not tagged yet
                 continue
             shown = {name for name, score in json.loads(stored) if score >= 0.5}

@@ -41,8 +41,10 @@ from worker.config import WorkerSettings
 from worker.kafka import create_topic
 from worker.proxy import TcpProxy
 from worker.services import ServeProcess, Service, free_port, start_redis, start_tansu
+from worker.store import TAGS_KEY
 
-__all__ = ["FaultResult", "Feed", "Rig", "ScenarioError", "proxied_broker", "small_model", "wait_for"]
+__all__ = ["FAST_GROUP", "FaultResult", "Feed", "Rig", "ScenarioError", "proxied_broker", "small_model", "tagged_ids",
+           "wait_for"]
 
 log = logging.getLogger(__name__)
 PARTITIONS = 4
@@ -62,6 +64,18 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str, every: 
             raise ScenarioError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(every)  # polling a condition under a deadline, not a synchronising sleep
     return time.monotonic() - started
+
+
+def tagged_ids(client: redis.Redis, ids: list[str], chunk: int = 5000) -> set[str]:
+    """Those ids whose tags are in Redis (pipelined EXISTS, ``chunk`` per round trip)."""
+    found: set[str] = set()
+    for start in range(0, len(ids), chunk):
+        part = ids[start:start + chunk]
+        pipe = client.pipeline(transaction=False)
+        for doc_id in part:
+            pipe.exists(TAGS_KEY.format(doc_id))
+        found |= {doc_id for doc_id, hit in zip(part, pipe.execute(), strict=True) if hit}
+    return found
 
 
 def small_model(out: Path, seed: int = 0) -> Path:
@@ -202,14 +216,7 @@ class Rig:
 
     def tagged(self, ids: list[str]) -> set[str]:
         """Those ids whose tags are in Redis."""
-        found: set[str] = set()
-        for start in range(0, len(ids), 5000):
-            chunk = ids[start:start + 5000]
-            pipe = self.client.pipeline(transaction=False)
-            for doc_id in chunk:
-                pipe.exists(f"tagger:tags:{doc_id}")
-            found |= {d for d, hit in zip(chunk, pipe.execute(), strict=True) if hit}
-        return found
+        return tagged_ids(self.client, ids)
 
     def committed(self) -> int:
         """Sum of the group's committed offsets over the input partitions."""

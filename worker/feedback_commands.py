@@ -6,12 +6,12 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 
 from worker.config import WorkerSettings, add_settings_flags, settings_from
 from worker.registry import Registry
+from worker.serve_commands import run_until_signalled
 
 __all__ = ["register"]
 
@@ -75,10 +75,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     settings.apply_torch_threads()
-    learner = Learner(settings)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: learner.stop())
-    learner.run()
+    run_until_signalled(Learner(settings))
     return 0
 
 

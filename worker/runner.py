@@ -136,8 +136,7 @@ class Worker:
             while not self.stopping.is_set():
                 self._poll_once()
                 self._check_broker()
-                if self._pending and time.monotonic() >= self._commit_retry_at:
-                    self._commit_pending()
+                self._commit_if_due()
                 if self.batcher.due():
                     self._flush()
                 elif self._next_tagger is not None and self.batcher.batch is None:
@@ -288,10 +287,7 @@ class Worker:
                 return
             err = refused[0][1]
             self.metrics.dlq_failures.inc(len(refused))
-            if deadline is None and self.stopping.is_set():  # SIGTERM while the DLQ refuses: bounded wait
-                deadline = time.monotonic() + self.settings.shutdown_timeout_s
-            if deadline is not None and time.monotonic() + delay > deadline:
-                raise _Abandoned from err
+            deadline = self._retry_deadline(deadline, delay, err)
             log.error("dead-letter topic %r refused %d message(s) (%s); their offsets stay uncommitted and they are "
                       "resent in %.1f s (if the broker says too large, raise the topic's max.message.bytes)",
                       self.settings.dlq_topic, len(refused), err, delay)
@@ -338,6 +334,15 @@ class Worker:
                           item.offset, item.timestamp_ms)
                 for item, doc_tags in zip(good, tags, strict=True) if item.document]
 
+    def _retry_deadline(self, deadline: float | None, delay: float, err: Exception) -> float | None:
+        """The deadline for another retry in ``delay`` s: set on SIGTERM (an outage must not hold the
+        shutdown), and raising _Abandoned once the retry would come after it."""
+        if deadline is None and self.stopping.is_set():
+            deadline = time.monotonic() + self.settings.shutdown_timeout_s
+        if deadline is not None and time.monotonic() + delay > deadline:
+            raise _Abandoned from err
+        return deadline
+
     def _write(self, batch: Batch, records: list[TagRecord], deadline: float | None) -> None:
         if not records:
             return
@@ -350,10 +355,7 @@ class Worker:
                 break
             except redis.RedisError as err:
                 self.metrics.redis_errors.inc()
-                if deadline is None and self.stopping.is_set():  # SIGTERM during an outage: bounded wait
-                    deadline = time.monotonic() + self.settings.shutdown_timeout_s
-                if deadline is not None and time.monotonic() + delay > deadline:
-                    raise _Abandoned from err
+                deadline = self._retry_deadline(deadline, delay, err)
                 log.warning("redis write failed (%s); pausing consumption, retrying in %.1f s", err, delay)
                 records = self._wait_for_redis(batch, records, delay)
                 delay = min(delay * 2, self.settings.redis_retry_max_s)
@@ -389,6 +391,10 @@ class Worker:
     def _commit(self, batch: Batch) -> None:
         self._pending.update({TopicPartition(topic, partition): OffsetAndMetadata(offset + 1, "", -1)
                               for (topic, partition), offset in batch.last_offsets().items()})
+        self._commit_if_due()
+
+    def _commit_if_due(self) -> None:
+        """Commit what is pending unless a failed commit's backoff has not run out yet."""
         if self._pending and time.monotonic() >= self._commit_retry_at:
             self._commit_pending()
 

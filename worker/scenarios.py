@@ -27,6 +27,7 @@ from worker.chaos import FaultResult, Feed, Rig, ScenarioError, proxied_broker, 
 from worker.proxy import TcpProxy
 from worker.registry import Registry
 from worker.services import ServeProcess
+from worker.store import TAGS_KEY
 
 __all__ = ["broker_outage", "broker_warning", "peer_kill", "redis_kill", "verify_models", "worker_kills"]
 
@@ -94,7 +95,7 @@ def verify_models(rig: Rig, registry: Registry, published: list[str], feed: Feed
     ids = sorted(rig.tagged(list(feed.texts)))
     pipe = rig.client.pipeline(transaction=False)
     for doc_id in ids:
-        pipe.hmget(f"tagger:tags:{doc_id}", "model", "tags")
+        pipe.hmget(TAGS_KEY.format(doc_id), "model", "tags")
     by_version: dict[str, list[tuple[str, list[list[Any]]]]] = {}
     for doc_id, (model, tags) in zip(ids, pipe.execute(), strict=True):
         by_version.setdefault(model.decode(), []).append((doc_id, json.loads(tags)))

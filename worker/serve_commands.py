@@ -9,10 +9,11 @@ import logging
 import os
 import signal
 import sys
+from typing import Protocol
 
 from worker.config import add_settings_flags, settings_from
 
-__all__ = ["register"]
+__all__ = ["Stoppable", "register", "run_until_signalled"]
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +37,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_from(os.environ, vars(args))
     log.info("settings: %s", settings)
     settings.apply_torch_threads()
-    worker = Worker(settings)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: worker.stop())
-    worker.run()
+    run_until_signalled(Worker(settings))
     return 0
+
+
+class Stoppable(Protocol):
+    """A long-running loop: ``run`` until ``stop`` is called (from a signal handler)."""
+
+    def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def run_until_signalled(loop: Stoppable) -> None:
+    """Run ``loop`` with SIGTERM and SIGINT asking it to stop (finish its step, then return)."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: loop.stop())
+    loop.run()
 
 
 def cmd_lookup(args: argparse.Namespace) -> int:

@@ -4,7 +4,6 @@ and the worker as a subprocess. Waits are on conditions with deadlines, never ba
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,22 +17,19 @@ from model import checkpoint
 from model.config import ModelConfig, TrainConfig
 from model.synthetic import generate_corpus
 from model.trainer import train
+from worker import chaos
+from worker.chaos import FAST_GROUP, ScenarioError, wait_for
 from worker.config import WorkerSettings
 from worker.kafka import create_topic
 from worker.services import ServeProcess, Service, ServiceError, start_redis, start_tansu
 
 PARTITIONS = 4
-FAST_GROUP = {"TAGGER_SESSION_TIMEOUT_MS": "6000", "TAGGER_HEARTBEAT_INTERVAL_MS": "1000"}
-
-
 def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
     """Poll ``condition`` until it is truthy; fail the test naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+    try:
+        wait_for(condition, timeout, what)
+    except ScenarioError as err:
+        pytest.fail(str(err))
 
 
 def _service(start: Callable[[], Service]) -> Iterator[Service]:
@@ -142,8 +138,4 @@ def start_worker(stream: Stream, model_dir: Path, tmp_path: Path) -> Iterator[Ca
 
 def tagged_ids(redis_url: str, ids: list[str]) -> set[str]:
     """Those ids whose tags are in Redis."""
-    client = redis.Redis.from_url(redis_url)
-    pipe = client.pipeline(transaction=False)
-    for doc_id in ids:
-        pipe.exists(f"tagger:tags:{doc_id}")
-    return {doc_id for doc_id, found in zip(ids, pipe.execute(), strict=True) if found}
+    return chaos.tagged_ids(redis.Redis.from_url(redis_url), ids)
