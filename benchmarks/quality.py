@@ -54,6 +54,7 @@ def _hashed(path: str) -> Callable[[], tuple[Corpus, Corpus]]:
 DATASETS = {
     d.name: d for d in (
         Dataset("bibtex", _pair("bibtex/train.txt", "bibtex/test.txt"), "official MULAN split"),
+        Dataset("delicious", _pair("delicious/train.txt", "delicious/test.txt"), "official MULAN split"),
         Dataset("reuters", _pair("reuters21578/apte90_train.jsonl", "reuters21578/apte90_test.jsonl"),
                 "ModApte, 90 topics"),
         Dataset("goemotions", _pair("goemotions/train.tsv", "goemotions/test.tsv"), "official test"),

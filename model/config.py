@@ -11,12 +11,13 @@ from typing import Any, Literal, TypeVar
 
 from model.errors import ConfigError
 
-__all__ = ["HEADS", "LABEL_INITS", "LOSSES", "ModelConfig", "TrainConfig"]
+__all__ = ["HEADS", "LABEL_INITS", "LOSSES", "PRESETS", "ModelConfig", "TrainConfig", "preset"]
 
 Head = Literal["rank-ae", "pmi-cosine"]
 Loss = Literal["margin", "bce"]
 LabelInit = Literal["random", "pmi"]
 Pooling = Literal["mean", "sum"]
+Reduction = Literal["mean", "sum"]
 HEADS: tuple[Head, ...] = ("rank-ae", "pmi-cosine")
 LOSSES: tuple[Loss, ...] = ("margin", "bce")
 LABEL_INITS: tuple[LabelInit, ...] = ("random", "pmi")
@@ -32,21 +33,36 @@ def _from_dict(cls: type[_T], data: dict[str, Any]) -> _T:
     return cls(**data)
 
 
+# Fields added after checkpoints were first written, with the value that reproduces an older checkpoint's
+# model when its config.json lacks them (a missing field must not silently change a trained architecture).
+_LEGACY = {"tag_head": False, "margin_reduction": "sum", "ae_share": 1.0}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of a Rank-AE model (paper §2); sizes are filled in from the data at training time."""
+    """Architecture of a Rank-AE model (paper §2); sizes are filled in from the data at training time.
+
+    The defaults are the product's default model (docs/results.md, "The default model"): the paper's
+    Rank-AE without SE attention, with wide (C=1024) sum-pooled word embeddings and a tag head beside
+    the label decoder. ``preset("paper")`` is the paper's own configuration.
+    """
 
     n_features: int = 0  # vocabulary size (text) or feature count (feature matrices)
     n_labels: int = 0  # L, size of the label set
-    embed_dim: int = 100  # C, word-embedding size (paper: 100)
+    embed_dim: int = 1024  # C, word-embedding size (paper: 100)
     reduction: int = 4  # r, SE channel-attention reduction ratio (paper: 4)
-    latent_dim: int = 100  # h, size of x_h and y_h (paper: 100 for few labels, 200 for many)
+    latent_dim: int = 200  # h, size of x_h and y_h (paper: 100 for few labels, 200 for many)
     label_hidden: int = 512  # width of the inner layer of label encoder E and decoder D
-    attention: bool = True  # SE channel attention; False is the paper's "No attn" ablation
-    pooling: Pooling = "mean"  # over a document's weighted words: "mean" (paper) or "sum"
+    attention: bool = False  # SE channel attention (paper); costs ~C²/r per word, so off at C=1024
+    pooling: Pooling = "sum"  # over a document's weighted words: "mean" (paper) or "sum"
     head: Head = "rank-ae"  # "rank-ae" (E/D autoencoder) or "pmi-cosine" (regress PMI label embedding)
     loss: Loss = "margin"  # margin ranking loss (Rank-AE) or "bce" (the paper's BCE-AE ablation)
     margin: float = 1.0  # m in Eq. 3-4, applied to the decoder's logits (σ saturates: see docs/results.md)
+    margin_reduction: Reduction = "mean"  # L_P averaged over negatives, L_N over positives ("sum": Eq. 3-4
+    # as printed, whose size grows with L and |y|: it diverged on Delicious, 19 labels per document)
+    tag_head: bool = True  # not in the paper: tags scored straight from the pooled embedding x' as well
+    tag_head_loss: Loss = "bce"  # the tag head's loss
+    ae_share: float = 1.0  # score = ae_share·σ(D(F(x))) + (1 − ae_share)·σ(tag head); chosen on validation
     lambda_ae: float = 1.0  # λ in Eq. 1, weight of the label-reconstruction loss
     lambda_direct: float = 0.0  # weight of the same loss on D(F(x)); 0 = the paper (D learns from E(y) only)
     label_init: LabelInit = "random"  # "pmi" initialises E and D from the PMI label embedding
@@ -68,6 +84,12 @@ class ModelConfig:
             )
         if not (0.0 <= self.dropout < 1.0 and 0.0 <= self.word_dropout < 1.0):
             raise ConfigError(f"dropout and word_dropout must be in [0, 1), got {self.dropout}, {self.word_dropout}")
+        if self.margin_reduction not in ("mean", "sum"):
+            raise ConfigError(f"margin_reduction must be 'mean' or 'sum', got {self.margin_reduction!r}")
+        if self.tag_head_loss not in LOSSES:
+            raise ConfigError(f"tag_head_loss must be one of {LOSSES}, got {self.tag_head_loss!r}")
+        if not 0.0 <= self.ae_share <= 1.0:
+            raise ConfigError(f"ae_share must be in [0, 1], got {self.ae_share}")
         if self.margin < 0 or self.lambda_ae < 0 or self.lambda_direct < 0:
             raise ConfigError("margin, lambda_ae and lambda_direct must be non-negative")
 
@@ -77,19 +99,20 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        """Rebuild from :meth:`to_dict` output; unknown keys are an error."""
-        return _from_dict(cls, data)
+        """Rebuild from :meth:`to_dict` output; unknown keys are an error, fields older output lacks
+        take the value that older model had."""
+        return _from_dict(cls, {**_LEGACY, **data})
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation settings of one training run."""
 
-    epochs: int = 40  # upper bound; early stopping usually ends sooner
+    epochs: int = 30  # upper bound; early stopping usually ends sooner
     batch_size: int = 64
-    lr: float = 2e-3  # Adam(W) learning rate
-    weight_decay: float = 0.01  # AdamW decoupled weight decay
-    patience: int = 5  # epochs without a better validation P@1 before stopping
+    lr: float = 1e-3  # Adam(W) learning rate
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    patience: int = 3  # epochs without a better validation P@1 before stopping
     schedule: str = "constant"  # learning rate: "constant" or "cosine" (decays to 0 at the last epoch)
     seed: int = 0  # seeds torch, numpy and batch order
     valid_fraction: float = 0.1  # share of training documents held out for early stopping
@@ -117,3 +140,29 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Rebuild from :meth:`to_dict` output; unknown keys are an error."""
         return _from_dict(cls, data)
+
+
+# Named configurations: "default" is what `tagger train` builds with no flags; "paper" is the paper's
+# §3.1 setting (C=100, r=4, h=200, SE attention, average pooling, no tag head; λ, m, rate "tuned on
+# validation" in the paper: here its λ=1, m=1 and AdamW 2e-3 / 0.01, patience 5).
+PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "default": ({}, {}),
+    "paper": ({"embed_dim": 100, "reduction": 4, "latent_dim": 200, "attention": True, "pooling": "mean",
+               "tag_head": False},
+              {"epochs": 40, "lr": 2e-3, "weight_decay": 0.01, "patience": 5}),
+}
+
+
+def preset(name: str, **overrides: Any) -> tuple[ModelConfig, TrainConfig]:
+    """The model and training configs of a named preset, with field overrides (either config's fields)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; known: {sorted(PRESETS)}")
+    model_kw, train_kw = PRESETS[name]
+    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(overrides) - model_fields - train_fields)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {unknown}")
+    model = ModelConfig(**{**model_kw, **{k: v for k, v in overrides.items() if k in model_fields}})
+    train = TrainConfig(**{**train_kw, **{k: v for k, v in overrides.items() if k in train_fields}})
+    return model, train

@@ -25,9 +25,9 @@ def require_attention(model: RankAE) -> torch.nn.Module:
     """The model's channel-attention module; ModelError (saying what to do) when it has none."""
     attention = model.features.attention
     if attention is None:
-        raise ModelError("this model was trained without channel attention (attention=false, the 'No attn' "
-                         "ablation), so it has no attention weights to explain; retrain it without "
-                         "--no-attention to use explain")
+        raise ModelError("this model was trained without channel attention (attention=false: the default "
+                         "preset and the 'No attn' ablation), so it has no attention weights to explain; "
+                         "retrain it with --attention (or --preset paper) to use explain")
     return attention
 
 

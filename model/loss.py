@@ -8,7 +8,8 @@ import torch.nn.functional as F
 __all__ = ["bce_loss", "cosine_loss", "latent_loss", "margin_ranking_loss"]
 
 
-def margin_ranking_loss(scores: torch.Tensor, targets: torch.Tensor, margin: float) -> torch.Tensor:
+def margin_ranking_loss(scores: torch.Tensor, targets: torch.Tensor, margin: float,
+                        reduction: str = "sum") -> torch.Tensor:
     """Marginal ranking loss L_P + L_N of the paper (Eq. 2-4), averaged over the batch.
 
     scores: (batch, n_labels) predicted label scores y'; targets: (batch, n_labels) bool, True = positive.
@@ -19,6 +20,11 @@ def margin_ranking_loss(scores: torch.Tensor, targets: torch.Tensor, margin: flo
     The inner max over pairs reduces to one min over positives and one max over negatives, so the
     cost is O(L) per example. An example with no positive or no negative label has nothing to rank:
     it contributes 0 (and still counts in the batch mean).
+
+    ``reduction="sum"`` is Eq. 3-4 as printed; ``"mean"`` divides L_P by |N| and L_N by |P|, so an
+    example's loss is at most 2·(m + score range) whatever L and |y| are. With the sum, a document of
+    Delicious (983 labels, 19 per document) starts near 1,000 against the latent term's ~1 and training
+    diverged (docs/results.md, "Delicious").
     """
     positive = targets.bool()
     negative = ~positive
@@ -28,6 +34,9 @@ def margin_ranking_loss(scores: torch.Tensor, targets: torch.Tensor, margin: flo
     zero = scores.new_zeros(())
     loss_p = torch.where(negative, (margin + scores - min_positive).clamp(min=0), zero).sum(dim=1)
     loss_n = torch.where(positive, (margin + max_negative - scores).clamp(min=0), zero).sum(dim=1)
+    if reduction == "mean":
+        loss_p = loss_p / negative.sum(dim=1).clamp(min=1)
+        loss_n = loss_n / positive.sum(dim=1).clamp(min=1)
     rankable = positive.any(dim=1) & negative.any(dim=1)
     return torch.where(rankable, loss_p + loss_n, zero).mean()
 

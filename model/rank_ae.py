@@ -10,6 +10,12 @@
          [+ λ_d·L_ae(y, D(F(x)))]       optional, not in the paper (``lambda_direct``)
     ŷ = σ(D(F(x)))                        inference
 
+Beside the decoder, the tag head (``tag_head``, not in the paper) scores labels straight from the pooled
+embedding: t = T2 · δ(x' + b), trained with BCE on the same shared word embeddings, and inference blends
+ŷ = a·σ(D(F(x))) + (1 − a)·σ(t) with the share ``a`` (``ae_share``) chosen on validation by the trainer.
+With C=1024 sum-pooled embeddings the pooled x' is the hidden layer of a one-hidden-layer network over
+the tf-idf features, which is what brings the peers' quality (docs/results.md, "The default model").
+
 The ``pmi-cosine`` head replaces E/D with a fixed PMI label embedding: F regresses the document's
 label-set embedding under a cosine loss, and labels are scored by cosine similarity to x_h.
 
@@ -30,7 +36,7 @@ from torch import nn
 from model.config import ModelConfig
 from model.loss import bce_loss, cosine_loss, latent_loss, margin_ranking_loss
 
-__all__ = ["RankAE", "SparseBatch", "labels_batch", "predict_topk"]
+__all__ = ["RankAE", "SparseBatch", "blend_topk", "labels_batch", "predict_topk"]
 
 
 def _to(array: np.ndarray, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
@@ -117,7 +123,25 @@ class FeatureEncoder(nn.Module):
 
     def forward(self, batch: SparseBatch) -> torch.Tensor:
         """x_h: (batch, h)."""
-        return self.project(self.dropout(self.pooled(batch)))
+        return self.latent(self.pooled(batch))
+
+    def latent(self, pooled: torch.Tensor) -> torch.Tensor:
+        """x_h = F(x) from x' (batch, C) → (batch, h)."""
+        return self.project(self.dropout(pooled))
+
+
+class TagHead(nn.Module):
+    """Label logits straight from the pooled embedding x': (batch, C) → (batch, L), one ReLU layer deep."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(config.embed_dim))
+        self.dropout = nn.Dropout(config.dropout)
+        self.out = nn.Linear(config.embed_dim, config.n_labels)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        """pooled x': (batch, C) → logits (batch, L)."""
+        return self.out(self.dropout(F.relu(pooled + self.bias)))
 
 
 class LabelEncoder(nn.Module):
@@ -166,6 +190,7 @@ class RankAE(nn.Module):
         else:
             self.encoder = LabelEncoder(config)
             self.decoder = LabelDecoder(config)
+        self.tag_head = TagHead(config) if config.tag_head else None
 
     def init_label_prior(self, frequency: np.ndarray) -> None:
         """Start D's output biases at each label's log-odds; frequency: (L,) share of documents with the label.
@@ -176,8 +201,12 @@ class RankAE(nn.Module):
         (the prior initialisation of Lin et al., "Focal Loss", 2017) it reached 48% in the same 2 epochs.
         """
         p = torch.as_tensor(frequency, dtype=torch.float32).clamp(1e-6, 1 - 1e-6)
+        log_odds = torch.log(p) - torch.log1p(-p)
         with torch.no_grad():
-            self.decoder.second.bias.copy_(torch.log(p) - torch.log1p(-p))
+            if self.config.loss == "bce" and self.config.head == "rank-ae":
+                self.decoder.second.bias.copy_(log_odds)
+            if self.tag_head is not None and self.config.tag_head_loss == "bce":
+                self.tag_head.out.bias.copy_(log_odds)
 
     def init_label_embedding(self, embedding: np.ndarray) -> None:
         """Use a PMI label embedding (L, k): the cosine head's label rows, or E/D's initial label weights."""
@@ -194,35 +223,59 @@ class RankAE(nn.Module):
                 weight[:, :k] = rows[:, :k] * scale
 
     def scores(self, batch: SparseBatch) -> torch.Tensor:
-        """ŷ: (batch, L) label scores, higher is better (σ(D(F(x))) or cosine to label rows)."""
-        x_h = self.features(batch)
+        """ŷ: (batch, L) label scores, higher is better: a·σ(D(F(x))) + (1 − a)·σ(tag head), a = ``ae_share``
+        (σ(D(F(x))), or the cosine head's scores, alone for a model without a tag head)."""
+        pooled = self.features.pooled(batch)
+        head, share = self.tag_head, self.config.ae_share
+        if head is None or share >= 1.0:
+            return self._ae_scores(self.features.latent(pooled))
+        tags = torch.sigmoid(head(pooled))
+        if share <= 0.0:
+            return tags
+        return share * self._ae_scores(self.features.latent(pooled)) + (1.0 - share) * tags
+
+    def head_scores(self, batch: SparseBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(σ(D(F(x))) or the cosine head's scores, σ(tag head) or None without one): each (batch, L)."""
+        pooled = self.features.pooled(batch)
+        tags = torch.sigmoid(self.tag_head(pooled)) if self.tag_head is not None else None
+        return self._ae_scores(self.features.latent(pooled)), tags
+
+    def _ae_scores(self, x_h: torch.Tensor) -> torch.Tensor:
         if self.config.head == "pmi-cosine":
             return F.normalize(x_h, dim=1) @ F.normalize(self.label_rows, dim=1).T
         return torch.sigmoid(self.decoder(x_h))
 
     def loss(self, batch: SparseBatch, labels: SparseBatch, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         """Training loss (key ``"loss"``) and its parts; targets: (batch, L) bool."""
-        x_h = self.features(batch)
+        pooled = self.features.pooled(batch)
+        parts = self._autoencoder_loss(self.features.latent(pooled), labels, targets)
+        if self.tag_head is not None:
+            parts["tags"] = self._ranking(self.tag_head(pooled), targets, self.config.tag_head_loss)
+            parts["loss"] = parts["loss"] + parts["tags"]
+        return parts
+
+    def _autoencoder_loss(self, x_h: torch.Tensor, labels: SparseBatch,
+                          targets: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.config.head == "pmi-cosine":
             target = F.embedding_bag(labels.ids, self.label_rows, labels.offsets, mode="sum")  # M·E
             return {"loss": cosine_loss(x_h, target)}
         y_h = self.encoder(labels)
-        ae = self._reconstruction(self.decoder(y_h), targets)  # D learns to rebuild y from y_h (§2.2)
+        ae = self._ranking(self.decoder(y_h), targets, self.config.loss)  # D rebuilds y from y_h (§2.2)
         latent = latent_loss(x_h, y_h)
         parts = {"loss": latent + self.config.lambda_ae * ae, "latent": latent, "ae": ae}
         if self.config.lambda_direct > 0:  # not in the paper: also rank D(F(x)), what inference scores
-            parts["direct"] = self._reconstruction(self.decoder(x_h), targets)
+            parts["direct"] = self._ranking(self.decoder(x_h), targets, self.config.loss)
             parts["loss"] = parts["loss"] + self.config.lambda_direct * parts["direct"]
         return parts
 
-    def _reconstruction(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """L_ae on decoder logits (batch, L): margin ranking, or BCE for the BCE-AE ablation.
+    def _ranking(self, logits: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.Tensor:
+        """L_ae on logits (batch, L): margin ranking, or BCE (the BCE-AE ablation, and the tag head).
 
         The margin applies to logits, not σ(logits): on saturated sigmoid outputs it barely trains.
         """
-        if self.config.loss == "bce":
+        if loss == "bce":
             return bce_loss(logits, targets)
-        return margin_ranking_loss(logits, targets, self.config.margin)
+        return margin_ranking_loss(logits, targets, self.config.margin, self.config.margin_reduction)
 
 
 def predict_topk(model: RankAE, x: sp.csr_matrix, k: int, batch_size: int = 512,
@@ -241,3 +294,22 @@ def predict_topk(model: RankAE, x: sp.csr_matrix, k: int, batch_size: int = 512,
     if not ids:
         return np.zeros((0, k), dtype=np.int64), np.zeros((0, k), dtype=np.float32)
     return np.concatenate(ids), np.concatenate(scores)
+
+
+def blend_topk(model: RankAE, x: sp.csr_matrix, k: int, shares: tuple[float, ...], batch_size: int = 512,
+               device: torch.device | str | None = None) -> dict[float, np.ndarray]:
+    """Top-k label ids (n, k') of rows x (n, n_features) for each decoder share a of the blended score
+    a·σ(D(F(x))) + (1 − a)·σ(tag head), from one forward pass per batch; a model without a tag head
+    has one ranking, given for every share."""
+    device = device or next(model.parameters()).device
+    k = min(k, model.config.n_labels)
+    model.eval()
+    ids: dict[float, list[np.ndarray]] = {share: [] for share in shares}
+    with torch.inference_mode():
+        for start in range(0, x.shape[0], batch_size):
+            ae, tags = model.head_scores(SparseBatch.from_csr(x[start:start + batch_size], device))
+            for share in shares:
+                blended = ae if tags is None else share * ae + (1.0 - share) * tags
+                ids[share].append(torch.topk(blended.float(), k, dim=1).indices.cpu().numpy())
+    return {share: np.concatenate(rows) if rows else np.zeros((0, k), dtype=np.int64)
+            for share, rows in ids.items()}

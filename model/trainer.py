@@ -9,6 +9,7 @@ retrains on all the training documents for the best epoch count.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator
@@ -23,14 +24,14 @@ from tqdm import tqdm
 
 from model.config import ModelConfig, TrainConfig
 from model.data import Corpus, label_matrix
-from model.errors import ConfigError, DataError
+from model.errors import ConfigError, DataError, ModelError
 from model.label_embedding import label_embedding
 from model.metrics import evaluate
 from model.noise import add_label_noise
-from model.rank_ae import RankAE, SparseBatch, labels_batch, predict_topk
+from model.rank_ae import RankAE, SparseBatch, blend_topk, labels_batch
 from model.text import Featurizer
 
-__all__ = ["EpochLoop", "TrainedModel", "build_model", "resolve_device", "train"]
+__all__ = ["EpochLoop", "TrainedModel", "build_model", "diverged", "frequency_baseline", "resolve_device", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +96,22 @@ class EpochLoop:
     def __init__(self, model: RankAE, x: sp.csr_matrix, y: sp.csr_matrix, config: TrainConfig,
                  device: torch.device) -> None:
         self.model, self.x, self.y, self.config, self.device = model, x, y, config, device
-        self.optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.rng = np.random.default_rng(config.seed)
-        self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimiser, config.epochs)
-                          if config.schedule == "cosine" else None)
+        self._optimise(config.lr, config.epochs)
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                          else nullcontext())
+
+    def _optimise(self, lr: float, epochs: int) -> None:
+        self.optimiser = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=self.config.weight_decay)
+        self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimiser, max(epochs, 1))
+                          if self.config.schedule == "cosine" else None)
+
+    def restart(self, state: dict[str, torch.Tensor], lr_factor: float) -> float:
+        """Back to ``state`` with a fresh optimiser at ``lr_factor`` times the current rate; the new rate."""
+        self.model.load_state_dict(state)
+        lr = self.optimiser.param_groups[0]["lr"] * lr_factor
+        self._optimise(lr, self.config.epochs)
+        return lr
 
     def epoch(self, bar: tqdm) -> float:
         """One pass over the shuffled training data; returns the mean loss."""
@@ -110,10 +121,13 @@ class EpochLoop:
             labels, targets = labels_batch(self.y[rows], self.device)
             with self.autocast:
                 parts = self.model.loss(SparseBatch.from_csr(self.x[rows], self.device), labels, targets)
+            loss = parts["loss"].item()
+            if not np.isfinite(loss):  # a step on it would poison every weight; the caller recovers
+                return loss
             self.optimiser.zero_grad(set_to_none=True)
             parts["loss"].backward()
             self.optimiser.step()
-            total, steps = total + parts["loss"].item(), steps + 1
+            total, steps = total + loss, steps + 1
             bar.set_postfix(loss=f"{total / steps:.4f}", refresh=False)
         if self.scheduler is not None:
             self.scheduler.step()
@@ -140,8 +154,11 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
     y_valid = label_matrix(valid_corpus.labels, run.names)
     history, best = _fit(run.loop, x_valid, y_valid, progress)
     run.loop.model.load_state_dict(best["state"])
+    chosen = dataclasses.replace(run.loop.model.config, ae_share=best["share"])
+    run.loop.model.config = chosen
     if train_config.refit:
         run = _Run.prepare(train_corpus, model_config, train_config, target)
+        run.loop.model.config = dataclasses.replace(run.loop.model.config, ae_share=best["share"])
         _fit_blind(run.loop, best["epoch"], progress)
     return TrainedModel(run.loop.model.eval(), run.featurizer, run.names, train_config, best["metrics"],
                         history, run.label_counts, run.loop.x.shape[0])
@@ -184,34 +201,88 @@ def build_model(config: ModelConfig, y_train: sp.csr_matrix, seed: int) -> RankA
     if config.head == "pmi-cosine" or config.label_init == "pmi":
         dim = config.latent_dim if config.head == "pmi-cosine" else config.label_hidden
         model.init_label_embedding(label_embedding(y_train, dim, seed))
-    if config.loss == "bce" and config.head == "rank-ae":
+    if (config.loss == "bce" and config.head == "rank-ae") or (config.tag_head and config.tag_head_loss == "bce"):
         model.init_label_prior(np.asarray(y_train.sum(axis=0)).ravel() / max(y_train.shape[0], 1))
     return model
+
+
+# Decoder shares a of the blended score a·σ(D(F(x))) + (1 − a)·σ(tag head) tried on validation each epoch.
+SHARES = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0)
+MAX_RECOVERIES = 2  # restarts from the best state at half the rate before training gives up on improving
+
+
+def frequency_baseline(y_valid: sp.csr_matrix) -> float:
+    """Validation P@1 of ranking every document's labels by training frequency (label id 0 first)."""
+    ranking = np.tile(np.arange(min(5, y_valid.shape[1])), (y_valid.shape[0], 1))
+    return evaluate(ranking, y_valid)["p@1"]
+
+
+def _validate(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,
+              shares: tuple[float, ...]) -> tuple[float, dict[str, float]]:
+    """The best decoder share on validation (by P@1, then nDCG@5) and the metrics at that share."""
+    scored = [(share, evaluate(ids, y_valid)) for share, ids in
+              blend_topk(loop.model, x_valid, 5, shares, device=loop.device).items()]
+    return max(scored, key=lambda item: (item[1]["p@1"], item[1]["ndcg@5"]))
+
+
+def diverged(mean_loss: float, p1: float, baseline: float, best_p1: float) -> bool:
+    """A non-finite loss, or validation P@1 fallen below the label-frequency baseline after beating it."""
+    return not np.isfinite(mean_loss) or (best_p1 > baseline > p1)
 
 
 def _fit(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,
          progress: bool) -> tuple[list[dict[str, float]], dict[str, Any]]:
     history: list[dict[str, float]] = []
-    best: dict[str, Any] = {"p@1": -1.0}
+    shares = SHARES if loop.model.tag_head is not None else (loop.model.config.ae_share,)
+    baseline = frequency_baseline(y_valid)
+    best: dict[str, Any] = {"p@1": -1.0, "epoch": 0, "state": _snapshot(loop.model)}
+    recoveries, stale = 0, 0
     with tqdm(total=loop.config.epochs, desc="train", unit="epoch", disable=not progress) as bar:
         for epoch in range(1, loop.config.epochs + 1):
             started = time.perf_counter()
             mean_loss = loop.epoch(bar)
-            topk, _ = predict_topk(loop.model, x_valid, 5, device=loop.device)
-            metrics = evaluate(topk, y_valid)
+            share, metrics = _validate(loop, x_valid, y_valid, shares)
             history.append({"epoch": epoch, "loss": mean_loss, "seconds": time.perf_counter() - started,
-                            **{f"valid_{k}": v for k, v in metrics.items()}})
-            if metrics["p@1"] > best["p@1"]:
-                best = {"p@1": metrics["p@1"], "epoch": epoch, "metrics": metrics,
-                        "state": copy.deepcopy({k: v.cpu() for k, v in loop.model.state_dict().items()})}
-            bar.set_postfix(loss=f"{mean_loss:.4f}", valid_p1=f"{metrics['p@1']:.4f}",
-                            best=f"{best['p@1']:.4f}")
+                            "ae_share": share, **{f"valid_{k}": v for k, v in metrics.items()}})
             bar.update()
-            log.debug("epoch %d loss=%.4f valid p@1=%.4f", epoch, mean_loss, metrics["p@1"])
-            if epoch - best["epoch"] >= loop.config.patience:
+            if np.isfinite(mean_loss) and metrics["p@1"] > best["p@1"]:
+                best = {"p@1": metrics["p@1"], "epoch": epoch, "metrics": metrics, "share": share,
+                        "state": _snapshot(loop.model)}
+                stale = 0
+            elif diverged(mean_loss, metrics["p@1"], baseline, best["p@1"]) and recoveries < MAX_RECOVERIES:
+                recoveries += 1
+                rate = loop.restart(best["state"], 0.5)
+                log.warning("training diverged at epoch %d (loss %.4g, validation P@1 %.2f%%, label-frequency "
+                            "baseline %.2f%%): back to epoch %d's state at learning rate %.3g",
+                            epoch, mean_loss, 100 * metrics["p@1"], 100 * baseline, best["epoch"], rate)
+                stale = 0
+                continue
+            else:
+                stale += 1
+            bar.set_postfix(loss=f"{mean_loss:.4f}", valid_p1=f"{100 * metrics['p@1']:.2f}%",
+                            best=f"{100 * best['p@1']:.2f}%")
+            log.debug("epoch %d loss=%.4f valid p@1=%.2f%% share=%.1f", epoch, mean_loss, 100 * metrics["p@1"],
+                      share)
+            if stale >= loop.config.patience:
                 log.info("early stop after epoch %d; best epoch %d", epoch, best["epoch"])
                 break
+    _require_learning(best, baseline, recoveries)
     return history, best
+
+
+def _require_learning(best: dict[str, Any], baseline: float, recoveries: int) -> None:
+    """Refuse a model that never beat ranking labels by frequency: training failed, not converged."""
+    if best["epoch"] == 0 or best["p@1"] < baseline:
+        reached = max(best["p@1"], 0.0)
+        restarts = f" (after {recoveries} restart(s) at a lower rate)" if recoveries else ""
+        raise ModelError(
+            f"training failed: the best validation P@1 ({100 * reached:.2f}%){restarts} is below the "
+            f"{100 * baseline:.2f}% of always predicting the most frequent labels; try --lr a tenth of the "
+            f"current one, check that the inputs carry the labels' signal, or train the default preset")
+
+
+def _snapshot(model: RankAE) -> dict[str, torch.Tensor]:
+    return copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()})
 
 
 def _fit_blind(loop: EpochLoop, epochs: int, progress: bool) -> None:

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from model.config import HEADS, LABEL_INITS, LOSSES, ModelConfig, TrainConfig
+from model.config import HEADS, LABEL_INITS, LOSSES, PRESETS, ModelConfig, TrainConfig, preset
 from model.data import FORMATS, Corpus, hash_split, parse_document, read_corpus, write_jsonl
 from model.errors import DataError
 
@@ -70,49 +70,69 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    # Every model and training flag defaults to "not given", so it overrides the chosen preset's value
+    # only when given; the help shows the default preset's value.
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                        help="named configuration the flags below override: 'default' (the product's model) "
+                             "or 'paper' (the paper's §3.1 setting)")
     group = parser.add_argument_group("model (paper §2)")
-    group.add_argument("--head", choices=HEADS, default=_MODEL.head)
-    group.add_argument("--loss", choices=LOSSES, default=_MODEL.loss, help="margin (Rank-AE) or bce (BCE-AE)")
-    group.add_argument("--no-attention", dest="attention", action="store_false", help="the 'No attn' ablation")
-    group.add_argument("--label-init", choices=LABEL_INITS, default=_MODEL.label_init)
-    group.add_argument("--pooling", choices=("mean", "sum"), default=_MODEL.pooling)
-    group.add_argument("--embed-dim", type=int, default=_MODEL.embed_dim, help="C")
-    group.add_argument("--latent-dim", type=int, default=_MODEL.latent_dim, help="h")
-    group.add_argument("--label-hidden", type=int, default=_MODEL.label_hidden)
-    group.add_argument("--reduction", type=int, default=_MODEL.reduction, help="r")
-    group.add_argument("--margin", type=float, default=_MODEL.margin, help="m")
-    group.add_argument("--lambda", dest="lambda_ae", type=float, default=_MODEL.lambda_ae, help="λ")
-    group.add_argument("--lambda-direct", type=float, default=_MODEL.lambda_direct,
-                       help="weight of the loss on D(F(x)) too (0: the paper, D learns from E(y) only)")
-    group.add_argument("--dropout", type=float, default=_MODEL.dropout)
-    group.add_argument("--word-dropout", type=float, default=_MODEL.word_dropout)
+    option = _optional(group, _MODEL)
+    option("--head", choices=HEADS)
+    option("--loss", choices=LOSSES, help="margin (Rank-AE) or bce (BCE-AE)")
+    group.add_argument("--no-attention", dest="attention", action="store_false", default=argparse.SUPPRESS,
+                       help="the 'No attn' ablation (the default preset has no attention)")
+    group.add_argument("--attention", dest="attention", action="store_true", default=argparse.SUPPRESS,
+                       help="SE channel attention (the paper preset has it)")
+    option("--label-init", choices=LABEL_INITS)
+    option("--pooling", choices=("mean", "sum"))
+    option("--embed-dim", type=int, help="C")
+    option("--latent-dim", type=int, help="h")
+    option("--label-hidden", type=int)
+    option("--reduction", type=int, help="r")
+    option("--margin", type=float, help="m")
+    option("--margin-reduction", choices=("mean", "sum"), help="L_P/L_N averaged (mean) or summed (Eq. 3-4)")
+    option("--lambda", dest="lambda_ae", type=float, help="λ")
+    option("--lambda-direct", type=float, help="weight of the reconstruction loss on D(F(x)) (not in the paper)")
+    group.add_argument("--tag-head", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                       help=f"the tag head beside the decoder (default preset: {_MODEL.tag_head})")
+    option("--tag-head-loss", choices=LOSSES)
+    option("--dropout", type=float)
+    option("--word-dropout", type=float)
 
 
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training")
-    group.add_argument("--epochs", type=int, default=_TRAIN.epochs)
-    group.add_argument("--batch-size", type=int, default=_TRAIN.batch_size)
-    group.add_argument("--lr", type=float, default=_TRAIN.lr)
-    group.add_argument("--weight-decay", type=float, default=_TRAIN.weight_decay)
-    group.add_argument("--patience", type=int, default=_TRAIN.patience)
-    group.add_argument("--schedule", choices=("constant", "cosine"), default=_TRAIN.schedule)
-    group.add_argument("--seed", type=int, default=_TRAIN.seed)
-    group.add_argument("--valid-fraction", type=float, default=_TRAIN.valid_fraction)
-    group.add_argument("--refit", action=argparse.BooleanOptionalAction, default=_TRAIN.refit,
+    option = _optional(group, _TRAIN)
+    option("--epochs", type=int)
+    option("--batch-size", type=int)
+    option("--lr", type=float)
+    option("--weight-decay", type=float)
+    option("--patience", type=int)
+    option("--schedule", choices=("constant", "cosine"))
+    option("--seed", type=int)
+    option("--valid-fraction", type=float)
+    group.add_argument("--refit", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                        help="retrain on all training documents for the epoch count chosen on validation")
-    group.add_argument("--noise", default="", help="training-label noise, e.g. missing:0.3 or flip:0.3")
-    group.add_argument("--min-df", type=int, default=_TRAIN.min_df)
-    group.add_argument("--max-vocab", type=int, default=_TRAIN.max_vocab)
+    option("--noise", help="training-label noise, e.g. missing:0.3 or flip:0.3")
+    option("--min-df", type=int)
+    option("--max-vocab", type=int)
 
 
-def _fields(args: argparse.Namespace, names: Any) -> dict[str, Any]:
-    return {name: getattr(args, name) for name in names if name not in ("n_features", "n_labels", "extra")}
+def _optional(group: argparse._ArgumentGroup, defaults: Any) -> Callable[..., None]:
+    """add_argument for a config field: absent unless given, its help showing the default preset's value."""
+    def option(flag: str, help: str = "", **kwargs: Any) -> None:
+        field = kwargs.get("dest", flag.lstrip("-").replace("-", "_"))
+        shown = f"default preset: {getattr(defaults, field)!r}"
+        group.add_argument(flag, default=argparse.SUPPRESS, help=f"{help} ({shown})" if help else shown,
+                           **kwargs)
+    return option
 
 
 def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
-    """The model and training configuration the flags describe."""
-    model = ModelConfig(**_fields(args, ModelConfig.__dataclass_fields__))
-    return model, TrainConfig(**_fields(args, TrainConfig.__dataclass_fields__))
+    """The model and training configuration the preset and the flags given describe."""
+    fields = {*ModelConfig.__dataclass_fields__, *TrainConfig.__dataclass_fields__} - {"n_features", "n_labels",
+                                                                                      "extra"}
+    return preset(args.preset, **{name: getattr(args, name) for name in fields if hasattr(args, name)})
 
 
 def cmd_train(args: argparse.Namespace) -> int:

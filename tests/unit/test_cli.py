@@ -91,3 +91,17 @@ def test_train_flags_reach_the_configs() -> None:
     assert (model_config.lambda_direct, train_config.refit) == (0.5, True)
     defaults = configs_from_args(build_parser().parse_args(["train", "--train", "t.jsonl", "--out", "m"]))
     assert (defaults[0].lambda_direct, defaults[1].refit) == (ModelConfig().lambda_direct, TrainConfig().refit)
+
+
+def test_preset_flag_chooses_the_configuration_and_given_flags_override_it() -> None:
+    from model.config import preset
+    from worker.cli import build_parser
+    from worker.model_commands import configs_from_args
+
+    base = ["train", "--train", "t.jsonl", "--out", "m"]
+    assert configs_from_args(build_parser().parse_args(base)) == preset("default")
+    paper, paper_train = configs_from_args(build_parser().parse_args([*base, "--preset", "paper", "--embed-dim",
+                                                                      "64", "--no-tag-head", "--lr", "0.01"]))
+    assert (paper.embed_dim, paper.attention, paper.pooling, paper.tag_head) == (64, True, "mean", False)
+    assert (paper_train.lr, paper_train.patience) == (0.01, preset("paper")[1].patience)
+    assert configs_from_args(build_parser().parse_args([*base, "--attention"]))[0].attention is True

@@ -61,7 +61,7 @@ def test_explain_names_words_by_attention_and_tags_by_score() -> None:
 
 
 def test_a_model_without_attention_is_refused_with_a_reason() -> None:
-    with pytest.raises(ModelError, match=r"without channel attention.*--no-attention"):
+    with pytest.raises(ModelError, match=r"without channel attention.*--attention"):
         token_attention(_hand_built(attention=False), sp.csr_matrix(np.ones((1, 3), dtype=np.float32)))
 
 
@@ -73,7 +73,7 @@ TINY = ["--embed-dim", "32", "--latent-dim", "16", "--label-hidden", "32", "--ep
 def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("explain")
     assert main(["generate", "--out", str(root / "data"), "--docs", "300", "--labels", "6"]) == 0
-    for name, extra in (("attn", []), ("plain", ["--no-attention"])):
+    for name, extra in (("attn", ["--attention"]), ("plain", ["--no-attention"])):
         assert main(["train", "--train", str(root / "data/train.jsonl"), "--out", str(root / name), *TINY,
                      *extra]) == 0
     return root

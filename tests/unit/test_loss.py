@@ -31,6 +31,23 @@ def test_three_label_example_by_hand() -> None:
     assert margin_ranking_loss(scores, targets, 1.0).item() == pytest.approx(4.8)
 
 
+def test_mean_reduction_averages_l_p_over_negatives_and_l_n_over_positives() -> None:
+    # the example above: L_P = 1.7 over |N| = 1 negative; L_N = 3.1 over |P| = 2 positives → 1.7 + 1.55
+    scores = torch.tensor([[0.2, 0.9, 0.5]])
+    targets = torch.tensor([[True, False, True]])
+    assert margin_ranking_loss(scores, targets, 1.0, "mean").item() == pytest.approx(3.25)
+
+
+def test_mean_reduction_keeps_a_dense_label_set_on_the_scale_of_a_sparse_one() -> None:
+    # 1,000 labels, all scored 0: each violated pair costs m = 1. Sum: |N| + |P|; mean: 2 whatever the sizes.
+    scores = torch.zeros(2, 1000)
+    targets = torch.zeros(2, 1000, dtype=torch.bool)
+    targets[0, :2] = True
+    targets[1, :20] = True
+    assert margin_ranking_loss(scores, targets, 1.0, "sum").item() == pytest.approx(1000.0)
+    assert margin_ranking_loss(scores, targets, 1.0, "mean").item() == pytest.approx(2.0)
+
+
 def test_satisfied_margin_gives_zero() -> None:
     scores = torch.tensor([[3.0, 0.5, 2.0]])
     targets = torch.tensor([[True, False, True]])

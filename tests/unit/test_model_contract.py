@@ -20,12 +20,15 @@ from model.trainer import TrainedModel, build_model, train
 from tests.conftest import tiny_configs
 
 VARIANTS = {
-    "rank-ae": {},
-    "no-attention": {"attention": False},
+    "default": {},
+    "paper": {"attention": True, "pooling": "mean", "tag_head": False},
+    "no-tag-head": {"tag_head": False},
+    "margin-tag-head": {"tag_head_loss": "margin"},
+    "margin-sum": {"margin_reduction": "sum"},
     "bce-ae": {"loss": "bce"},
     "pmi-init": {"label_init": "pmi"},
     "pmi-cosine": {"head": "pmi-cosine"},
-    "sum-pooling": {"pooling": "sum", "word_dropout": 0.2},
+    "mean-pooling": {"pooling": "mean", "word_dropout": 0.2},
     "direct-term": {"lambda_direct": 0.5},
 }
 
@@ -99,7 +102,8 @@ def test_direct_term_adds_the_weighted_loss_on_decoded_features(corpus_split: tu
     assert "direct" not in paper
     model.config = dataclasses.replace(model.config, lambda_direct=2.0)
     parts = model.loss(batch, label_ids, targets)
-    direct = margin_ranking_loss(model.decoder(model.features(batch)), targets, model.config.margin)
+    direct = margin_ranking_loss(model.decoder(model.features(batch)), targets, model.config.margin,
+                                 model.config.margin_reduction)
     assert parts["direct"].item() == pytest.approx(direct.item())
     assert parts["loss"].item() == pytest.approx(paper["loss"].item() + 2.0 * direct.item())
 
@@ -120,3 +124,41 @@ def test_training_starts_bce_at_the_priors_and_leaves_margin_alone(loss: str, st
     bias = build_model(config, y, seed=0).decoder.second.bias.tolist()
     prior = [float(np.log(3.0)), float(np.log(1 / 3)), float(np.log(1e-6 / (1 - 1e-6)))]
     assert (bias == pytest.approx(prior, rel=1e-5)) == starts_at_prior
+
+
+def test_scores_blend_the_decoder_and_the_tag_head_at_the_chosen_share(
+        corpus_split: tuple[Corpus, Corpus]) -> None:
+    trained = train(corpus_split[0], *tiny_configs())
+    model = trained.model.eval()
+    assert 0.0 <= model.config.ae_share <= 1.0
+    batch = SparseBatch.from_csr(trained.featurizer.transform(corpus_split[1].texts[:5]))
+    with torch.inference_mode():
+        ae = torch.sigmoid(model.decoder(model.features(batch)))
+        tags = torch.sigmoid(model.tag_head(model.features.pooled(batch)))
+        for share in (0.0, 0.3, 1.0):
+            model.config = dataclasses.replace(model.config, ae_share=share)
+            assert torch.allclose(model.scores(batch), share * ae + (1 - share) * tags, atol=1e-6)
+
+
+def test_the_tag_head_starts_at_the_label_log_odds_and_trains_with_the_autoencoder() -> None:
+    config = ModelConfig(n_features=5, n_labels=3, embed_dim=8, latent_dim=4, label_hidden=6)
+    model = RankAE(config)
+    decoder_bias = model.decoder.second.bias.detach().clone()
+    model.init_label_prior(np.array([0.5, 0.2, 0.0]))
+    bias = model.tag_head.out.bias.detach()
+    assert bias[0].item() == pytest.approx(0.0, abs=1e-6)
+    assert bias[1].item() == pytest.approx(np.log(0.2 / 0.8), abs=1e-5)
+    assert torch.equal(model.decoder.second.bias.detach(), decoder_bias)  # the margin decoder: untouched
+    rows = sp.csr_matrix(np.array([[1.0, 0, 0, 0.5, 0], [0, 1.0, 0, 0, 0]], dtype=np.float32))
+    labels, targets = labels_batch(sp.csr_matrix(np.array([[1, 0, 1], [0, 1, 0]], dtype=np.float32)))
+    parts = model.loss(SparseBatch.from_csr(rows), labels, targets)
+    assert parts["loss"].item() == pytest.approx(
+        (parts["latent"] + config.lambda_ae * parts["ae"] + parts["tags"]).item(), rel=1e-6)
+
+
+def test_checkpoint_configs_older_than_the_tag_head_load_as_they_were_trained() -> None:
+    legacy = {k: v for k, v in ModelConfig().to_dict().items()
+              if k not in ("tag_head", "margin_reduction", "ae_share")}
+    config = ModelConfig.from_dict(legacy)
+    assert (config.tag_head, config.margin_reduction, config.ae_share) == (False, "sum", 1.0)
+    assert RankAE(dataclasses.replace(config, n_features=4, n_labels=3)).tag_head is None
