@@ -24,9 +24,8 @@ from typing import Any
 
 import redis
 
-from benchmarks.quality import DATA, SETTINGS
+from benchmarks.quality import DATA, default_configs
 from model import checkpoint
-from model.config import ModelConfig, TrainConfig
 from model.data import Corpus, read_corpus
 from model.tagger import Tagger
 from model.trainer import train
@@ -189,12 +188,11 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     early, later = split_by_id(read_corpus(DATA / "stackexchange/cooking.csv"))
     stream, evaluation = later.subset(range(len(later) // 2)), later.subset(range(len(later) // 2, len(later)))
-    model_kw, train_kw = SETTINGS["cooking"]
     # No refit: the held-out set the learner judges candidates on must not have been trained on.
-    config = TrainConfig(**{**train_kw, "epochs": args.epochs, "patience": args.epochs, "refit": False})
+    model_config, config = default_configs(epochs=args.epochs, patience=args.epochs, refit=False)
     workdir = Path(tempfile.mkdtemp(prefix="feedback-bench-"))
     started = time.perf_counter()
-    checkpoint.save(train(early, ModelConfig(**model_kw), config), workdir / "live", feedback_corpora(early, config))
+    checkpoint.save(train(early, model_config, config), workdir / "live", feedback_corpora(early, config))
     log.info("initial model trained in %.0f s", time.perf_counter() - started)
     server = start_redis(workdir / "redis")
     try:

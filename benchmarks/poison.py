@@ -189,7 +189,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     train_corpus, test = DATASETS[args.data].load()
     workdir = Path(tempfile.mkdtemp(prefix="poison-bench-"))
-    model = args.model or model_for(args.data, train_corpus, workdir / "model", args.epochs)
+    model = args.model or model_for(train_corpus, workdir / "model", args.epochs)
     texts = test.texts or []
     clean_rates, poison_rates = [], []
     with services(workdir) as (broker, redis):

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import peers
-from model.config import ModelConfig, TrainConfig
+from model.config import ModelConfig, TrainConfig, preset
 from model.data import Corpus, hash_split, label_matrix, read_corpus
 from model.metrics import evaluate
 from model.noise import add_label_noise
@@ -64,31 +64,19 @@ DATASETS = {
         Dataset("mediamill", _hashed("mediamill_small/train.txt"), "80/20 by md5('0:'+row)"),
     )
 }
-# What `python -m benchmarks.quality` runs by default (the sets of docs/results.md's quality section).
-QUALITY_DEFAULT = ("bibtex", "reuters", "goemotions", "biology", "cooking")
-
-# Rank-AE settings per dataset (docs/results.md, "Tuning"). Bibtex, the set with a published target,
-# gets the best setting on its validation split (C=1024, r=16, SE attention, cosine over 20 epochs).
-# The larger sets pay AdamW on a dense (vocabulary × C) embedding every step and SE attention per
-# token, so to fit the benchmark's time budget they use C=256 without attention, batch 128 and 15
-# epochs: a budget choice, not validated on those sets (C=1024 at batch 64 had not finished reuters'
-# first training pass after 4.7 minutes). Every set refits on all training documents.
-_CHEAP_MODEL: dict[str, Any] = {"embed_dim": 256, "latent_dim": 200, "pooling": "sum", "attention": False}
-_CHEAP_TRAIN: dict[str, Any] = {"epochs": 15, "patience": 5, "batch_size": 128, "schedule": "cosine",
-                                "refit": True}
-SETTINGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    name: (dict(_CHEAP_MODEL), dict(_CHEAP_TRAIN)) for name in DATASETS
-}
-SETTINGS["bibtex"] = ({"embed_dim": 1024, "reduction": 16, "latent_dim": 200, "pooling": "sum"},
-                      {"epochs": 20, "patience": 20, "schedule": "cosine", "refit": True})
+# What `python -m benchmarks.quality` runs by default: every shared set.
+QUALITY_DEFAULT = ("bibtex", "delicious", "reuters", "goemotions", "biology", "cooking", "rcv1v2", "mediamill")
 
 
-def run_rank_ae(name: str, train_corpus: Corpus, test: Corpus, quick: bool) -> dict[str, Any]:
-    """Train Rank-AE with the dataset's settings; metrics, training seconds and predict docs/s."""
-    model_kw, train_kw = SETTINGS[name]
-    if quick:
-        train_kw = {**train_kw, "epochs": 2, "patience": 2}
-    return run_model("Rank-AE", train_corpus, test, model_kw, train_kw)
+def default_configs(**overrides: Any) -> tuple[ModelConfig, TrainConfig]:
+    """Rank-AE exactly as `tagger train` builds it with no flags (the default preset), with overrides."""
+    return preset("default", **overrides)
+
+
+def run_rank_ae(train_corpus: Corpus, test: Corpus, quick: bool) -> dict[str, Any]:
+    """Train the default model; metrics, training seconds and predict docs/s."""
+    model_config, train_config = default_configs(**({"epochs": 2, "patience": 2} if quick else {}))
+    return run_model("Rank-AE", train_corpus, test, model_config.to_dict(), train_config.to_dict())
 
 
 def run_model(method: str, train_corpus: Corpus, test: Corpus, model_kw: dict[str, Any],
@@ -175,7 +163,7 @@ def main() -> None:
     everything = {}
     for name in args.datasets:
         train_corpus, test = DATASETS[name].load()
-        ours = run_rank_ae(name, train_corpus, test, args.quick)
+        ours = run_rank_ae(train_corpus, test, args.quick)
         tagger = ours.pop("tagger")
         ours.pop("history")
         rows = [ours] + ([] if args.no_peers else run_peers(train_corpus, test, tagger, args.workdir / name))

@@ -29,9 +29,8 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
 
-from benchmarks.quality import DATASETS, SETTINGS
+from benchmarks.quality import DATASETS, default_configs
 from model import checkpoint
-from model.config import ModelConfig, TrainConfig
 from model.data import Corpus
 from model.trainer import TrainedModel, train
 from worker.config import WorkerSettings
@@ -132,12 +131,10 @@ def services(workdir: Path) -> Iterator[tuple[Service, Service]]:
         redis.stop()
 
 
-def model_for(name: str, train_corpus: Corpus, out: Path, epochs: int | None) -> Path:
-    """Train with the quality benchmark's settings for ``name`` (optionally fewer epochs)."""
-    model_kw, train_kw = SETTINGS[name]
-    if epochs:
-        train_kw = {**train_kw, "epochs": epochs, "patience": epochs}
-    checkpoint.save(train(train_corpus, ModelConfig(**model_kw), TrainConfig(**train_kw)), out)
+def model_for(train_corpus: Corpus, out: Path, epochs: int | None) -> Path:
+    """Train the default model (optionally for a fixed, smaller number of epochs)."""
+    configs = default_configs(**({"epochs": epochs, "patience": epochs} if epochs else {}))
+    checkpoint.save(train(train_corpus, *configs), out)
     return out
 
 
@@ -145,7 +142,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """All measurements for one dataset's model."""
     train_corpus, test = DATASETS[args.data].load()
     workdir = Path(tempfile.mkdtemp(prefix="stream-bench-"))
-    model = args.model or model_for(args.data, train_corpus, workdir / "model", args.epochs)
+    model = args.model or model_for(train_corpus, workdir / "model", args.epochs)
     loaded = checkpoint.load(model)
     result: dict[str, Any] = {"data": args.data, "labels": len(loaded.label_names), "docs": args.docs,
                               "model": loaded.model.config.to_dict()}
