@@ -97,7 +97,9 @@ class FeatureEncoder(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.embedding = nn.Embedding(config.n_features, config.embed_dim)
+        # Sparse gradients: a step touches only the rows of the batch's words (the trainer gives this
+        # matrix SparseAdam), not all vocabulary × C entries, which dominated training time at C=1024.
+        self.embedding = nn.Embedding(config.n_features, config.embed_dim, sparse=True)
         nn.init.normal_(self.embedding.weight, std=config.embed_dim**-0.5)
         self.attention = ChannelAttention(config.embed_dim, config.reduction) if config.attention else None
         self.pooling = config.pooling
@@ -112,7 +114,7 @@ class FeatureEncoder(nn.Module):
             weights = weights * (torch.rand_like(weights) >= self.word_dropout)
         if self.attention is None:  # "No attn": V' pooled directly, one fused gather-and-sum
             summed = F.embedding_bag(batch.ids, self.embedding.weight, batch.offsets,
-                                     mode="sum", per_sample_weights=weights)
+                                     mode="sum", per_sample_weights=weights, sparse=True)
         else:
             weighted = self.embedding(batch.ids) * weights[:, None]  # V': (nnz, C)
             rescaled = weighted * self.attention(weighted)  # M = V' ∘ A: (nnz, C)

@@ -90,6 +90,17 @@ def _batches(n: int, size: int, rng: np.random.Generator) -> Iterator[np.ndarray
         yield order[start:start + size]
 
 
+def _optimisers(model: RankAE, lr: float, weight_decay: float) -> list[torch.optim.Optimizer]:
+    """AdamW on the dense parameters, SparseAdam (no weight decay) on embeddings with sparse gradients."""
+    sparse = [m.weight for m in model.modules() if isinstance(m, torch.nn.Embedding) and m.sparse]
+    taken = {id(p) for p in sparse}
+    dense = [p for p in model.parameters() if id(p) not in taken]
+    optimisers: list[torch.optim.Optimizer] = [torch.optim.AdamW(dense, lr=lr, weight_decay=weight_decay)]
+    if sparse:
+        optimisers.append(torch.optim.SparseAdam(sparse, lr=lr))
+    return optimisers
+
+
 class EpochLoop:
     """One training run's state: data on the host, model and optimiser on the device."""
 
@@ -102,16 +113,16 @@ class EpochLoop:
                          else nullcontext())
 
     def _optimise(self, lr: float, epochs: int) -> None:
-        self.optimiser = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=self.config.weight_decay)
-        self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimiser, max(epochs, 1))
-                          if self.config.schedule == "cosine" else None)
+        self.lr = lr
+        self.optimisers = _optimisers(self.model, lr, self.config.weight_decay)
+        self.schedulers = ([torch.optim.lr_scheduler.CosineAnnealingLR(o, max(epochs, 1)) for o in self.optimisers]
+                           if self.config.schedule == "cosine" else [])
 
     def restart(self, state: dict[str, torch.Tensor], lr_factor: float) -> float:
-        """Back to ``state`` with a fresh optimiser at ``lr_factor`` times the current rate; the new rate."""
+        """Back to ``state`` with fresh optimisers at ``lr_factor`` times the starting rate; the new rate."""
         self.model.load_state_dict(state)
-        lr = self.optimiser.param_groups[0]["lr"] * lr_factor
-        self._optimise(lr, self.config.epochs)
-        return lr
+        self._optimise(self.lr * lr_factor, self.config.epochs)
+        return self.lr
 
     def epoch(self, bar: tqdm) -> float:
         """One pass over the shuffled training data; returns the mean loss."""
@@ -124,13 +135,15 @@ class EpochLoop:
             loss = parts["loss"].item()
             if not np.isfinite(loss):  # a step on it would poison every weight; the caller recovers
                 return loss
-            self.optimiser.zero_grad(set_to_none=True)
+            for optimiser in self.optimisers:
+                optimiser.zero_grad(set_to_none=True)
             parts["loss"].backward()
-            self.optimiser.step()
+            for optimiser in self.optimisers:
+                optimiser.step()
             total, steps = total + loss, steps + 1
             bar.set_postfix(loss=f"{total / steps:.4f}", refresh=False)
-        if self.scheduler is not None:
-            self.scheduler.step()
+        for scheduler in self.schedulers:
+            scheduler.step()
         return total / max(steps, 1)
 
 
