@@ -1,12 +1,14 @@
 """Fault-injection benchmark: every scenario of :mod:`worker.scenarios` at full size, as table rows.
 
-    python -m benchmarks.faults [--docs 20000] [--kills 5] [--out docs/figures/faults.json]
+    python -m benchmarks.faults [--docs 20000] [--kills 5] [--only NAME ...] [--out DIR | --publish]
 
 Each scenario streams ``--docs`` documents with unique ids through real ``tagger serve`` subprocesses
 (embedded tansu broker, a private append-only redis-server), injects its fault and counts, without
 trusting the worker: produced (acknowledged by the broker), tagged (ids found in Redis), reprocessed
 (Redis's own count of tag writes − tagged) and lost (produced − tagged), plus the recovery time.
-Prints the results as JSON and as markdown rows for docs/reliability.md.
+Prints the results as JSON and as markdown rows for docs/reliability.md, and writes the JSON to
+OUT/figures/faults.json: a new run folder ``runs/bench/faults-*`` unless ``--out DIR`` says otherwise;
+``--publish`` writes docs/figures/faults.json, which docs/reliability.md links to.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from worker import scenarios
+from worker.bench_commands import add_output_arguments, output_folder
 from worker.chaos import FaultResult, small_model
 from worker.services import start_tansu
 
@@ -67,8 +70,8 @@ def run(args: argparse.Namespace) -> list[FaultResult]:
     return results
 
 
-def main() -> None:
-    """Run the scenarios, print JSON and markdown rows, optionally write the JSON to --out."""
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's flags."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=20_000, help="documents per scenario")
     parser.add_argument("--rate", type=float, default=500, help="documents per second produced (paced)")
@@ -77,22 +80,29 @@ def main() -> None:
                         help="production rate in the kill scenario (slower: the stream must outlast the kills)")
     parser.add_argument("--seed", type=int, default=7, help="seeds the kill times and fault points")
     parser.add_argument("--only", nargs="*", help="run only these scenarios (names as logged)")
-    parser.add_argument("--out", type=Path, help="write the results as JSON here")
-    args = parser.parse_args()
+    add_output_arguments(parser)
+    return parser
+
+
+def main() -> None:
+    """Run the scenarios; print JSON and markdown rows, write the JSON to OUT/figures/faults.json."""
+    args = build_parser().parse_args()
+    path = output_folder("faults", args.out, args.publish) / "figures" / "faults.json"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.ERROR)
     results = run(args)
     rows = [r.to_dict() for r in results]
-    if args.out and args.only and args.out.exists():  # a partial rerun replaces its rows, keeps the others
+    if args.only and path.exists():  # a partial rerun replaces its rows, keeps the others
         rerun = {(row["fault"], row["injected"]) for row in rows}
-        kept = [row for row in json.loads(args.out.read_text(encoding="utf-8"))
+        kept = [row for row in json.loads(path.read_text(encoding="utf-8"))
                 if (row["fault"], row["injected"]) not in rerun]
         rows = kept + rows
     body = json.dumps(rows, indent=1)
-    if args.out:
-        args.out.write_text(body + "\n", encoding="utf-8")
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(body + "\n", encoding="utf-8")
     print(body)
     print("\n".join([HEADER, *map(markdown_row, results)]))
+    log.info("results in %s", path)
 
 
 if __name__ == "__main__":

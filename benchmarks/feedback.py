@@ -1,6 +1,6 @@
 """Feedback benchmark: simulated users correct a stream's tags; margin-loss vs BCE fine-tuning under noise.
 
-    python -m benchmarks.feedback [--rounds 4] [--share 0.1] [--wrong 0.3] [--epochs 10] [--plot FILE]
+    python -m benchmarks.feedback [--rounds 4] [--share 0.1] [--wrong 0.3] [--epochs 10] [--out DIR | --publish]
 
 Stack Exchange cooking, ordered by id: the model trains on the earlier 60%, the later 40% arrives as a
 stream. Each round, users correct a share of the streamed documents toward their true tags, but a given
@@ -9,6 +9,10 @@ worker's Redis writes (TagWriter), CorrectionClient (validation, rate limit, Red
 Learner (XREADGROUP, examples, guarded fine-tuning, registry promotion) — once with the margin ranking
 loss and once with BCE. P@1 is measured after each round on later documents no user ever corrected.
 Then a poisoned round (100% wrong corrections) and a one-user flood (rate limit) are run.
+
+Prints the results as JSON and draws them in OUT/figures/feedback.png: a new run folder
+``runs/bench/feedback-*`` unless ``--out DIR`` says otherwise; ``--publish`` writes
+docs/figures/feedback.png, which docs/results.md shows.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from model import checkpoint
 from model.data import Corpus, read_corpus
 from model.tagger import Tagger
 from model.trainer import train
+from worker.bench_commands import add_output_arguments, output_folder
 from worker.config import WorkerSettings
 from worker.corrections import CorrectionClient, CorrectionRejected
 from worker.feedback import EXAMPLES, Learner
@@ -172,8 +177,8 @@ def plot(arms: list[dict[str, Any]], path: Path, title: str) -> None:
     fig.savefig(path, dpi=110)
 
 
-def main() -> None:
-    """Run both arms, the poisoned round and the flood; print JSON, write the plot."""
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's flags."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--share", type=float, default=0.08, help="share of the stream corrected per round")
@@ -183,8 +188,14 @@ def main() -> None:
     parser.add_argument("--ft-lr", type=float, default=2e-4)
     parser.add_argument("--epsilon", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--plot", type=Path, default=Path("docs/figures/feedback.png"))
-    args = parser.parse_args()
+    add_output_arguments(parser)
+    return parser
+
+
+def main() -> None:
+    """Run both arms, the poisoned round and the flood; print JSON, write the plot."""
+    args = build_parser().parse_args()
+    figure = output_folder("feedback", args.out, args.publish) / "figures" / "feedback.png"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     early, later = split_by_id(read_corpus(DATA / "stackexchange/cooking.csv"))
     stream, evaluation = later.subset(range(len(later) // 2)), later.subset(range(len(later) // 2, len(later)))
@@ -204,11 +215,12 @@ def main() -> None:
         flooded = flood(arms[0]["client"], live, stream.ids[0])
     finally:
         server.stop()
-    plot(arms, args.plot, f"cooking: {int(args.share * 100)}% corrected per round, {int(args.wrong * 100)}% wrong")
+    plot(arms, figure, f"cooking: {int(args.share * 100)}% corrected per round, {int(args.wrong * 100)}% wrong")
     result = {"train_docs": len(early), "stream_docs": len(stream), "eval_docs": len(evaluation),
               "arms": [{k: v for k, v in arm.items() if k in ("loss", "p@1", "rounds")} for arm in arms],
               "poisoned": poisoned, "flood": flooded, "args": {k: str(v) for k, v in vars(args).items()}}
     print(json.dumps(result, indent=1))
+    log.info("results in %s", figure)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The seed paper's experiments (Wang et al., NAACL 2019) on the shared datasets, in one command.
 
-    tagger bench paper [--quick] [--out docs] [--datasets NAME ...] [--sections table noise ...]
+    tagger bench paper [--quick] [--out DIR | --publish] [--datasets NAME ...] [--sections table noise ...]
     python -m benchmarks.paper ...                                   (the same)
 
 - ``table`` (paper Table 2): P@1/3/5 and nDCG@1/3/5 of Rank-AE, BCE-AE, no-attention Rank-AE, the
@@ -11,8 +11,9 @@
   drawn from the table's runs: nothing is trained twice.
 
 Each section goes to OUT/results.md between ``<!-- paper:NAME -->`` markers (a rerun replaces just
-that section) and its figure to OUT/figures/paper_*. Every run is seeded (seed 0); hyperparameters
-are in ``FULL`` / ``QUICK`` and written beside the results.
+that section) and its figure to OUT/figures/paper_*. OUT is a new run folder ``runs/bench/paper-*``
+unless ``--out DIR`` says otherwise; ``--publish`` (not with ``--quick``) writes docs/. Every run is
+seeded (seed 0); hyperparameters are in ``FULL`` / ``QUICK`` and written beside the results.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from model.errors import ConfigError
 from model.explain import explain, token_attention
 from model.tagger import Tagger
 from model.text import tokenize
-from worker.bench_commands import SECTIONS, add_paper_arguments
+from worker.bench_commands import SECTIONS, add_paper_arguments, output_folder
 
 log = logging.getLogger("benchmarks.paper")
 
@@ -383,8 +384,9 @@ def _noise_part(datasets: tuple[str, ...], plan: Plan, writer: _Writer, workdir:
     writer.section("noise", noise_section(noise, plan))
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the chosen sections on the chosen datasets and write results.md sections and figures."""
+def run(args: argparse.Namespace) -> Path:
+    """Run the chosen sections on the chosen datasets; write results.md sections and figures to the folder
+    returned (``output_folder``)."""
     plan = QUICK if args.quick else FULL
     datasets = tuple(args.datasets or plan.datasets)
     unknown = sorted(set(datasets) - set(quality.DATASETS))
@@ -392,9 +394,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"unknown dataset(s) {unknown}; choose from {sorted(quality.DATASETS)}")
     if not quality.DATA.exists():
         raise ConfigError(f"{quality.DATA} not found: the benchmark reads the shared datasets from there")
+    out = output_folder("paper", args.out, args.publish, quick=args.quick)
     started, clock, loads = datetime.now(UTC), time.perf_counter(), [os.getloadavg()]
     commit = _commit()  # now: other commits may land while the benchmark runs
-    sections, writer, timings = set(args.sections), _Writer(args.out), {}
+    sections, writer, timings = set(args.sections), _Writer(out), {}
     if sections - {"noise"}:
         _table_part(datasets, plan, sections, writer, args.workdir)
         timings["table runs"] = time.perf_counter() - clock
@@ -407,7 +410,7 @@ def run(args: argparse.Namespace) -> int:
                                                else sys.argv[1:])
     writer.section("meta", meta_section(command.strip(), commit, started, time.perf_counter() - clock, timings, plan,
                                         loads))
-    return 0
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -416,7 +419,11 @@ def main(argv: list[str] | None = None) -> int:
     add_paper_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run(args)
+    try:
+        print(f"results in {run(args)}")
+    except ConfigError as err:
+        parser.error(str(err))
+    return 0
 
 
 if __name__ == "__main__":

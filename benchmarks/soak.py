@@ -1,6 +1,6 @@
 """Soak benchmark: the worker at 50% of its measured maximum for N minutes while a learner fine-tunes.
 
-    python -m benchmarks.soak [--minutes 10] [--share 0.5] [--rss-bound-mib 50] [--out FILE]
+    python -m benchmarks.soak [--minutes 10] [--share 0.5] [--rss-bound-mib 50] [--out DIR | --publish]
 
 1. Measure the maximum sustained rate in this run: the worker tags ``--max-docs`` documents while an
    unpaced producer writes them (producer, broker and worker share the machine, as they do in the soak).
@@ -16,6 +16,9 @@
 
 The model is small and synthetic (generated 10-label corpus), so the learner can promote; GPU memory is
 not measured here (no GPU on the machine this was written on).
+
+Prints the result as JSON and writes it to OUT/figures/soak.json: a new run folder ``runs/bench/soak-*``
+unless ``--out DIR`` says otherwise; ``--publish`` writes docs/figures/soak.json.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from model.data import Corpus, hash_split
 from model.synthetic import generate_corpus
 from model.tagger import Tagger
 from model.trainer import train
+from worker.bench_commands import add_output_arguments, output_folder
 from worker.config import WorkerSettings
 from worker.corrections import CorrectionClient, CorrectionRejected
 from worker.kafka import create_topic
@@ -195,8 +199,8 @@ def summarise(args: argparse.Namespace, max_rate: float, rate: float, n: int, ob
                               "window_p99_ms": p99_between(before, o)} for before, o in itertools.pairwise(obs)]}
 
 
-def main() -> None:
-    """Run the soak and print the result as JSON."""
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's flags."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--share", type=float, default=0.5, help="share of the measured maximum rate")
@@ -204,17 +208,24 @@ def main() -> None:
     parser.add_argument("--corrections-per-s", type=float, default=1.0)
     parser.add_argument("--every", type=float, default=10.0, help="seconds between observations")
     parser.add_argument("--rss-bound-mib", type=float, default=50.0, help="allowed RSS growth after warm-up")
-    parser.add_argument("--out", type=Path, help="write the result as JSON here")
-    args = parser.parse_args()
+    add_output_arguments(parser)
+    return parser
+
+
+def main() -> None:
+    """Run the soak; print the result as JSON and write it to OUT/figures/soak.json."""
+    args = build_parser().parse_args()
+    path = output_folder("soak", args.out, args.publish) / "figures" / "soak.json"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.ERROR)
     workdir = Path(tempfile.mkdtemp(prefix="soak-bench-"))
     with services(workdir) as (broker, redis_service):
         result = soak(args, broker, redis_service, workdir)
     body = json.dumps(result, indent=1)
-    if args.out:
-        args.out.write_text(body + "\n", encoding="utf-8")
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(body + "\n", encoding="utf-8")
     print(body)
+    log.info("results in %s", path)
 
 
 if __name__ == "__main__":

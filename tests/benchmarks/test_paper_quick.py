@@ -1,12 +1,15 @@
-"""Smoke test: `tagger bench paper --quick` end to end on a Reuters subset, into a temporary directory.
+"""Smoke test: `tagger bench paper --quick` end to end on a Reuters subset, in a copy of the checkout.
 
-About a minute on the 2-core CI machine; skipped when the shared datasets or the [bench] extra are absent.
+The run uses the default output folder, so it also shows that a smoke run leaves docs/ as committed
+(the other benchmarks' choice of folder is unit-tested in tests/unit/test_bench_output.py). About a
+minute on the 2-core CI machine; skipped when the shared datasets or the [bench] extra are absent.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,28 +17,61 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SHARED_DATA
+from worker.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = ("meta", "table", "noise", "ablation", "convergence", "explain")
 
 
-def _skip_reason() -> str | None:
+def _skip_unless_ready() -> None:
     if not (SHARED_DATA / "reuters21578").is_dir():
-        return f"shared datasets not found at {SHARED_DATA}"
+        pytest.skip(f"shared datasets not found at {SHARED_DATA}")
     missing = [m for m in ("matplotlib", "sklearn", "napkinxc") if importlib.util.find_spec(m) is None]
-    return f"needs the [bench] extra (missing {missing}): pip install -e '.[bench]'" if missing else None
+    if missing:
+        pytest.skip(f"needs the [bench] extra (missing {missing}): pip install -e '.[bench]'")
+
+
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@localhost", *args], cwd=cwd,
+                          capture_output=True, text=True, check=True).stdout
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    reason = _skip_reason()
-    if reason:
-        pytest.skip(reason)
-    out = tmp_path_factory.mktemp("paper")
-    done = subprocess.run([sys.executable, "-m", "worker.cli", "bench", "paper", "--quick", "--out", str(out),
-                           "--workdir", str(out / "work")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The working tree (tracked and untracked files git does not ignore), committed as a new repository,
+    with the shared datasets beside it where the benchmarks look for them."""
+    _skip_unless_ready()
+    copy = tmp_path_factory.mktemp("checkout") / "repo"
+    for name in _git(ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0"):
+        if name and (ROOT / name).is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, copy / name)
+    (copy.parent / "shared").symlink_to(SHARED_DATA.parent, target_is_directory=True)
+    _git(copy, "init", "-q")
+    _git(copy, "add", "-A")
+    _git(copy, "commit", "-q", "-m", "copy of the working tree")
+    return copy
+
+
+@pytest.fixture(scope="module")
+def quick_run(checkout: Path) -> Path:
+    """The run folder of `tagger bench paper --quick` with its default output, run in the copy."""
+    done = subprocess.run([sys.executable, "-m", "worker.cli", "bench", "paper", "--quick"], cwd=checkout,
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    return out
+    folder = Path(done.stdout.strip().splitlines()[-1].removeprefix("results in "))
+    assert folder.parent == checkout / "runs" / "bench" and folder.name.startswith("paper-")
+    return folder
+
+
+def test_smoke_run_leaves_docs_unchanged(checkout: Path, quick_run: Path) -> None:
+    assert _git(checkout, "status", "--porcelain", "--", "docs") == ""
+
+
+def test_smoke_run_refuses_to_publish(capsys: pytest.CaptureFixture[str]) -> None:
+    _skip_unless_ready()
+    assert main(["bench", "paper", "--quick", "--publish"]) == 2
+    assert "--quick" in capsys.readouterr().err
 
 
 def _section(text: str, name: str) -> str:
