@@ -68,7 +68,7 @@ def _corpora(data: str) -> tuple[Corpus, Corpus]:
 def _model(args: argparse.Namespace, train_corpus: Corpus) -> Path:
     """The checkpoint to serve: --model, a previously trained one, or a fresh one."""
     from model import checkpoint
-    from model.config import ModelConfig, TrainConfig
+    from model.config import preset
     from model.errors import CheckpointError
     from model.trainer import train
 
@@ -82,7 +82,7 @@ def _model(args: argparse.Namespace, train_corpus: Corpus) -> Path:
     except CheckpointError:
         pass
     print(f"training a model on {len(train_corpus)} {args.data} documents (once; reused next time) ...")
-    trained = train(train_corpus, ModelConfig(pooling="sum"), TrainConfig(epochs=15), progress=True)
+    trained = train(train_corpus, *preset("default"), progress=True)
     checkpoint.save(trained, out)
     return out
 
