@@ -1,9 +1,14 @@
-"""Which words carried a document's channel attention (paper §3.4, Fig. 5).
+"""Which words made a document's tags.
 
-The SE channel attention gives every word j of a document a weight per embedding channel,
-A[j, c] ∈ (0, 1) (Eq. 5). As in the paper's visualisation, a word's attention is the sum of its
-weights over the C channels, Σ_c A[j, c] ∈ (0, C): the words the excitation network lets through
-most. A word that occurs several times is one sparse entry, so it gets one weight.
+A model with a tag head (the default) explains by attribution: the top tag t's tag-head logit is
+Σ_c T2[t, c]·relu(x'_c + b_c) + bias with x' = Σ_j w_j·e_j, so over the channels c that are active,
+word j contributes exactly w_j·Σ_c T2[t, c]·e_j[c] to it: a signed number in logit units, positive
+for words that push towards the tag. Frequent words carry low tf-idf weights w_j and unrelated words
+point away from T2[t], so they score near zero or below.
+
+A model with SE channel attention and no tag head (the paper preset) explains as the paper's §3.4
+(Fig. 5): a word's attention is the sum of its channel weights A[j, c] ∈ (0, 1) (Eq. 5) over the C
+channels, Σ_c A[j, c] ∈ (0, C). A word that occurs several times is one sparse entry, so it gets one weight.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from model.errors import ModelError
 from model.rank_ae import RankAE, SparseBatch
 from model.tagger import Tagger
 
-__all__ = ["Explanation", "explain", "require_attention", "token_attention"]
+__all__ = ["Explanation", "explain", "require_attention", "require_explainable", "tag_attribution",
+           "token_attention"]
 
 
 def require_attention(model: RankAE) -> torch.nn.Module:
@@ -29,6 +35,12 @@ def require_attention(model: RankAE) -> torch.nn.Module:
                          "preset and the 'No attn' ablation), so it has no attention weights to explain; "
                          "retrain it with --attention (or --preset paper) to use explain")
     return attention
+
+
+def require_explainable(model: RankAE) -> None:
+    """ModelError (saying what to do) unless the model has a tag head or channel attention to explain by."""
+    if model.tag_head is None:
+        require_attention(model)
 
 
 def token_attention(model: RankAE, rows: sp.csr_matrix) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -50,22 +62,47 @@ def token_attention(model: RankAE, rows: sp.csr_matrix) -> list[tuple[np.ndarray
             for lo, hi in zip(rows.indptr[:-1], rows.indptr[1:], strict=True)]
 
 
+def tag_attribution(model: RankAE, rows: sp.csr_matrix, labels: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each word's contribution to the tag-head logit of one label per row; labels: (n,) label ids.
+
+    Returns one ``(feature_ids, contributions)`` pair per document, both (nnz_doc,), in CSR order.
+    Raises ModelError when the model has no tag head.
+    """
+    head = model.tag_head
+    if head is None:
+        raise ModelError("this model has no tag head to attribute its tags to words")
+    device = next(model.parameters()).device
+    rows = sp.csr_matrix(rows, dtype=np.float32)
+    model.eval()
+    with torch.inference_mode():
+        batch = SparseBatch.from_csr(rows, device)
+        active = (model.features.pooled(batch) + head.bias) > 0  # (n, C) channels past the ReLU
+        direction = head.out.weight[torch.as_tensor(labels, device=device)] * active  # (n, C)
+        words = model.features.embedding(batch.ids) * batch.weights[:, None]  # w_j·e_j: (nnz, C)
+        contribution = (words * direction[batch.doc]).sum(dim=1).float().cpu().numpy()  # (nnz,)
+    return [(rows.indices[lo:hi].copy(), contribution[lo:hi])
+            for lo, hi in zip(rows.indptr[:-1], rows.indptr[1:], strict=True)]
+
+
 @dataclass(frozen=True)
 class Explanation:
-    """A document's top tags and its words by attention mass, highest first."""
+    """A document's top tags and its words by contribution to the top tag (or attention mass), highest first."""
 
     tags: list[tuple[str, float]]
     words: list[tuple[str, float]]
 
 
 def explain(tagger: Tagger, docs: list[str] | sp.csr_matrix, k: int = 5, words: int = 10) -> list[Explanation]:
-    """Top-k tags and the ``words`` words with the most channel attention, for each document."""
-    require_attention(tagger.model)
+    """Top-k tags and the ``words`` words that contributed most to the top tag (a model with a tag head)
+    or carried the most channel attention (a model with attention only), for each document."""
+    require_explainable(tagger.model)
     rows = tagger.features(docs)
     label_ids, scores = tagger.topk(rows, k)
     tokens, names = tagger.featurizer.tokens, tagger.label_names
+    weights = (tag_attribution(tagger.model, rows, label_ids[:, 0]) if tagger.model.tag_head is not None
+               else token_attention(tagger.model, rows))
     out = []
-    for row, (ids, mass) in enumerate(token_attention(tagger.model, rows)):
+    for row, (ids, mass) in enumerate(weights):
         order = np.argsort(-mass, kind="stable")[:words]
         named = [(tokens[i] if tokens else f"f{i}", round(float(mass[j]), 4))
                  for j, i in zip(order, ids[order], strict=True)]

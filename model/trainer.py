@@ -222,6 +222,10 @@ def build_model(config: ModelConfig, y_train: sp.csr_matrix, seed: int) -> RankA
 # Decoder shares a of the blended score a·σ(D(F(x))) + (1 − a)·σ(tag head) tried on validation each epoch.
 SHARES = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0)
 MAX_RECOVERIES = 2  # restarts from the best state at half the rate before training gives up on improving
+# Early stopping waits this many epochs for validation P@1 to beat the label-frequency baseline: on small
+# data the model sits at the label priors for several epochs before it learns (measured: 480 generated
+# documents, 7 epochs at the baseline, then 43% → 84% by epoch 20), and patience alone stopped it there.
+WARMUP_EPOCHS = 10
 
 
 def frequency_baseline(y_valid: sp.csr_matrix) -> float:
@@ -276,22 +280,28 @@ def _fit(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,
                             best=f"{100 * best['p@1']:.2f}%")
             log.debug("epoch %d loss=%.4f valid p@1=%.2f%% share=%.1f", epoch, mean_loss, 100 * metrics["p@1"],
                       share)
-            if stale >= loop.config.patience:
+            warming_up = best["p@1"] <= baseline and epoch < WARMUP_EPOCHS
+            if stale >= loop.config.patience and not warming_up:
                 log.info("early stop after epoch %d; best epoch %d", epoch, best["epoch"])
                 break
-    _require_learning(best, baseline, recoveries)
+    _require_learning(best, baseline, recoveries, plateaued=stale >= loop.config.patience)
     return history, best
 
 
-def _require_learning(best: dict[str, Any], baseline: float, recoveries: int) -> None:
-    """Refuse a model that never beat ranking labels by frequency: training failed, not converged."""
-    if best["epoch"] == 0 or best["p@1"] < baseline:
-        reached = max(best["p@1"], 0.0)
-        restarts = f" (after {recoveries} restart(s) at a lower rate)" if recoveries else ""
-        raise ModelError(
-            f"training failed: the best validation P@1 ({100 * reached:.2f}%){restarts} is below the "
-            f"{100 * baseline:.2f}% of always predicting the most frequent labels; try --lr a tenth of the "
-            f"current one, check that the inputs carry the labels' signal, or train the default preset")
+def _require_learning(best: dict[str, Any], baseline: float, recoveries: int, plateaued: bool) -> None:
+    """Refuse a model that stopped improving below ranking labels by frequency (training failed); only
+    warn about one that ran out of epochs first (it may be undertrained rather than failed)."""
+    if best["epoch"] > 0 and best["p@1"] >= baseline:
+        return
+    reached = max(best["p@1"], 0.0)
+    restarts = f" (after {recoveries} restart(s) at a lower rate)" if recoveries else ""
+    below = (f"the best validation P@1 ({100 * reached:.2f}%){restarts} is below the {100 * baseline:.2f}% of "
+             f"always predicting the most frequent labels")
+    if not plateaued and best["epoch"] > 0:
+        log.warning("%s after the last epoch: give it more --epochs", below)
+        return
+    raise ModelError(f"training failed: {below}; try --lr a tenth of the current one, check that the inputs "
+                     f"carry the labels' signal, or train the default preset")
 
 
 def _snapshot(model: RankAE) -> dict[str, torch.Tensor]:

@@ -52,9 +52,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--device", help="torch device")
     predict.set_defaults(handler=cmd_predict)
 
-    explain = commands.add_parser("explain", help="top tags and the words with the most channel attention, "
-                                  "for documents on stdin (JSONL like predict, or one plain text per line)")
-    explain.add_argument("--model", type=Path, required=True, help="checkpoint directory (trained with attention)")
+    explain = commands.add_parser("explain", help="top tags and the words that made the top tag (each word's "
+                                  "contribution to its logit; attention mass for an attention-only model), for "
+                                  "documents on stdin (JSONL like predict, or one plain text per line)")
+    explain.add_argument("--model", type=Path, required=True,
+                         help="checkpoint directory (with a tag head, the default, or with attention)")
     explain.add_argument("--k", type=int, default=5, help="tags per document (default 5)")
     explain.add_argument("--words", type=int, default=10, help="words per document (default 10)")
     explain.add_argument("--json", action="store_true", help='one {"id","tags","words"} JSON object per line')
@@ -229,12 +231,12 @@ def _json_document(number: int, line: str) -> tuple[str | None, str]:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    """Explain documents from stdin: each one's top tags and its words by channel-attention mass."""
-    from model.explain import explain, require_attention
+    """Explain documents from stdin: each one's top tags and its words by contribution (or attention mass)."""
+    from model.explain import explain, require_explainable
     from model.tagger import Tagger
 
     tagger = Tagger.load(args.model, args.device)
-    require_attention(tagger.model)
+    require_explainable(tagger.model)
 
     def write(good: list[tuple[str, str]]) -> None:
         results = explain(tagger, [text for _, text in good], args.k, args.words)

@@ -59,7 +59,7 @@ def test_training_that_cannot_learn_stops_with_an_error_saying_what_to_try(
     model_config, train_config = preset("paper", **TINY_TRAIN, **TINY_MODEL, margin_reduction="sum")
     with caplog.at_level(logging.WARNING, logger="model.trainer"), \
             pytest.raises(ModelError, match=r"training failed.*most frequent labels.*--lr"):
-        train(corpus, model_config, dataclasses.replace(train_config, epochs=10, patience=10))
+        train(corpus, model_config, dataclasses.replace(train_config, epochs=30, patience=3))
 
 
 def test_divergence_is_a_non_finite_loss_or_a_fall_below_the_baseline_after_beating_it() -> None:

@@ -1,0 +1,84 @@
+"""Quality/throughput frontier of the default model's embedding width C.
+
+    python -m benchmarks.frontier [--datasets reuters cooking] [--widths 256 512 1024 2048] [--quick]
+
+For each dataset and width, trains the default preset with ``embed_dim=C`` and reports test P@1/P@5
+beside model-only prediction speed: documents/s of ``predict_topk`` at batch 256 on rows featurized
+beforehand (tokenising is the worker's cost, not the model's), on the threads torch is given. Prints a
+markdown table; ``--json FILE`` also writes the rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import scipy.sparse as sp
+import torch
+
+from benchmarks.quality import DATA, DATASETS, default_configs
+from model.data import label_matrix
+from model.metrics import evaluate
+from model.rank_ae import RankAE, predict_topk
+from model.trainer import train
+
+log = logging.getLogger("benchmarks.frontier")
+
+
+def model_only_rate(model: RankAE, rows: sp.csr_matrix, batch_size: int = 256, seconds: float = 3.0) -> float:
+    """Documents/s of top-5 prediction over featurized ``rows`` (n, n_features), repeated for ≥ ``seconds``."""
+    predict_topk(model, rows[:batch_size], 5, batch_size)  # warm-up: allocator and thread pool
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        predict_topk(model, rows, 5, batch_size)
+        done += rows.shape[0]
+    return done / (time.perf_counter() - started)
+
+
+def measure(name: str, width: int, quick: bool) -> dict[str, Any]:
+    """One (dataset, width) row: test P@k, training seconds, model-only docs/s at batch 256."""
+    train_corpus, test = DATASETS[name].load()
+    overrides: dict[str, Any] = {"embed_dim": width, **({"epochs": 2, "patience": 2} if quick else {})}
+    started = time.perf_counter()
+    trained = train(train_corpus, *default_configs(**overrides))
+    seconds = time.perf_counter() - started
+    rows = trained.featurizer.transform(test.inputs)
+    ids, _ = predict_topk(trained.model, rows, 5)
+    scores = evaluate(ids, label_matrix(test.labels, trained.label_names))
+    return {"dataset": name, "width": width, "vocabulary": trained.featurizer.n_features,
+            "labels": len(trained.label_names), **scores, "train_seconds": seconds,
+            "model_docs_per_s": model_only_rate(trained.model, rows), "threads": torch.get_num_threads()}
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The rows as one markdown table (metrics in %)."""
+    head = ("| dataset | C | vocabulary | labels | P@1 | P@5 | train s | model-only docs/s (batch 256) |\n"
+            "|---|---|---|---|---|---|---|---|\n")
+    return head + "\n".join(
+        f"| {r['dataset']} | {r['width']} | {r['vocabulary']:,} | {r['labels']} | {100 * r['p@1']:.2f} | "
+        f"{100 * r['p@5']:.2f} | {r['train_seconds']:.1f} | {r['model_docs_per_s']:,.0f} |" for r in rows) + "\n"
+
+
+def main() -> None:
+    """Measure every (dataset, width) pair and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=["reuters", "cooking"])
+    parser.add_argument("--widths", nargs="+", type=int, default=[256, 512, 1024, 2048])
+    parser.add_argument("--quick", action="store_true", help="2 epochs: a smoke run, not a measurement")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not DATA.exists():
+        raise SystemExit(f"{DATA} not found: the benchmark reads the shared datasets from there")
+    rows = [measure(name, width, args.quick) for name in args.datasets for width in args.widths]
+    print(markdown(rows), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
