@@ -78,14 +78,19 @@ class Plan:
 # Base setting: C=256, r=4 with SE attention, sum pooling, h=200 (bibtex validation: 58.2 P@1 against
 # 59.2 for the C=1024/r=16 setting, within its ±2.2 noise, at a fraction of the cost; docs/results.md
 # "Tuning"); 12 cosine epochs, the best validation epoch kept, no refit, to fit the time budget. SE attention
-# on and no tag head, as in the paper: ModelConfig's product defaults (attention off, a tag head) are not.
+# on, no tag head, the summed margin loss, AdamW 2e-3 / 0.01, as in the paper and the runs of docs/results.md:
+# ModelConfig's product defaults (attention off, a tag head, averaged margin, Adam 1e-3) are not.
 FULL = Plan(
-    datasets=tuple(quality.DATASETS),
+    # Not delicious: the paper's configuration never beats the label-frequency baseline there and the
+    # trainer refuses it (benchmarks/ablation.py measures that; docs/results.md "Delicious").
+    datasets=("bibtex", "reuters", "goemotions", "biology", "cooking", "rcv1v2", "mediamill"),
     model={"embed_dim": 256, "reduction": 4, "latent_dim": 200, "pooling": "sum", "attention": True,
-           "tag_head": False},
-    train={"epochs": 12, "patience": 12, "batch_size": 128, "schedule": "cosine"},
-    noise_model={"embed_dim": 256, "latent_dim": 200, "pooling": "sum", "attention": False, "tag_head": False},
-    noise_train={"epochs": 6, "patience": 6, "batch_size": 128, "schedule": "cosine"},
+           "tag_head": False, "margin_reduction": "sum"},
+    train={"epochs": 12, "patience": 12, "batch_size": 128, "schedule": "cosine", "lr": 2e-3, "weight_decay": 0.01},
+    noise_model={"embed_dim": 256, "latent_dim": 200, "pooling": "sum", "attention": False, "tag_head": False,
+                 "margin_reduction": "sum"},
+    noise_train={"epochs": 6, "patience": 6, "batch_size": 128, "schedule": "cosine", "lr": 2e-3,
+                 "weight_decay": 0.01},
     rates=(0.0, 0.1, 0.2, 0.4, 0.6),
     table_peers=("omikuji-parabel", "napkinxc-plt", "fasttext-ova", "ovr-logistic"),
     noise_peers=("ovr-logistic", "napkinxc-plt", "omikuji-parabel"),
@@ -93,11 +98,12 @@ FULL = Plan(
 QUICK = Plan(
     datasets=("reuters",),
     model={"embed_dim": 64, "reduction": 4, "latent_dim": 64, "label_hidden": 128, "pooling": "sum",
-           "attention": True, "tag_head": False},
-    train={"epochs": 3, "patience": 3, "batch_size": 64, "schedule": "cosine"},
+           "attention": True, "tag_head": False, "margin_reduction": "sum"},
+    train={"epochs": 3, "patience": 3, "batch_size": 64, "schedule": "cosine", "lr": 2e-3, "weight_decay": 0.01},
     noise_model={"embed_dim": 64, "latent_dim": 64, "label_hidden": 128, "pooling": "sum", "attention": False,
-                 "tag_head": False},
-    noise_train={"epochs": 3, "patience": 3, "batch_size": 64, "schedule": "cosine"},
+                 "tag_head": False, "margin_reduction": "sum"},
+    noise_train={"epochs": 3, "patience": 3, "batch_size": 64, "schedule": "cosine", "lr": 2e-3,
+                 "weight_decay": 0.01},
     rates=(0.0, 0.4),
     table_peers=("napkinxc-plt", "ovr-logistic"),
     noise_peers=("ovr-logistic",),

@@ -92,7 +92,8 @@ def run_model(method: str, train_corpus: Corpus, test: Corpus, model_kw: dict[st
     rate = len(test) / (time.perf_counter() - started)
     scores = evaluate(ids, label_matrix(test.labels, trained.label_names))
     best = max(trained.history, key=lambda entry: entry["valid_p@1"])
-    chosen = {"epoch": int(best["epoch"]), "valid_p@1": best["valid_p@1"], "epochs_run": len(trained.history)}
+    chosen = {"epoch": int(best["epoch"]), "valid_p@1": best["valid_p@1"], "epochs_run": len(trained.history),
+              "ae_share": trained.model.config.ae_share}
     return {"method": method, **scores, "train_seconds": seconds, "predict_docs_per_s": rate,
             "settings": {"model": model_kw, "train": train_kw}, "chosen": chosen, "history": trained.history,
             "tagger": tagger}
@@ -142,8 +143,8 @@ def markdown(name: str, split: str, n_train: int, n_test: int, rows: list[dict[s
              ("p@1", "p@3", "p@5", "ndcg@1", "ndcg@3", "ndcg@5"))
              + f" | {r['train_seconds']:.1f} | {r['predict_docs_per_s']:,.0f} |" for r in rows if "error" not in r]
     lines += [f"| {r['method']} | failed: {r['error'][:120]} |||||||| " for r in rows if "error" in r]
-    notes = [f"\nRank-AE settings {json.dumps(r['settings'])}; best validation epoch {r['chosen']['epoch']} "
-             f"of {r['chosen']['epochs_run']} run (validation P@1 {r['chosen']['valid_p@1'] * 100:.2f})"
+    notes = [f"\n{r['method']}: best validation epoch {r['chosen']['epoch']} of {r['chosen']['epochs_run']} run "
+             f"(validation P@1 {r['chosen']['valid_p@1'] * 100:.2f}), decoder share {r['chosen']['ae_share']:.1f}"
              for r in rows if "chosen" in r]
     return head + "\n".join(lines) + "\n" + "".join(notes) + "\n"
 

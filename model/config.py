@@ -143,12 +143,13 @@ class TrainConfig:
 
 
 # Named configurations: "default" is what `tagger train` builds with no flags; "paper" is the paper's
-# §3.1 setting (C=100, r=4, h=200, SE attention, average pooling, no tag head; λ, m, rate "tuned on
-# validation" in the paper: here its λ=1, m=1 and AdamW 2e-3 / 0.01, patience 5).
+# §3.1 setting (C=100, r=4, h=200, SE attention, average pooling, no tag head, Eq. 3-4's summed margin
+# loss; λ, m, rate "tuned on validation" in the paper: here λ=1, m=1 and AdamW 2e-3 / 0.01, patience 5).
+# The averaged margin loss is no fix for it: bibtex test P@1 16.18 against 49.34 summed (docs/results.md).
 PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "default": ({}, {}),
     "paper": ({"embed_dim": 100, "reduction": 4, "latent_dim": 200, "attention": True, "pooling": "mean",
-               "tag_head": False},
+               "tag_head": False, "margin_reduction": "sum"},
               {"epochs": 40, "lr": 2e-3, "weight_decay": 0.01, "patience": 5}),
 }
 
