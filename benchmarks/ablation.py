@@ -14,15 +14,13 @@ A training the trainer refuses (never beating the label-frequency baseline) is r
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
-from benchmarks.quality import DATA, DATASETS
+from benchmarks.quality import DATASETS, benchmark_parser, start_benchmark
 from model.config import preset
 from model.data import Corpus, label_matrix
 from model.errors import ModelError
@@ -96,16 +94,10 @@ def markdown(name: str, rows: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     """Run every variant on each dataset and print the tables."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = benchmark_parser(__doc__, ("bibtex", "delicious", "reuters", "cooking"))
     parser.add_argument("--variants", nargs="+", choices=[v[0] for v in VARIANTS], help="default: all")
-    parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS),
-                        default=["bibtex", "delicious", "reuters", "cooking"])
-    parser.add_argument("--quick", action="store_true", help="2 epochs: a smoke run, not a measurement")
-    parser.add_argument("--json", type=Path, help="also write all rows as JSON here")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not DATA.exists():
-        raise SystemExit(f"{DATA} not found: the benchmark reads the shared datasets from there")
+    start_benchmark()
     everything = {}
     for name in args.datasets:
         train_corpus, test = DATASETS[name].load()

@@ -10,17 +10,15 @@ markdown table; ``--json FILE`` also writes the rows.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import scipy.sparse as sp
 import torch
 
-from benchmarks.quality import DATA, DATASETS, default_configs
+from benchmarks.quality import DATASETS, benchmark_parser, default_configs, start_benchmark
 from model.data import label_matrix
 from model.metrics import evaluate
 from model.rank_ae import RankAE, predict_topk
@@ -65,15 +63,10 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     """Measure every (dataset, width) pair and print the table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=["reuters", "cooking"])
+    parser = benchmark_parser(__doc__, ("reuters", "cooking"))
     parser.add_argument("--widths", nargs="+", type=int, default=[256, 512, 1024, 2048])
-    parser.add_argument("--quick", action="store_true", help="2 epochs: a smoke run, not a measurement")
-    parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not DATA.exists():
-        raise SystemExit(f"{DATA} not found: the benchmark reads the shared datasets from there")
+    start_benchmark()
     rows = [measure(name, width, args.quick) for name in args.datasets for width in args.widths]
     print(markdown(rows), flush=True)
     if args.json:

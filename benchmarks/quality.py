@@ -149,18 +149,29 @@ def markdown(name: str, split: str, n_train: int, n_test: int, rows: list[dict[s
     return head + "\n".join(lines) + "\n" + "".join(notes) + "\n"
 
 
-def main() -> None:
-    """Run the benchmark on the chosen datasets and print markdown tables."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=list(QUALITY_DEFAULT))
-    parser.add_argument("--no-peers", action="store_true", help="Rank-AE only")
+def benchmark_parser(doc: str, datasets: Sequence[str]) -> argparse.ArgumentParser:
+    """The options every dataset benchmark shares: --datasets (default ``datasets``), --quick, --json."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=list(datasets))
     parser.add_argument("--quick", action="store_true", help="2 epochs: a smoke run, not a measurement")
     parser.add_argument("--json", type=Path, help="also write all rows as JSON here")
-    parser.add_argument("--workdir", type=Path, default=Path("runs/quality"))
-    args = parser.parse_args()
+    return parser
+
+
+def start_benchmark() -> None:
+    """Log to stderr; stop with a message when the shared datasets are absent."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not DATA.exists():
         raise SystemExit(f"{DATA} not found: the benchmark reads the shared datasets from there")
+
+
+def main() -> None:
+    """Run the benchmark on the chosen datasets and print markdown tables."""
+    parser = benchmark_parser(__doc__, QUALITY_DEFAULT)
+    parser.add_argument("--no-peers", action="store_true", help="Rank-AE only")
+    parser.add_argument("--workdir", type=Path, default=Path("runs/quality"))
+    args = parser.parse_args()
+    start_benchmark()
     everything = {}
     for name in args.datasets:
         train_corpus, test = DATASETS[name].load()
