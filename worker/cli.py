@@ -11,6 +11,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+import redis
+
 from model.errors import TaggerError
 from worker import bench_commands, demo, feedback_commands, model_commands, serve_commands
 
@@ -30,15 +32,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; an unknown flag is reported by the command it was given to, with that command's
+    usage (argparse would report it at the top level, with the list of commands)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``tagger`` command; returns the process exit status."""
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         return int(args.handler(args) or 0)
     except TaggerError as err:
         print(f"tagger: error: {err}", file=sys.stderr)
+        return 2
+    except redis.ConnectionError as err:  # Redis went away after the command had reached it
+        print(f"tagger: error: lost the connection to Redis ({err}); check that it is running and reachable",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("tagger: interrupted", file=sys.stderr)

@@ -45,7 +45,7 @@ class TagClient:
     @classmethod
     def from_settings(cls, settings: WorkerSettings) -> TagClient:
         """Connect as the worker does: TAGGER_REDIS_URL, password (or password file) and TLS CA bundle."""
-        return cls(connect(settings))
+        return cls(connect(settings, wait=False))
 
     def lookup(self, ids: Sequence[str]) -> dict[str, TagResult | None]:
         """Tags of each id (None where the document is unknown or expired), in one round trip."""

@@ -62,7 +62,7 @@ def cmd_correct(args: argparse.Namespace) -> int:
 
 
     settings = _settings(args)
-    client = CorrectionClient(connect(settings), label_names_of(resolve(settings.model_dir)),
+    client = CorrectionClient(connect(settings, wait=False), label_names_of(resolve(settings.model_dir)),
                               settings.corrections_per_user_per_minute)
     entry = client.submit(args.id, _labels(args.add), _labels(args.remove), args.user)
     print(json.dumps({"id": args.id, "entry": entry}))

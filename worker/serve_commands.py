@@ -62,7 +62,7 @@ def cmd_lookup(args: argparse.Namespace) -> int:
     from worker.store import connect
 
     settings = settings_from(os.environ, {"redis_url": args.redis_url})
-    client = TagClient(connect(settings))
+    client = TagClient(connect(settings, wait=False))
     for doc_id, found in client.lookup(args.ids).items():
         body = None if found is None else dataclasses.asdict(found)
         sys.stdout.write(json.dumps({"id": doc_id, "result": body}) + "\n")

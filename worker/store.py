@@ -58,12 +58,13 @@ return 1
 """
 
 
-def connect(settings: WorkerSettings, check: bool = True) -> redis.Redis:
+def connect(settings: WorkerSettings, check: bool = True, wait: bool = True) -> redis.Redis:
     """A Redis client from the settings (URL, password or password file, TLS CA bundle).
 
     With ``check``, one PING proves the password and the server's certificate now, so a wrong one is a
     one-line ConfigError naming the setting rather than endless retries later. An unreachable server is
-    only logged: the worker pauses and retries its writes until Redis is back.
+    only logged when ``wait`` (the worker pauses and retries its writes until Redis is back); a one-shot
+    command passes ``wait=False`` and gets a ConfigError saying what to check.
     """
     options: dict[str, object] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
     password = settings.redis_secret()
@@ -76,11 +77,11 @@ def connect(settings: WorkerSettings, check: bool = True) -> redis.Redis:
             raise ConfigError(f"TAGGER_REDIS_SSL_CA_CERTS: no such file {settings.redis_ssl_ca_certs}")
         options["ssl_ca_certs"] = settings.redis_ssl_ca_certs
     if check:
-        _check(redis.Redis.from_url(settings.redis_url, retry=Retry(NoBackoff(), 0), **options))
+        _check(redis.Redis.from_url(settings.redis_url, retry=Retry(NoBackoff(), 0), **options), wait)
     return redis.Redis.from_url(settings.redis_url, **options)
 
 
-def _check(probe: redis.Redis) -> None:
+def _check(probe: redis.Redis, wait: bool) -> None:
     """One PING without retries (the worker's own client keeps redis-py's retry policy)."""
     kwargs = probe.connection_pool.connection_kwargs
     where = f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
@@ -96,6 +97,9 @@ def _check(probe: redis.Redis) -> None:
         if "CERTIFICATE_VERIFY_FAILED" in str(err):
             raise ConfigError(f"Redis at {where}: TLS certificate not trusted ({_reason(err)}); set "
                               "TAGGER_REDIS_SSL_CA_CERTS to the CA that signed the server's certificate") from None
+        if not wait:
+            raise ConfigError(f"cannot reach Redis at {where} ({_reason(err)}); check TAGGER_REDIS_URL "
+                              "(or --redis-url) and that the server is running") from None
         log.warning("redis at %s is not reachable yet (%s); writes will be retried", where, err)
     except redis.ResponseError as err:
         if "NOAUTH" in str(err) or "WRONGPASS" in str(err):

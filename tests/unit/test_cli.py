@@ -105,3 +105,20 @@ def test_preset_flag_chooses_the_configuration_and_given_flags_override_it() -> 
     assert (paper.embed_dim, paper.attention, paper.pooling, paper.tag_head) == (64, True, "mean", False)
     assert (paper_train.lr, paper_train.patience) == (0.01, preset("paper")[1].patience)
     assert configs_from_args(build_parser().parse_args([*base, "--attention"]))[0].attention is True
+
+
+def test_a_mistyped_flag_is_reported_by_its_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--train", "t.jsonl", "--out", "m", "--epocs", "3"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: tagger train" in err and "tagger train: error: unrecognized arguments: --epocs 3" in err
+
+
+@pytest.mark.parametrize("argv", [["lookup", "--redis-url", "redis://127.0.0.1:1/0", "doc-1"]])
+def test_an_unreachable_redis_is_one_line_naming_what_to_check(argv: list[str],
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tagger: error: cannot reach Redis at 127.0.0.1:1"), err
+    assert "TAGGER_REDIS_URL" in err[0] and "retried" not in err[0]
