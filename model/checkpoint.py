@@ -53,6 +53,22 @@ class Checkpoint:
     metrics: dict[str, Any]
 
 
+def interface_changes(live: Checkpoint, new: Checkpoint) -> list[str]:
+    """How ``new`` would change what workers serving ``live`` read and write: its label set (ids, names)
+    and its featurizer (input kind, vocabulary or feature count). Empty when they agree."""
+    changes = []
+    if new.label_names != live.label_names:
+        added = len(set(new.label_names) - set(live.label_names))
+        dropped = len(set(live.label_names) - set(new.label_names))
+        changes.append(f"labels {len(live.label_names)} → {len(new.label_names)} ({added} added, {dropped} dropped"
+                       + (", ids reordered)" if not added and not dropped else ")"))
+    old_f, new_f = live.featurizer, new.featurizer
+    if (old_f.kind, old_f.n_features, old_f.tokens) != (new_f.kind, new_f.n_features, new_f.tokens):
+        changes.append(f"featurizer {old_f.kind} with {old_f.n_features} features → {new_f.kind} with "
+                       f"{new_f.n_features}" + (" (another vocabulary)" if old_f.kind == new_f.kind else ""))
+    return changes
+
+
 def save(trained: TrainedModel, directory: Path | str, corpora: dict[str, Corpus] | None = None) -> str:
     """Write ``trained`` (and text ``corpora`` such as heldout/replay) atomically; returns the version."""
     directory = Path(directory)

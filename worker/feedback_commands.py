@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from model.errors import ConfigError
 from worker.config import WorkerSettings, add_settings_flags, settings_from
 from worker.registry import Registry
 from worker.serve_commands import run_until_signalled
@@ -37,6 +38,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     listing = verbs.add_parser("list", help="stored versions, the live one marked")
     publish = verbs.add_parser("publish", help="add a checkpoint as a new version and make it live")
     publish.add_argument("checkpoint", type=Path)
+    publish.add_argument("--force", action="store_true",
+                         help="publish even if its label set or featurizer differs from the live version's")
     rollback = verbs.add_parser("rollback", help="make an earlier version live again")
     rollback.add_argument("version", nargs="?", help="default: the version live before the current one")
     for verb in (listing, publish, rollback):
@@ -92,11 +95,19 @@ def cmd_model_list(args: argparse.Namespace) -> int:
 
 
 def cmd_model_publish(args: argparse.Namespace) -> int:
-    """Copy a checkpoint into the registry and make it live."""
-    from model.checkpoint import load
+    """Copy a checkpoint into the registry and make it live; one whose label set or featurizer differs
+    from the live version's only with --force (workers following the registry would switch to it)."""
+    from model.checkpoint import interface_changes, load
 
-    load(args.checkpoint)  # refuse a damaged checkpoint before it can go live
-    version = _registry(args).publish(args.checkpoint, note={"source": str(args.checkpoint)})
+    new = load(args.checkpoint)  # refuse a damaged checkpoint before it can go live
+    registry = _registry(args)
+    if registry.is_registry(registry.root) and not args.force:
+        live = registry.current()
+        changes = interface_changes(load(registry.path(live)), new)
+        if changes:
+            raise ConfigError(f"{args.checkpoint} differs from the live version {live}: {'; '.join(changes)}. "
+                              "Workers serving this registry would switch to it; pass --force to publish it anyway")
+    version = registry.publish(args.checkpoint, note={"source": str(args.checkpoint)})
     print(f"published {version}; it is live")
     return 0
 

@@ -122,3 +122,22 @@ def test_an_unreachable_redis_is_one_line_naming_what_to_check(argv: list[str],
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("tagger: error: cannot reach Redis at 127.0.0.1:1"), err
     assert "TAGGER_REDIS_URL" in err[0] and "retried" not in err[0]
+
+
+def test_publishing_another_label_set_or_vocabulary_needs_force(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    tiny = ["--embed-dim", "16", "--latent-dim", "8", "--label-hidden", "16", "--epochs", "1", "--min-df", "1",
+            "--quiet"]
+    for name, labels, epochs in (("six", "6", "1"), ("six-again", "6", "2"), ("eight", "8", "1")):
+        assert main(["generate", "--out", str(tmp_path / f"data-{labels}"), "--docs", "120", "--labels", labels]) == 0
+        assert main(["train", "--train", str(tmp_path / f"data-{labels}/train.jsonl"), "--out",
+                     str(tmp_path / name), *tiny, "--epochs", epochs]) == 0
+    registry = ["--registry", str(tmp_path / "models")]
+    assert main(["model", "publish", str(tmp_path / "six"), *registry]) == 0  # a new registry: nothing to compare
+    assert main(["model", "publish", str(tmp_path / "six-again"), *registry]) == 0  # same labels and vocabulary
+    capsys.readouterr()
+    assert main(["model", "publish", str(tmp_path / "eight"), *registry]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "differs from the live version" in err[0], err
+    assert "labels 6 → 8 (2 added, 0 dropped)" in err[0] and "featurizer text" in err[0] and "--force" in err[0]
+    assert main(["model", "publish", str(tmp_path / "eight"), *registry, "--force"]) == 0
