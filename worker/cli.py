@@ -47,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(build_parser(), argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not args.verbose:  # kafka-python narrates every connection and group join at INFO
+        logging.getLogger("kafka").setLevel(logging.WARNING)
     try:
         return int(args.handler(args) or 0)
     except TaggerError as err:

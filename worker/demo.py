@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -91,6 +92,7 @@ def _services(args: argparse.Namespace, stack: ExitStack, model_dir: Path) -> Wo
     """Settings pointing at configured Kafka/Redis, or at embedded ones started here."""
     env = dict(os.environ)
     workdir = Path(tempfile.mkdtemp(prefix="services-", dir=args.workdir))
+    stack.push(_remove_unless_failed(workdir))  # registered first, so it runs after the services stopped
     if "TAGGER_KAFKA_BOOTSTRAP_SERVERS" not in env:
         broker = start_tansu(workdir / "tansu")
         stack.callback(broker.stop)
@@ -122,8 +124,8 @@ def _produce(settings: WorkerSettings, test: Corpus, rate: float, seconds: float
         doc_id = f"{test.ids[doc]}#{i}"
         producer.send(settings.input_topic, json.dumps({"id": doc_id, "text": texts[doc]}).encode())
         sent.append(doc_id)
-    producer.flush()
-    producer.close()
+    producer.flush(timeout=10)
+    producer.close(timeout=5)
 
 
 def _report(worker: Worker, producer: threading.Thread, sent: list[str], stop: threading.Event,
@@ -170,8 +172,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
         producer.start()
         _report(worker, producer, sent, stop)
         producer.join()
-        _show_lookups(settings, test, sent[: args.lookups])
+        if stop.is_set():
+            tagged = worker.metrics.registry.get_sample_value("tagger_messages_total", {"outcome": "tagged"})
+            print(f"\ninterrupted: produced {len(sent)}, tagged {int(tagged or 0)}; stopping worker, broker and Redis")
+        else:
+            _show_lookups(settings, test, sent[: args.lookups])
     return 0
+
+
+def _remove_unless_failed(folder: Path) -> Callable[..., bool]:
+    """An ExitStack exit callback: remove ``folder`` (the services' logs) unless the demo failed."""
+    def exit_callback(exc_type: type[BaseException] | None, *_: object) -> bool:
+        if exc_type is None:
+            shutil.rmtree(folder, ignore_errors=True)
+        return False
+    return exit_callback
 
 
 def _wait(condition: Callable[[], bool], timeout: float, stop: threading.Event) -> None:

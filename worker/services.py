@@ -82,12 +82,15 @@ class Service:
 
 
 def _spawn(args: list[str], log_path: Path | None) -> subprocess.Popen[bytes]:
+    # A session of its own: a terminal's Ctrl-C signals the whole foreground process group, and the
+    # service must outlive that signal until its owner stops it in order (the demo's producer and worker
+    # still need the broker and Redis while they wind down). PR_SET_PDEATHSIG still ends it with its parent.
     if log_path is None:
         return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+                                stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent, start_new_session=True)
     with log_path.open("ab") as output:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                preexec_fn=_die_with_parent)
+                                preexec_fn=_die_with_parent, start_new_session=True)
 
 
 def _wait_for_port(service: Service, timeout: float) -> None:
