@@ -223,8 +223,11 @@ def _stdin_documents(stream: TextIO) -> Iterator[tuple[str | None, str]]:
 
 def _json_document(number: int, line: str) -> tuple[str | None, str]:
     try:
-        doc_id, text, _ = parse_document(json.loads(line))
-    except (json.JSONDecodeError, DataError) as err:
+        doc_id, text, _ = parse_document(json.loads(line.rstrip("\r\n")))
+    except json.JSONDecodeError as err:  # its own message counts lines and characters of what it parsed
+        print(f"tagger: stdin:{number}: invalid JSON: {err.msg} at column {err.colno}", file=sys.stderr)
+        return None, ""
+    except DataError as err:
         print(f"tagger: stdin:{number}: {err}", file=sys.stderr)
         return None, ""
     return doc_id, text

@@ -52,11 +52,14 @@ def test_predict_reads_jsonl_and_writes_tags(workspace: Path, capsys: pytest.Cap
 
 def test_predict_reports_bad_lines_and_tags_the_rest(workspace: Path, capsys: pytest.CaptureFixture[str],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys, "stdin", io.StringIO('{"id": "a", "text": "x"}\nnot json\n{"id": "b", "text": "y"}\n'))
+    monkeypatch.setattr(sys, "stdin", io.StringIO('{"id": "a", "text": "x"}\nnot json\n{"id": "b", "text": "y"}\n'
+                                                  '{"id": "c", "text": \n'))
     assert main(["predict", "--model", str(workspace / "model")]) == 2
     captured = capsys.readouterr()
     assert [json.loads(line)["id"] for line in captured.out.splitlines()] == ["a", "b"]
-    assert "stdin:2:" in captured.err
+    assert "stdin:2: invalid JSON: Expecting value at column 1" in captured.err
+    # the position is within the line itself (column 21 of line 4), not inside the stream or "line 2"
+    assert "stdin:4: invalid JSON: Expecting value at column 21" in captured.err
 
 
 @pytest.mark.parametrize(("argv", "message"), [
