@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
+import kafka.errors
 import redis
 
 from model.errors import TaggerError
@@ -53,6 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except TaggerError as err:
         print(f"tagger: error: {err}", file=sys.stderr)
+        return 2
+    except kafka.errors.NoBrokersAvailable:
+        print("tagger: error: cannot reach a Kafka broker at "
+              f"{os.environ.get('TAGGER_KAFKA_BOOTSTRAP_SERVERS', 'the configured address')}; check "
+              "TAGGER_KAFKA_BOOTSTRAP_SERVERS (or --kafka-bootstrap-servers) and that the broker is running",
+              file=sys.stderr)
         return 2
     except redis.ConnectionError as err:  # Redis went away after the command had reached it
         print(f"tagger: error: lost the connection to Redis ({err}); check that it is running and reachable",

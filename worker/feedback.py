@@ -100,6 +100,10 @@ class Learner:
     def run(self) -> None:
         """Ingest corrections and run rounds until stopped."""
         server = serve_http(self.metrics.registry, self.settings.metrics_host, self.settings.metrics_port, lambda: True)
+        log.info("learner for the registry %s (live %s): reading corrections from %s; a round after %d new "
+                 "corrected documents, or %.0f s after the last round if any arrived; metrics on port %d",
+                 self.settings.model_dir, self.registry.current(), STREAM, self.settings.finetune_every,
+                 self.settings.finetune_interval_s, self.settings.metrics_port)
         try:
             while not self.stopping.is_set():
                 self.ingest(block_ms=1000)

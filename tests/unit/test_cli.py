@@ -144,3 +144,13 @@ def test_publishing_another_label_set_or_vocabulary_needs_force(tmp_path: Path,
     assert len(err) == 1 and "differs from the live version" in err[0], err
     assert "labels 6 → 8 (2 added, 0 dropped)" in err[0] and "featurizer text" in err[0] and "--force" in err[0]
     assert main(["model", "publish", str(tmp_path / "eight"), *registry, "--force"]) == 0
+
+
+def test_an_unreachable_broker_ends_a_command_with_one_line_naming_what_to_check(
+        workspace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAGGER_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    monkeypatch.setenv("TAGGER_REDIS_URL", "redis://127.0.0.1:1/0")
+    assert main(["demo", "--model", str(workspace / "model"), "--workdir", str(tmp_path), "--seconds", "1"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("tagger: error: cannot reach a Kafka broker at 127.0.0.1:1")
+    assert "TAGGER_KAFKA_BOOTSTRAP_SERVERS" in last
