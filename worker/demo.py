@@ -149,6 +149,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Run the demo end to end; every process it started is stopped before it returns."""
     from worker.runner import Worker
 
+    if not args.verbose:  # the demo speaks for itself; kafka-python's connection errors become its one-line error
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
     args.workdir.mkdir(parents=True, exist_ok=True)
     train_corpus, test = _corpora(args.data)
     model_dir = _model(args, train_corpus)

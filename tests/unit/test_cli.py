@@ -151,6 +151,6 @@ def test_an_unreachable_broker_ends_a_command_with_one_line_naming_what_to_check
     monkeypatch.setenv("TAGGER_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
     monkeypatch.setenv("TAGGER_REDIS_URL", "redis://127.0.0.1:1/0")
     assert main(["demo", "--model", str(workspace / "model"), "--workdir", str(tmp_path), "--seconds", "1"]) == 2
-    last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last.startswith("tagger: error: cannot reach a Kafka broker at 127.0.0.1:1")
-    assert "TAGGER_KAFKA_BOOTSTRAP_SERVERS" in last
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("tagger: error: cannot reach a Kafka broker at 127.0.0.1:1")
+    assert "TAGGER_KAFKA_BOOTSTRAP_SERVERS" in line
