@@ -44,6 +44,11 @@ class Secret:
         return hash(self._value)
 
 
+# Kafka's record-batch codecs; kafka-python reads and writes all of them with the extras this project
+# depends on (kafka-python[lz4,snappy,zstd]), whoever produced the batch.
+COMPRESSION_TYPES = ("none", "gzip", "snappy", "lz4", "zstd")
+
+
 @dataclass(frozen=True, repr=False)
 class WorkerSettings:
     """Everything ``tagger serve`` needs; see the README for the env var of each field."""
@@ -64,6 +69,7 @@ class WorkerSettings:
     kafka_ssl_cafile: str = ""
     kafka_ssl_certfile: str = ""
     kafka_ssl_keyfile: str = ""
+    kafka_compression_type: str = "none"  # the dead-letter producer's codec: none, gzip, snappy, lz4 or zstd
     # Redis
     redis_url: str = "redis://localhost:6379/0"  # rediss:// for TLS
     redis_password: Secret | None = None  # overrides a password in the URL
@@ -111,6 +117,9 @@ class WorkerSettings:
             raise ConfigError(f"TAGGER_CORRECTIONS_SLICE must be in (0, 1), got {self.corrections_slice}")
         if not 0.0 < self.bad_share_limit <= 1.0:
             raise ConfigError(f"TAGGER_BAD_SHARE_LIMIT must be in (0, 1], got {self.bad_share_limit}")
+        if self.kafka_compression_type not in COMPRESSION_TYPES:
+            raise ConfigError(f"TAGGER_KAFKA_COMPRESSION_TYPE must be one of {', '.join(COMPRESSION_TYPES)}, "
+                              f"got {self.kafka_compression_type!r}")
 
     def apply_torch_threads(self) -> None:
         """Cap torch's CPU threads (``torch_threads``), e.g. for a learner sharing a node with workers."""

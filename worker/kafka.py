@@ -64,8 +64,9 @@ def producer(settings: WorkerSettings) -> KafkaProducer:
     """A producer for the dead-letter topic: acknowledged by all in-sync replicas."""
     # A dead-lettered message is copied unchanged, so the producer must take any message the consumer can
     # fetch: kafka-python's default 1 MB request limit would raise in send() on a larger poison message.
+    codec = None if settings.kafka_compression_type == "none" else settings.kafka_compression_type
     return KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers.split(","), acks="all",
-                         linger_ms=5, max_request_size=FETCH_MAX_BYTES,
+                         linger_ms=5, max_request_size=FETCH_MAX_BYTES, compression_type=codec,
                          reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS, **security_options(settings))
 
 

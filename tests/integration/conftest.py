@@ -72,8 +72,10 @@ class Stream:
     group: str
     redis_url: str
 
-    def produce(self, values: list[bytes], keys: list[bytes] | None = None) -> None:
-        producer = KafkaProducer(bootstrap_servers=self.broker, acks="all", linger_ms=5)
+    def produce(self, values: list[bytes], keys: list[bytes] | None = None,
+                compression_type: str | None = None) -> None:
+        producer = KafkaProducer(bootstrap_servers=self.broker, acks="all", linger_ms=5,
+                                 compression_type=compression_type)
         for i, value in enumerate(values):
             producer.send(self.topic, value=value, key=keys[i] if keys else None)
         producer.flush()

@@ -26,6 +26,8 @@ def test_bad_values_name_the_variable() -> None:
         settings_from({"TAGGER_MAX_BATCH_DOCS": "0"})
     with pytest.raises(ConfigError, match="TAGGER_BAD_SHARE_LIMIT"):
         settings_from({"TAGGER_BAD_SHARE_LIMIT": "2"})
+    with pytest.raises(ConfigError, match="TAGGER_KAFKA_COMPRESSION_TYPE must be one of none, gzip, snappy, lz4, zstd"):
+        settings_from({"TAGGER_KAFKA_COMPRESSION_TYPE": "brotli"})
 
 
 def test_secrets_are_masked_everywhere() -> None:
