@@ -58,6 +58,9 @@ class WorkerMetrics:
         self.dlq_failures = Counter("tagger_dlq_failures_total",
                                     "Dead letters the DLQ topic refused; resent, their offsets held back meanwhile",
                                     registry=r)
+        self.undecodable = Counter("tagger_undecodable_batches_total",
+                                   "Fetches that failed to decode a record batch (unknown codec, bad checksum): "
+                                   "that partition cannot advance until the cause is fixed", registry=r)
         self.kafka_reachable = Gauge("tagger_kafka_reachable", "1 while the group coordinator is connected",
                                      registry=r)
         self.kafka_reachable.set(1)

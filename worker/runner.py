@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 
 import redis
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.errors import CorruptRecordError, KafkaError, KafkaTimeoutError, UnsupportedCodecError
 from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata
 
@@ -60,6 +60,7 @@ from worker.store import TagRecord, TagWriter, connect
 __all__ = ["COMMIT_TIMEOUT_MS", "BadInputFlood", "Worker"]
 
 log = logging.getLogger(__name__)
+UNDECODABLE_UNREADY_S = 30.0  # /readyz fails this long after a record batch failed to decode
 COMMIT_TIMEOUT_MS = 2_000  # how long one commit waits for an unreachable broker before the loop goes on
 _KAFKA_RETRY_MAX_S = 5.0  # longest pause between commit retries while the broker is unreachable
 # The producer refuses records over FETCH_MAX_BYTES; a larger poison message (fetchable: one oversized
@@ -116,12 +117,15 @@ class Worker:
         self._dead_letters: list[tuple[_DeadLetter, FutureRecordMetadata | KafkaError]] = []  # not yet acknowledged
         self._commit_delay, self._commit_retry_at = 0.5, 0.0
         self._broker_check_at, self._unreachable_since, self._next_warning_s = 0.0, 0.0, 1.0
+        self._undecodable_at = float("-inf")  # when a fetched record batch last failed to decode
 
     # ------------------------------------------------------------------ lifecycle
 
     def ready(self) -> bool:
-        """Model loaded and partitions assigned (the /readyz check)."""
-        return self.tagger is not None and bool(self.assigned)
+        """Model loaded, partitions assigned, and no record batch that failed to decode in the last
+        ``UNDECODABLE_UNREADY_S`` (the /readyz check)."""
+        decoding = time.monotonic() - self._undecodable_at > UNDECODABLE_UNREADY_S
+        return self.tagger is not None and bool(self.assigned) and decoding
 
     def stop(self) -> None:
         """Ask the loop to finish its batch, commit and close (safe from a signal handler)."""
@@ -233,11 +237,30 @@ class Worker:
         assert self.consumer is not None
         left = self.batcher.time_left()
         timeout_ms = 100 if left is None else max(0, min(100, int(left * 1000)))
-        for messages in self.consumer.poll(timeout_ms=timeout_ms).values():
+        try:
+            fetched = self.consumer.poll(timeout_ms=timeout_ms)
+        except (UnsupportedCodecError, CorruptRecordError) as err:
+            self._undecodable(err)
+            return
+        for messages in fetched.values():
             for message in messages:
                 self.batcher.add(self._decode(message))
                 if self.batcher.full():
                     self._flush()
+
+    def _undecodable(self, err: KafkaError) -> None:
+        """A fetched record batch cannot be decoded: kafka-python raises it from poll() each time the stuck
+        partition is fetched again, while the other partitions go on. Count it, log it with every assigned
+        partition's position (the stuck one stops advancing), fail readiness, and back off."""
+        assert self.consumer is not None
+        self._undecodable_at = time.monotonic()
+        self.metrics.undecodable.inc()
+        positions = ", ".join(f"{tp.topic}/{tp.partition}@{self.consumer.position(tp)}"
+                              for tp in sorted(self.assigned))
+        log.error("cannot decode a fetched record batch (%s: %s); its partition cannot advance until the "
+                  "cause is fixed (a codec library missing: install rankae-tagger's dependencies; a corrupt "
+                  "batch: see the broker). Positions: %s", type(err).__name__, err, positions)
+        self.stopping.wait(1.0)
 
     def _decode(self, message: Any) -> Item:
         where = (message.topic, message.partition, message.offset, message.timestamp)
