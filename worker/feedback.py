@@ -77,7 +77,7 @@ class Learner:
     def __init__(self, settings: WorkerSettings, client: redis.Redis | None = None,
                  metrics: LearnerMetrics | None = None) -> None:
         self.settings = settings
-        self.client = client or connect(settings)
+        self.client = client or connect(settings, wait=False)
         self.registry = Registry(settings.model_dir)
         self.metrics = metrics or LearnerMetrics(self.client)
         self.stopping = threading.Event()

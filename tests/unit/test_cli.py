@@ -118,9 +118,13 @@ def test_a_mistyped_flag_is_reported_by_its_command(capsys: pytest.CaptureFixtur
     assert "usage: tagger train" in err and "tagger train: error: unrecognized arguments: --epocs 3" in err
 
 
-@pytest.mark.parametrize("argv", [["lookup", "--redis-url", "redis://127.0.0.1:1/0", "doc-1"]])
-def test_an_unreachable_redis_is_one_line_naming_what_to_check(argv: list[str],
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("argv", [["lookup", "--redis-url", "redis://127.0.0.1:1/0", "doc-1"],
+                                  ["correct", "doc-1", "--add", "x", "--redis-url", "redis://127.0.0.1:1/0"],
+                                  ["learn", "--redis-url", "redis://127.0.0.1:1/0"]])
+def test_an_unreachable_redis_is_one_line_naming_what_to_check(argv: list[str], workspace: Path,
+                                                                 capsys: pytest.CaptureFixture[str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAGGER_MODEL_DIR", str(workspace / "model"))
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("tagger: error: cannot reach Redis at 127.0.0.1:1"), err
