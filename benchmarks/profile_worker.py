@@ -1,0 +1,114 @@
+"""Where the worker's time goes: a sampling profile of ``tagger serve`` draining a backlog, by stage.
+
+    python -m benchmarks.profile_worker [--datasets reuters cooking] [--docs 20000] [--model DIR] [--json FILE]
+
+Pre-loads ``--docs`` documents into a fresh 4-partition topic on the embedded broker, starts the worker
+(the default model, 5 epochs, or ``--model``), and samples its main loop with py-spy (``pip install
+py-spy``) at 200 Hz while it drains the backlog into Redis. Each sample's innermost frame of interest names
+its stage (first match from the innermost frame outwards):
+
+    poll/decode  kafka-python fetching and decoding record batches (``kafka/``)
+    parse        JSON decoding and validation (``worker/messages.py``)
+    featurize    tokenising and tf-idf (``model/text.py``)
+    model        the Rank-AE forward pass and top-k (``torch``, ``model/rank_ae.py``)
+    redis        building and sending the write pipeline (``redis/``, ``worker/store.py``)
+    other        everything else on the loop thread (the batcher, metrics, commit bookkeeping, idle)
+
+Prints one markdown table: share of samples and estimated µs per document per stage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+from benchmarks.quality import DATASETS, benchmark_parser, start_benchmark
+from benchmarks.stream import PARTITIONS, WorkerRun, model_for, payloads, produce, services
+from worker.config import WorkerSettings
+from worker.kafka import create_topic
+
+log = logging.getLogger("benchmarks.profile_worker")
+
+# (stage, path fragments of a frame's file that place a sample in it), tried from the innermost frame out.
+STAGES = (
+    ("parse", ("worker/messages.py", "json/")),
+    ("featurize", ("model/text.py",)),
+    ("model", ("torch/", "model/rank_ae.py")),
+    ("redis", ("redis/", "worker/store.py")),
+    ("poll/decode", ("kafka/",)),
+)
+
+
+def stage_of(stack: str) -> str:
+    """The stage of one collapsed py-spy stack (frames ``func (file:line)`` joined by ``;``, outermost first)."""
+    for frame in reversed(stack.split(";")):
+        for stage, fragments in STAGES:
+            if any(fragment in frame for fragment in fragments):
+                return stage
+    return "other"
+
+
+def profile(raw: Path) -> Counter[str]:
+    """Samples per stage from py-spy's ``--format raw`` output (one ``stack count`` line per stack)."""
+    samples: Counter[str] = Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            samples[stage_of(stack)] += int(count)
+    return samples
+
+
+def main() -> None:
+    """Drain a backlog under py-spy and print the per-stage table."""
+    parser = benchmark_parser(__doc__, ("reuters",))
+    parser.add_argument("--docs", type=int, default=20_000)
+    parser.add_argument("--model", type=Path, help="checkpoint to serve (default: train the default, 5 epochs)")
+    args = parser.parse_args()
+    start_benchmark()
+    beside = Path(sys.executable).with_name("py-spy")  # installed into the same environment
+    spy = str(beside) if beside.exists() else shutil.which("py-spy")
+    if spy is None:
+        raise SystemExit("py-spy not found: pip install py-spy")
+    workdir = Path(tempfile.mkdtemp(prefix="profile-worker-"))
+    for name in args.datasets:
+        train_corpus, test = DATASETS[name].load()
+        model = args.model or model_for(train_corpus, workdir / f"model-{name}", 2 if args.quick else 5)
+        with services(workdir / name) as (broker, redis):
+            topic = f"profile-{uuid.uuid4().hex[:6]}"
+            create_topic(WorkerSettings(kafka_bootstrap_servers=broker.address), topic, PARTITIONS)
+            produce(broker.address, topic, payloads(test, args.docs, topic))
+            raw = workdir / f"{name}.raw"
+            worker = WorkerRun(broker, redis, model, topic, workdir / f"{name}-worker.log", TAGGER_TORCH_THREADS="1")
+            try:
+                sampler = subprocess.Popen([spy, "record", "--pid", str(worker.process.pid), "--rate", "200",
+                                            "--format", "raw", "--output", str(raw), "--nonblocking"],
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                started = time.perf_counter()
+                rate = worker.drain_rate(args.docs, 600)
+                seconds = time.perf_counter() - started
+                sampler.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
+                sampler.wait(timeout=60)
+            finally:
+                worker.terminate()
+        samples = profile(raw)
+        total = sum(samples.values()) or 1
+        print(f"### {name}: {args.docs:,} documents drained at {rate:,.0f} docs/s ({seconds:.1f} s sampled)\n")
+        print("| stage | share of samples | µs per document |\n|---|---|---|")
+        for stage, count in samples.most_common():
+            print(f"| {stage} | {100 * count / total:.1f}% | {1e6 * seconds * count / total / args.docs:.0f} |")
+        print()
+        if args.json:
+            args.json.write_text(json.dumps({"dataset": name, "docs_per_s": rate, "samples": dict(samples)}))
+
+
+if __name__ == "__main__":
+    main()
