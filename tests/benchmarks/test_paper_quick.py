@@ -1,8 +1,8 @@
 """Smoke test: `tagger bench paper --quick` end to end on a Reuters subset, in a copy of the checkout.
 
 The run uses the default output folder, so it also shows that a smoke run leaves docs/ as committed
-(the other benchmarks' choice of folder is unit-tested in tests/unit/test_bench_output.py). About a
-minute on the 2-core CI machine; skipped when the shared datasets or the [bench] extra are absent.
+(the other benchmarks' choice of folder is unit-tested in tests/unit/test_bench_output.py). About two
+minutes on the 2-core CI machine; skipped when the shared datasets or the [bench] extra are absent.
 """
 
 from __future__ import annotations
