@@ -36,7 +36,7 @@ from torch import nn
 from model.config import ModelConfig
 from model.loss import bce_loss, cosine_loss, latent_loss, margin_ranking_loss
 
-__all__ = ["RankAE", "SparseBatch", "blend_topk", "labels_batch", "predict_topk"]
+__all__ = ["RankAE", "SparseBatch", "blend", "blend_topk", "labels_batch", "predict_topk"]
 
 
 def _to(array: np.ndarray, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
@@ -195,7 +195,8 @@ class RankAE(nn.Module):
         self.tag_head = TagHead(config) if config.tag_head else None
 
     def init_label_prior(self, frequency: np.ndarray) -> None:
-        """Start D's output biases at each label's log-odds; frequency: (L,) share of documents with the label.
+        """Start the output biases of each BCE-trained head (D under BCE-AE, the tag head) at each label's
+        log-odds; frequency: (L,) share of documents with the label. Margin-trained heads keep theirs.
 
         Under BCE, zero biases put every logit at σ = 0.5 against targets that are almost all 0, so the first
         steps push the whole decoder towards "no label". Measured on cooking: from zero biases D(E(y)) never
@@ -234,7 +235,7 @@ class RankAE(nn.Module):
         tags = torch.sigmoid(head(pooled))
         if share <= 0.0:
             return tags
-        return share * self._ae_scores(self.features.latent(pooled)) + (1.0 - share) * tags
+        return blend(self._ae_scores(self.features.latent(pooled)), tags, share)
 
     def head_scores(self, batch: SparseBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(σ(D(F(x))) or the cosine head's scores, σ(tag head) or None without one): each (batch, L)."""
@@ -298,6 +299,11 @@ def predict_topk(model: RankAE, x: sp.csr_matrix, k: int, batch_size: int = 512,
     return np.concatenate(ids), np.concatenate(scores)
 
 
+def blend(ae: torch.Tensor, tags: torch.Tensor, share: float) -> torch.Tensor:
+    """The served score a·σ(D(F(x))) + (1 − a)·σ(tag head), a = ``share``; ae, tags: (batch, L)."""
+    return share * ae + (1.0 - share) * tags
+
+
 def blend_topk(model: RankAE, x: sp.csr_matrix, k: int, shares: tuple[float, ...], batch_size: int = 512,
                device: torch.device | str | None = None) -> dict[float, np.ndarray]:
     """Top-k label ids (n, k') of rows x (n, n_features) for each decoder share a of the blended score
@@ -311,7 +317,7 @@ def blend_topk(model: RankAE, x: sp.csr_matrix, k: int, shares: tuple[float, ...
         for start in range(0, x.shape[0], batch_size):
             ae, tags = model.head_scores(SparseBatch.from_csr(x[start:start + batch_size], device))
             for share in shares:
-                blended = ae if tags is None else share * ae + (1.0 - share) * tags
+                blended = ae if tags is None else blend(ae, tags, share)
                 ids[share].append(torch.topk(blended.float(), k, dim=1).indices.cpu().numpy())
     return {share: np.concatenate(rows) if rows else np.zeros((0, k), dtype=np.int64)
             for share, rows in ids.items()}

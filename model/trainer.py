@@ -167,12 +167,10 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
     y_valid = label_matrix(valid_corpus.labels, run.names)
     history, best = _fit(run.loop, x_valid, y_valid, progress)
     run.loop.model.load_state_dict(best["state"])
-    chosen = dataclasses.replace(run.loop.model.config, ae_share=best["share"])
-    run.loop.model.config = chosen
     if train_config.refit:
         run = _Run.prepare(train_corpus, model_config, train_config, target)
-        run.loop.model.config = dataclasses.replace(run.loop.model.config, ae_share=best["share"])
         _fit_blind(run.loop, best["epoch"], progress)
+    run.loop.model.config = dataclasses.replace(run.loop.model.config, ae_share=best["share"])
     return TrainedModel(run.loop.model.eval(), run.featurizer, run.names, train_config, best["metrics"],
                         history, run.label_counts, run.loop.x.shape[0])
 
@@ -214,8 +212,7 @@ def build_model(config: ModelConfig, y_train: sp.csr_matrix, seed: int) -> RankA
     if config.head == "pmi-cosine" or config.label_init == "pmi":
         dim = config.latent_dim if config.head == "pmi-cosine" else config.label_hidden
         model.init_label_embedding(label_embedding(y_train, dim, seed))
-    if (config.loss == "bce" and config.head == "rank-ae") or (config.tag_head and config.tag_head_loss == "bce"):
-        model.init_label_prior(np.asarray(y_train.sum(axis=0)).ravel() / max(y_train.shape[0], 1))
+    model.init_label_prior(np.asarray(y_train.sum(axis=0)).ravel() / max(y_train.shape[0], 1))
     return model
 
 
