@@ -21,12 +21,13 @@ import time
 from typing import Any
 
 from benchmarks.quality import DATASETS, benchmark_parser, start_benchmark
+from model.checkpoint import TrainedModel
 from model.config import preset
 from model.data import Corpus, label_matrix
 from model.errors import ModelError
 from model.metrics import evaluate
 from model.rank_ae import RankAE, predict_topk
-from model.trainer import TrainedModel, train
+from model.trainer import train
 
 log = logging.getLogger("benchmarks.ablation")
 

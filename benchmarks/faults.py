@@ -1,4 +1,4 @@
-"""Fault-injection benchmark: every scenario of :mod:`worker.scenarios` at full size, as table rows.
+"""Fault-injection benchmark: every scenario of :mod:`benchmarks.rig.scenarios` at full size, as table rows.
 
     python -m benchmarks.faults [--docs 20000] [--kills 5] [--only NAME ...] [--out DIR | --publish]
 
@@ -20,9 +20,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from worker import scenarios
-from worker.bench_commands import add_output_arguments, output_folder
-from worker.chaos import FaultResult, small_model
+from benchmarks.output import add_output_arguments, begin
+from benchmarks.rig import scenarios
+from benchmarks.rig.chaos import FaultResult, small_model
 from worker.services import start_tansu
 
 log = logging.getLogger("benchmarks.faults")
@@ -86,10 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     """Run the scenarios; print JSON and markdown rows, write the JSON to OUT/figures/faults.json."""
-    args = build_parser().parse_args()
-    path = output_folder("faults", args.out, args.publish) / "figures" / "faults.json"
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(logging.ERROR)
+    args, folder = begin("faults", build_parser())
+    path = folder / "figures" / "faults.json"
     results = run(args)
     rows = [r.to_dict() for r in results]
     if args.only and path.exists():  # a partial rerun replaces its rows, keeps the others

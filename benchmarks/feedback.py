@@ -28,19 +28,19 @@ from typing import Any
 
 import redis
 
+from benchmarks.output import add_output_arguments, begin
 from benchmarks.quality import DATA, default_configs
 from model import checkpoint
 from model.data import Corpus, read_corpus
 from model.tagger import Tagger
-from model.trainer import train
-from worker.bench_commands import add_output_arguments, output_folder
-from worker.config import WorkerSettings
-from worker.corrections import CorrectionClient, CorrectionRejected
-from worker.feedback import EXAMPLES, Learner
-from worker.model_commands import feedback_corpora
-from worker.registry import Registry, resolve
+from model.trainer import feedback_corpora, train
+from worker.learn.corrections import CorrectionClient, CorrectionRejected
+from worker.learn.learner import Learner
+from worker.learn.registry import Registry, resolve
 from worker.services import start_redis
-from worker.store import TagRecord, TagWriter
+from worker.settings import CorrectionSettings, Settings
+from worker.store.keys import EXAMPLES
+from worker.store.writer import TagRecord, TagWriter
 
 log = logging.getLogger("benchmarks.feedback")
 
@@ -94,7 +94,7 @@ def run_arm(loss: str, live_dir: Path, stream: Corpus, evaluation: Corpus, args:
     registry.publish(live_dir)
     client = redis.Redis.from_url(f"{redis_url}/{db}")
     client.flushdb()
-    settings = WorkerSettings(model_dir=str(root), redis_url=f"{redis_url}/{db}", finetune_loss=loss,
+    settings = Settings.of(model_dir=str(root), redis_url=f"{redis_url}/{db}", finetune_loss=loss,
                               finetune_epochs=args.ft_epochs, finetune_lr=args.ft_lr, finetune_min_examples=10,
                               promote_epsilon=args.epsilon, metrics_port=0, metrics_host="127.0.0.1")
     learner = Learner(settings, client)
@@ -138,7 +138,7 @@ def poisoned_round(arm: dict[str, Any], stream: Corpus, args: argparse.Namespace
 
 def flood(client: redis.Redis, tagger: Tagger, doc_id: str, attempts: int = 1000) -> dict[str, int]:
     """One user sends ``attempts`` corrections as fast as possible under the default rate limit."""
-    limit = WorkerSettings().corrections_per_user_per_minute
+    limit = CorrectionSettings().corrections_per_user_per_minute
     users = CorrectionClient(client, tagger.label_names, per_user_per_minute=limit)
     accepted = limited = 0
     for _ in range(attempts):
@@ -194,9 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     """Run both arms, the poisoned round and the flood; print JSON, write the plot."""
-    args = build_parser().parse_args()
-    figure = output_folder("feedback", args.out, args.publish) / "figures" / "feedback.png"
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args, folder = begin("feedback", build_parser())
+    figure = folder / "figures" / "feedback.png"
     early, later = split_by_id(read_corpus(DATA / "stackexchange/cooking.csv"))
     stream, evaluation = later.subset(range(len(later) // 2)), later.subset(range(len(later) // 2, len(later)))
     # No refit: the held-out set the learner judges candidates on must not have been trained on.

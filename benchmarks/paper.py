@@ -37,13 +37,13 @@ import torch
 from benchmarks import paper_plots as plots
 from benchmarks import paper_report as report
 from benchmarks import quality
+from benchmarks.output import add_output_arguments, output_folder
 from model.config import PRESETS
 from model.data import Corpus
 from model.errors import ConfigError
 from model.explain import explain, token_attention
 from model.tagger import Tagger
 from model.text import tokenize
-from worker.bench_commands import SECTIONS, add_paper_arguments, output_folder
 
 log = logging.getLogger("benchmarks.paper")
 
@@ -56,6 +56,7 @@ VARIANTS: dict[str, dict[str, Any]] = {  # method -> ModelConfig overrides of th
 ABLATION = ("Rank-AE", "No-attn Rank-AE", "BCE-AE")
 CONVERGENCE = ("Rank-AE", "BCE-AE", "PMI-cosine")
 NOISE_SETS = ("reuters", "cooking", "goemotions")
+SECTIONS = ("table", "noise", "ablation", "convergence", "explain")
 HEADING = "## Paper experiments (Rank-AE, Wang et al. NAACL 2019)"
 
 
@@ -425,8 +426,20 @@ def run(args: argparse.Namespace) -> Path:
     return out
 
 
+def add_paper_arguments(parser: argparse.ArgumentParser) -> None:
+    """The paper benchmark's flags."""
+    parser.add_argument("--quick", action="store_true",
+                        help="small subsets and few epochs: a smoke run of a couple of minutes, not a measurement")
+    add_output_arguments(parser)  # results.md sections and figures/paper_*
+    parser.add_argument("--datasets", nargs="+", metavar="NAME",
+                        help="datasets to run (default: every shared set; --quick: reuters)")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                        help="sections to run and write (default: all)")
+    parser.add_argument("--workdir", type=Path, default=Path("runs/paper"), help="scratch files of the peers")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m benchmarks.paper``: the same flags as ``tagger bench paper``."""
+    """``python -m benchmarks.paper`` (or ``tagger bench paper``)."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     add_paper_arguments(parser)
     args = parser.parse_args(argv)

@@ -153,11 +153,10 @@ def _good(texts: Sequence[str], n: int, run: str) -> list[Case]:
 
 
 def _produce(broker: str, topic: str, cases: Sequence[Case]) -> None:
-    from kafka import KafkaProducer
+    from worker.settings import KafkaSettings
+    from worker.stream import kafka as kafka_clients
 
-    from worker.kafka import FETCH_MAX_BYTES
-
-    producer = KafkaProducer(bootstrap_servers=broker, linger_ms=5, acks=1, max_request_size=FETCH_MAX_BYTES)
+    producer = kafka_clients.producer(KafkaSettings(kafka_bootstrap_servers=broker), acks=1)
     for case in cases:
         producer.send(topic, value=case.value, key=case.key)
     producer.flush()
@@ -167,11 +166,11 @@ def _produce(broker: str, topic: str, cases: Sequence[Case]) -> None:
 def _drain(broker: Any, redis: Any, model: Path, cases: list[Case], n_good: int, workdir: Path) -> float:
     """Good documents tagged per second while a fresh worker drains ``cases`` from a fresh topic."""
     from benchmarks.stream import PARTITIONS, WorkerRun
-    from worker.config import WorkerSettings
-    from worker.kafka import create_topic
+    from worker.settings import KafkaSettings
+    from worker.stream.kafka import create_topic
 
     topic = f"poison-{uuid.uuid4().hex[:6]}"
-    settings = WorkerSettings(kafka_bootstrap_servers=broker.address)
+    settings = KafkaSettings(kafka_bootstrap_servers=broker.address)
     create_topic(settings, topic, PARTITIONS)
     create_topic(settings, f"{topic}.dlq", 1)
     _produce(broker.address, topic, cases)

@@ -33,8 +33,8 @@ from pathlib import Path
 
 from benchmarks.quality import DATASETS, benchmark_parser, start_benchmark
 from benchmarks.stream import PARTITIONS, WorkerRun, model_for, payloads, produce, services
-from worker.config import WorkerSettings
-from worker.kafka import create_topic
+from worker.settings import KafkaSettings
+from worker.stream.kafka import create_topic
 
 log = logging.getLogger("benchmarks.profile_worker")
 
@@ -84,7 +84,7 @@ def main() -> None:
         model = args.model or model_for(train_corpus, workdir / f"model-{name}", 2 if args.quick else 5)
         with services(workdir / name) as (broker, redis):
             topic = f"profile-{uuid.uuid4().hex[:6]}"
-            create_topic(WorkerSettings(kafka_bootstrap_servers=broker.address), topic, PARTITIONS)
+            create_topic(KafkaSettings(kafka_bootstrap_servers=broker.address), topic, PARTITIONS)
             produce(broker.address, topic, payloads(test, args.docs, topic))
             raw = workdir / f"{name}.raw"
             worker = WorkerRun(broker, redis, model, topic, workdir / f"{name}-worker.log", TAGGER_TORCH_THREADS="1")

@@ -20,9 +20,10 @@ import redis
 
 from model.data import Corpus, read_jsonl
 from model.synthetic import generate_corpus
-from worker.config import WorkerSettings
 from worker.services import start_redis
-from worker.store import DOC_KEY, TAGS_KEY, TagRecord, TagWriter
+from worker.settings import RedisSettings
+from worker.store.keys import doc_key, tags_key
+from worker.store.writer import TagRecord, TagWriter
 
 REUTERS = Path(__file__).resolve().parents[2] / "shared" / "data" / "reuters21578" / "apte90_test.jsonl"
 BATCH = 256
@@ -40,7 +41,7 @@ def records(corpus: Corpus, k: int, seed: int = 0) -> list[TagRecord]:
 
 def measure(client: redis.Redis, batch: list[TagRecord]) -> dict[str, float]:
     """Write the records; MEMORY USAGE per key kind and used_memory growth, in bytes per document."""
-    settings = WorkerSettings()
+    settings = RedisSettings()
     writer = TagWriter(client, settings.tags_ttl_s, settings.doc_ttl_s)
     before = int(client.info("memory")["used_memory"])
     for start in range(0, len(batch), BATCH):
@@ -48,8 +49,8 @@ def measure(client: redis.Redis, batch: list[TagRecord]) -> dict[str, float]:
     grown = int(client.info("memory")["used_memory"]) - before
     sizes: dict[str, list[int]] = {"tags": [], "doc": []}
     for record in batch:
-        sizes["tags"].append(client.memory_usage(TAGS_KEY.format(record.doc_id), samples=0) or 0)
-        sizes["doc"].append(client.memory_usage(DOC_KEY.format(record.doc_id), samples=0) or 0)
+        sizes["tags"].append(client.memory_usage(tags_key(record.doc_id), samples=0) or 0)
+        sizes["doc"].append(client.memory_usage(doc_key(record.doc_id), samples=0) or 0)
     result = {"used_memory_per_doc": grown / len(batch),
               "text_bytes_mean": statistics.fmean(len(r.text.encode()) for r in batch)}
     for kind, values in sizes.items():

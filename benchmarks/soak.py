@@ -37,22 +37,23 @@ from typing import Any
 
 import redis
 
+from benchmarks.output import add_output_arguments, begin
+from benchmarks.rig.process import ServeProcess
 from benchmarks.stream import WorkerRun, payloads, produce, services
 from model import checkpoint
 from model.config import ModelConfig, TrainConfig
 from model.data import Corpus, hash_split
 from model.synthetic import generate_corpus
 from model.tagger import Tagger
-from model.trainer import train
-from worker.bench_commands import add_output_arguments, output_folder
-from worker.config import WorkerSettings
-from worker.corrections import CorrectionClient, CorrectionRejected
-from worker.kafka import create_topic
+from model.trainer import feedback_corpora, train
+from worker.learn.corrections import CorrectionClient, CorrectionRejected
+from worker.learn.registry import Registry
 from worker.metrics import histogram_quantile
-from worker.model_commands import feedback_corpora
-from worker.registry import Registry
-from worker.services import ServeProcess, Service
-from worker.store import TAGS_KEY
+from worker.services import Service
+from worker.settings import KafkaSettings
+from worker.store.client import read_tags
+from worker.store.keys import tags_key
+from worker.stream.kafka import create_topic
 
 log = logging.getLogger("benchmarks.soak")
 PARTITIONS = 4
@@ -74,7 +75,7 @@ def weak_model(train_set: Corpus, out: Path) -> Path:
 def topic(broker: Service) -> str:
     """A fresh input topic."""
     name = f"soak-{uuid.uuid4().hex[:6]}"
-    create_topic(WorkerSettings(kafka_bootstrap_servers=broker.address), name, PARTITIONS)
+    create_topic(KafkaSettings(kafka_bootstrap_servers=broker.address), name, PARTITIONS)
     return name
 
 
@@ -94,10 +95,10 @@ class Corrector(threading.Thread):
         while not self.stopping.wait(1 / self.per_s):
             i = rng.randrange(len(self.stream))
             doc_id = f"{self.run_id}-{i}"
-            stored = self.client.hget(TAGS_KEY.format(doc_id), "tags")
+            stored = self.client.hget(tags_key(doc_id), "tags")
             if stored is None:  # not produced or not tagged yet
                 continue
-            shown = {name for name, score in json.loads(stored) if score >= 0.5}
+            shown = {name for name, score in read_tags(stored) if score >= 0.5}
             truth = set(self.stream.labels[i % len(self.stream)])
             add, remove = sorted(truth - shown), sorted(shown - truth)
             if not (add or remove):
@@ -214,10 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     """Run the soak; print the result as JSON and write it to OUT/figures/soak.json."""
-    args = build_parser().parse_args()
-    path = output_folder("soak", args.out, args.publish) / "figures" / "soak.json"
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(logging.ERROR)
+    args, folder = begin("soak", build_parser())
+    path = folder / "figures" / "soak.json"
     workdir = Path(tempfile.mkdtemp(prefix="soak-bench-"))
     with services(workdir) as (broker, redis_service):
         result = soak(args, broker, redis_service, workdir)

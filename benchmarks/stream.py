@@ -27,16 +27,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer
 
 from benchmarks.quality import DATASETS, default_configs
+from benchmarks.rig.process import ServeProcess
 from model import checkpoint
+from model.checkpoint import TrainedModel
 from model.data import Corpus
-from model.trainer import TrainedModel, train
-from worker.config import WorkerSettings
-from worker.kafka import FETCH_MAX_BYTES, create_topic
+from model.trainer import train
 from worker.metrics import histogram_quantile
-from worker.services import ServeProcess, Service, start_redis, start_tansu
+from worker.services import Service, start_redis, start_tansu
+from worker.settings import KafkaSettings
+from worker.stream import kafka as kafka_clients
+from worker.stream.kafka import FETCH_MAX_BYTES, create_topic
 
 log = logging.getLogger("benchmarks.stream")
 PARTITIONS = 4
@@ -50,7 +53,7 @@ def payloads(test: Corpus, n: int, run: str) -> list[bytes]:
 
 def produce(broker: str, topic: str, values: list[bytes], rate: float | None = None) -> None:
     """Send values, as fast as possible or paced at ``rate`` per second."""
-    producer = KafkaProducer(bootstrap_servers=broker, linger_ms=5, acks=1)
+    producer = kafka_clients.producer(KafkaSettings(kafka_bootstrap_servers=broker), acks=1)
     started = time.monotonic()
     for i, value in enumerate(values):
         if rate:
@@ -149,7 +152,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with services(workdir) as (broker, redis):
         def topic() -> str:
             name = f"bench-{uuid.uuid4().hex[:6]}"
-            create_topic(WorkerSettings(kafka_bootstrap_servers=broker.address), name, PARTITIONS)
+            create_topic(KafkaSettings(kafka_bootstrap_servers=broker.address), name, PARTITIONS)
             return name
 
         backlog = topic()
@@ -189,7 +192,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def hot_swap(broker: Service, redis: Service, model: Path, test: Corpus, topic: str, rate: float,
              seconds: float, workdir: Path) -> dict[str, Any]:
     """Serve a registry, publish a new version half-way through a paced stream, compare latencies."""
-    from worker.registry import Registry
+    from worker.learn.registry import Registry
 
     registry = Registry(workdir / "registry")
     registry.publish(model)

@@ -12,6 +12,9 @@ A checkpoint is a directory::
 
 It is written into a temporary sibling directory and renamed into place, so a reader sees either the
 old checkpoint or the new one, never a half-written one.
+
+This module is the only reader and writer of these files: ``save`` writes them, ``load`` reads the
+whole model back, and ``read_meta`` reads what describes it (version, labels, metrics) without torch.
 """
 
 from __future__ import annotations
@@ -21,24 +24,50 @@ import json
 import os
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from model.config import ModelConfig, TrainConfig
 from model.data import Corpus, read_jsonl, write_jsonl
 from model.errors import CheckpointError, ConfigError
-from model.rank_ae import RankAE
 from model.text import Featurizer
-from model.trainer import TrainedModel
 
-__all__ = ["FORMAT", "Checkpoint", "load", "load_corpus", "save"]
+if TYPE_CHECKING:  # torch is imported where weights are read or written, so read_meta stays cheap to import
+    import torch
+
+    from model.rank_ae import RankAE
+
+__all__ = ["FORMAT", "Checkpoint", "CheckpointMeta", "TrainedModel", "load", "load_corpus", "read_meta", "save"]
 
 FORMAT = 1
 _FILES = ("config.json", "vocab.json", "labels.json", "weights.pt", "metrics.json")
+_META_FILES = ("config.json", "labels.json", "metrics.json")  # what read_meta reads
+
+
+@dataclass
+class TrainedModel:
+    """A trained model and what travels with it into a checkpoint (what ``save`` writes)."""
+
+    model: RankAE
+    featurizer: Featurizer
+    label_names: list[str]
+    train_config: TrainConfig
+    metrics: dict[str, float]  # validation metrics of the kept (best) state
+    history: list[dict[str, float]] = field(default_factory=list)  # one entry per epoch
+    label_counts: list[int] = field(default_factory=list)  # training documents per label (for PSP@k)
+    n_train: int = 0  # training documents (for PSP@k)
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """What describes a checkpoint, read without loading its weights (see ``read_meta``)."""
+
+    version: str
+    created: str  # ISO 8601 time of writing; empty when the checkpoint does not say
+    labels: tuple[str, ...]  # label names, in label-id order
+    valid_p1: float | None  # validation P@1 the model was accepted with, when recorded
 
 
 @dataclass
@@ -88,6 +117,8 @@ def save(trained: TrainedModel, directory: Path | str, corpora: dict[str, Corpus
 
 
 def _write_files(trained: TrainedModel, out: Path) -> str:
+    import torch
+
     state = {k: v.detach().cpu() for k, v in trained.model.state_dict().items()}
     torch.save(state, out / "weights.pt")
     digest = hashlib.sha256((out / "weights.pt").read_bytes()).hexdigest()[:10]
@@ -130,6 +161,8 @@ def _replace_dir(staging: Path, target: Path) -> None:
 
 def load(directory: Path | str, device: torch.device | str = "cpu") -> Checkpoint:
     """Read a checkpoint; anything missing, damaged or inconsistent raises CheckpointError."""
+    from model.rank_ae import RankAE
+
     directory = Path(directory)
     missing = [name for name in _FILES if not (directory / name).is_file()]
     if missing:
@@ -144,7 +177,7 @@ def load(directory: Path | str, device: torch.device | str = "cpu") -> Checkpoin
     except (KeyError, TypeError, ConfigError) as err:
         raise CheckpointError(f"{directory}/config.json: invalid model or train section ({err})") from err
     featurizer = Featurizer.load(directory / "vocab.json")
-    labels = _read_json(directory / "labels.json")
+    labels = _read_labels(directory)
     _check_sizes(directory, model_config, featurizer, labels)
     model = RankAE(model_config)
     model.load_state_dict(_read_weights(directory / "weights.pt", model))
@@ -160,9 +193,14 @@ def _read_json(path: Path) -> Any:
         raise CheckpointError(f"{path}: damaged checkpoint file ({err})") from err
 
 
-def _check_sizes(directory: Path, config: ModelConfig, featurizer: Featurizer, labels: Any) -> None:
+def _read_labels(directory: Path) -> list[str]:
+    labels = _read_json(directory / "labels.json")
     if not isinstance(labels, list) or not all(isinstance(name, str) for name in labels):
         raise CheckpointError(f"{directory}/labels.json: expected a list of label names")
+    return labels
+
+
+def _check_sizes(directory: Path, config: ModelConfig, featurizer: Featurizer, labels: list[str]) -> None:
     if len(labels) != config.n_labels:
         raise CheckpointError(f"{directory}: labels.json has {len(labels)} labels, config says {config.n_labels}")
     if featurizer.n_features != config.n_features:
@@ -171,6 +209,8 @@ def _check_sizes(directory: Path, config: ModelConfig, featurizer: Featurizer, l
 
 
 def _read_weights(path: Path, model: RankAE) -> dict[str, torch.Tensor]:
+    import torch
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
@@ -182,6 +222,25 @@ def _read_weights(path: Path, model: RankAE) -> dict[str, torch.Tensor]:
         diff = sorted(set(expected.items()) ^ set(found.items()))[:3]
         raise CheckpointError(f"{path}: weights do not match the model in config.json (first differences: {diff})")
     return state
+
+
+def read_meta(directory: Path | str) -> CheckpointMeta:
+    """A checkpoint's version, creation time, label names and validation P@1, from its JSON files only.
+
+    Cheap (no torch, no weights) and lenient about the rest: ``load`` is what checks a checkpoint whole.
+    """
+    directory = Path(directory)
+    missing = [name for name in _META_FILES if not (directory / name).is_file()]
+    if missing:
+        raise CheckpointError(f"{directory} is not a model checkpoint: missing {', '.join(missing)}")
+    config = _read_json(directory / "config.json")
+    metrics = _read_json(directory / "metrics.json")
+    if not isinstance(config, dict) or not isinstance(config.get("version"), str) or not config["version"]:
+        raise CheckpointError(f"{directory}/config.json: no version; not a checkpoint written by tagger train")
+    valid = metrics.get("valid") if isinstance(metrics, dict) else None
+    p1 = valid.get("p@1") if isinstance(valid, dict) else None
+    return CheckpointMeta(config["version"], str(config.get("created", "")), tuple(_read_labels(directory)),
+                          float(p1) if isinstance(p1, int | float) else None)
 
 
 def load_corpus(directory: Path | str, name: str) -> Corpus | None:

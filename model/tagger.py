@@ -17,11 +17,11 @@ import torch
 
 from model import checkpoint
 from model.data import Corpus, label_matrix
+from model.device import resolve_device
 from model.errors import ModelError
 from model.metrics import evaluate, propensities
 from model.rank_ae import RankAE, predict_topk
 from model.text import Featurizer
-from model.trainer import resolve_device
 
 __all__ = ["Tagger"]
 

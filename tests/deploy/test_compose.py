@@ -3,15 +3,14 @@ files exist, and it never runs more workers than the input topic has partitions.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from typing import Any
 
 from tests.deploy.conftest import DOCKER, load_yaml, run_tool, tool
-from worker.config import ENV_PREFIX, WorkerSettings
+from worker.settings import ENV_PREFIX, field_names
 
 COMPOSE = DOCKER / "compose.yaml"
-SETTINGS = {ENV_PREFIX + field.name.upper() for field in dataclasses.fields(WorkerSettings)}
+SETTINGS = {ENV_PREFIX + name.upper() for name in field_names()}
 
 
 def _services() -> dict[str, Any]:

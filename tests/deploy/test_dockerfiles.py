@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.conftest import DOCKER, ROOT, run_tool, tool
-from worker.config import WorkerSettings
+from worker.settings import OpsSettings
 
 DOCKERFILES = [DOCKER / "Dockerfile", DOCKER / "Dockerfile.cuda"]
 
@@ -64,6 +64,6 @@ def test_runtime_stage_is_non_root_and_serves(dockerfile: Path) -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert entrypoint == ["tagger", "serve"] and "tagger" in scripts
     healthcheck = next(args for name, args in runtime if name == "HEALTHCHECK")
-    assert f"'{WorkerSettings().metrics_port}'" in healthcheck and "/healthz" in healthcheck
+    assert f"'{OpsSettings().metrics_port}'" in healthcheck and "/healthz" in healthcheck
     env = " ".join(args for name, args in runtime if name == "ENV")
     assert "TAGGER_MODEL_DIR=/models/current" in env

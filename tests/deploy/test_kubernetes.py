@@ -4,7 +4,6 @@ which it has no schema for, carry the fields checked here. Then the settings tha
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 import yaml
 
 from tests.deploy.conftest import DEPLOY, load_yaml
-from worker.config import ENV_PREFIX, WorkerSettings
+from worker.settings import ENV_PREFIX, Settings, field_names
 
 K8S = DEPLOY / "k8s"
 OVERLAYS = ["cpu", "gpu", "learning"]
@@ -139,7 +138,7 @@ def test_pod_is_locked_down_probed_and_given_time_to_finish(overlay: str) -> Non
     assert {"mountPath": "/tmp", "name": "tmp"} in container["volumeMounts"]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    config = {**dataclasses.asdict(WorkerSettings()), **{
+    config = {**Settings().flat(), **{
         key.removeprefix(ENV_PREFIX).lower(): value for key, value in _one(docs, "ConfigMap")["data"].items()}}
     bound = float(config["max_wait_ms"]) / 1000 + float(config["shutdown_timeout_s"])
     assert pod["terminationGracePeriodSeconds"] > bound + 5  # + 5 s for the Redis flush and leaving the group
@@ -149,7 +148,7 @@ def test_pod_is_locked_down_probed_and_given_time_to_finish(overlay: str) -> Non
 
 def test_configmap_and_secret_name_real_settings() -> None:
     docs = render("cpu")
-    settings = {ENV_PREFIX + field.name.upper() for field in dataclasses.fields(WorkerSettings)}
+    settings = {ENV_PREFIX + name.upper() for name in field_names()}
     names = set(_one(docs, "ConfigMap")["data"]) | set(_one(docs, "Secret")["stringData"])
     assert not names - settings, f"not worker settings: {sorted(names - settings)}"
     assert set(_one(docs, "Secret")["stringData"]) == {"TAGGER_REDIS_PASSWORD", "TAGGER_KAFKA_SASL_PASSWORD"}

@@ -11,17 +11,19 @@ from pathlib import Path
 
 import pytest
 import redis
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
+from benchmarks.rig import chaos
+from benchmarks.rig.chaos import FAST_GROUP, ScenarioError, wait_for
+from benchmarks.rig.process import ServeProcess
 from model import checkpoint
 from model.config import ModelConfig, TrainConfig
 from model.synthetic import generate_corpus
 from model.trainer import train
-from worker import chaos
-from worker.chaos import FAST_GROUP, ScenarioError, wait_for
-from worker.config import WorkerSettings
-from worker.kafka import create_topic
-from worker.services import ServeProcess, Service, ServiceError, start_redis, start_tansu
+from worker.services import Service, ServiceError, start_redis, start_tansu
+from worker.settings import KafkaSettings
+from worker.stream import kafka as kafka_clients
+from worker.stream.kafka import create_topic
 
 PARTITIONS = 4
 def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
@@ -74,8 +76,8 @@ class Stream:
 
     def produce(self, values: list[bytes], keys: list[bytes] | None = None,
                 compression_type: str | None = None) -> None:
-        producer = KafkaProducer(bootstrap_servers=self.broker, acks="all", linger_ms=5,
-                                 compression_type=compression_type)
+        producer = kafka_clients.producer(KafkaSettings(kafka_bootstrap_servers=self.broker),
+                                          compression_type=compression_type)
         for i, value in enumerate(values):
             producer.send(self.topic, value=value, key=keys[i] if keys else None)
         producer.flush()
@@ -102,7 +104,7 @@ class Stream:
 @pytest.fixture()
 def stream(tansu: Service, redis_service: Service) -> Stream:
     name = uuid.uuid4().hex[:8]
-    settings = WorkerSettings(kafka_bootstrap_servers=tansu.address)
+    settings = KafkaSettings(kafka_bootstrap_servers=tansu.address)
     create_topic(settings, f"docs-{name}", PARTITIONS)
     create_topic(settings, f"dlq-{name}", 1)
     return Stream(tansu.address, f"docs-{name}", f"dlq-{name}", f"group-{name}",

@@ -14,26 +14,28 @@ from pathlib import Path
 
 import pytest
 import redis
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.poison import Case, interleave, poison_cases
+from model import checkpoint
 from tests.integration.conftest import Stream, WorkerProcess, tagged_ids, wait_until
-from worker.config import WorkerSettings
-from worker.corrections import REJECTED, STREAM, Correction, CorrectionClient, CorrectionRejected, entry_fields
-from worker.feedback import EXAMPLES, GROUP, Learner
-from worker.kafka import FETCH_MAX_BYTES
-from worker.registry import Registry
+from worker.learn.corrections import Correction, CorrectionClient, CorrectionRejected, entry_fields
+from worker.learn.learner import Learner
+from worker.learn.registry import Registry
 from worker.services import Service
-from worker.store import TagRecord, TagWriter
+from worker.settings import KafkaSettings, Settings
+from worker.store.keys import CORRECTIONS, EXAMPLES, LEARNERS, REJECTED
+from worker.store.writer import TagRecord, TagWriter
+from worker.stream import kafka as kafka_clients
+from worker.stream.kafka import FETCH_MAX_BYTES
 
 pytestmark = pytest.mark.integration
 
 
 def produce(stream: Stream, cases: list[Case]) -> list[str]:
     """Send the cases in order; returns each one's ``topic/partition/offset``."""
-    producer = KafkaProducer(bootstrap_servers=stream.broker, acks="all", linger_ms=5,
-                             max_request_size=FETCH_MAX_BYTES)
+    producer = kafka_clients.producer(KafkaSettings(kafka_bootstrap_servers=stream.broker))
     futures = [producer.send(stream.topic, value=case.value, key=case.key) for case in cases]
     producer.flush()
     sources = [f"{stream.topic}/{meta.partition}/{meta.offset}" for meta in (f.get(30) for f in futures)]
@@ -112,7 +114,7 @@ def corrections_db(redis_service: Service) -> Iterator[redis.Redis]:
 
 
 def labels_of(model_dir: Path) -> list[str]:
-    return list(json.loads((model_dir / "labels.json").read_text()))
+    return list(checkpoint.read_meta(model_dir).labels)
 
 
 def tag(client: redis.Redis, labels: list[str], n: int) -> list[str]:
@@ -148,7 +150,7 @@ def test_poison_corrections_are_rejected_with_reasons_and_no_good_one_is_lost(co
             corrections.submit(doc_id, add, remove, user)  # type: ignore[arg-type]
         assert caught.value.reason == reason
         assert len(str(caught.value)) < 500  # a megabyte label does not make a megabyte message
-    assert [entry[1][b"id"].decode() for entry in corrections_db.xrange(STREAM)] == accepted
+    assert [entry[1][b"id"].decode() for entry in corrections_db.xrange(CORRECTIONS)] == accepted
     rejected = {k.decode(): int(v) for k, v in corrections_db.hgetall(REJECTED).items()}
     assert rejected == Counter(reason for *_, reason in poison)
 
@@ -171,17 +173,17 @@ def test_the_learner_rejects_poison_stream_entries_and_stores_every_good_one(
         ({**good[0], "id": "expired-or-never-tagged"}, "unknown_document"),
     ]
     for i, fields in enumerate(good):
-        corrections_db.xadd(STREAM, fields)  # type: ignore[arg-type]
+        corrections_db.xadd(CORRECTIONS, fields)  # type: ignore[arg-type]
         if i < len(poison):
-            corrections_db.xadd(STREAM, poison[i][0])  # type: ignore[arg-type]
+            corrections_db.xadd(CORRECTIONS, poison[i][0])  # type: ignore[arg-type]
     for fields, _ in poison[len(good):]:
-        corrections_db.xadd(STREAM, fields)  # type: ignore[arg-type]
+        corrections_db.xadd(CORRECTIONS, fields)  # type: ignore[arg-type]
 
-    settings = WorkerSettings(model_dir=str(registry.root), redis_url=f"redis://{redis_service.address}/7",
+    settings = Settings.of(model_dir=str(registry.root), redis_url=f"redis://{redis_service.address}/7",
                               metrics_port=0, metrics_host="127.0.0.1")
     learner = Learner(settings, client=corrections_db)
     assert learner.ingest() == len(good)
     assert sorted(key.decode() for key in corrections_db.hkeys(EXAMPLES)) == sorted(docs)
     rejected = {k.decode(): int(v) for k, v in corrections_db.hgetall(REJECTED).items()}
     assert rejected == Counter(reason for _, reason in poison)
-    assert corrections_db.xpending(STREAM, GROUP)["pending"] == 0  # every entry acknowledged, none retried forever
+    assert corrections_db.xpending(CORRECTIONS, LEARNERS)["pending"] == 0  # every entry acknowledged, none retried

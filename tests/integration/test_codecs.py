@@ -14,7 +14,7 @@ import pytest
 from kafka import KafkaConsumer
 
 from tests.integration.conftest import Stream, WorkerProcess, tagged_ids, wait_until
-from worker.config import COMPRESSION_TYPES
+from worker.settings import COMPRESSION_TYPES
 
 pytestmark = pytest.mark.integration
 CODECS = [codec for codec in COMPRESSION_TYPES if codec != "none"]

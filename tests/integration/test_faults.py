@@ -2,7 +2,7 @@
 
 The default run keeps a short version of each scenario (one fault, a few thousand documents); the
 full-size runs (≥ 20,000 documents, five kills) are marked slow and are what ``benchmarks/faults.py``
-reports in docs/reliability.md. The scenarios live in :mod:`worker.scenarios`.
+reports in docs/reliability.md. The scenarios live in :mod:`benchmarks.rig.scenarios`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.rig import scenarios
+from benchmarks.rig.chaos import FaultResult, Rig, proxied_broker
 from tests.integration.conftest import wait_until
-from worker import scenarios
-from worker.chaos import FaultResult, Rig, proxied_broker
 from worker.services import Service
 
 pytestmark = pytest.mark.integration

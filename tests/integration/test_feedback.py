@@ -14,15 +14,15 @@ from model.config import ModelConfig, TrainConfig
 from model.data import Corpus, hash_split
 from model.synthetic import generate_corpus
 from model.tagger import Tagger
-from model.trainer import train
+from model.trainer import feedback_corpora, train
 from tests.integration.conftest import Stream, WorkerProcess, tagged_ids, wait_until
-from worker.config import WorkerSettings
-from worker.corrections import STREAM, CorrectionClient, CorrectionRejected
-from worker.feedback import EXAMPLES, GROUP, Learner
-from worker.model_commands import feedback_corpora
-from worker.registry import Registry, resolve
+from worker.learn.corrections import CorrectionClient, CorrectionRejected
+from worker.learn.learner import Learner
+from worker.learn.registry import Registry, resolve
 from worker.services import Service
-from worker.store import TagRecord, TagWriter
+from worker.settings import Settings
+from worker.store.keys import CORRECTIONS, EXAMPLES, LEARNERS
+from worker.store.writer import TagRecord, TagWriter
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,7 @@ def weak_model(out: Path, seed: int = 0) -> Path:
 @pytest.fixture()
 def client(redis_service: Service) -> redis.Redis:
     client = redis.Redis.from_url(f"redis://{redis_service.address}/0")
-    client.delete(STREAM, EXAMPLES, "tagger:corrections:rejected")
+    client.delete(CORRECTIONS, EXAMPLES, "tagger:corrections:rejected")
     return client
 
 
@@ -60,8 +60,8 @@ def tag_documents(client: redis.Redis, tagger: Tagger, docs: Corpus) -> None:
     TagWriter(client, doc_ttl_s=600).write(records, tagger.version)
 
 
-def settings(registry: Registry, redis_service: Service) -> WorkerSettings:
-    return WorkerSettings(model_dir=str(registry.root), redis_url=f"redis://{redis_service.address}/0",
+def settings(registry: Registry, redis_service: Service) -> Settings:
+    return Settings.of(model_dir=str(registry.root), redis_url=f"redis://{redis_service.address}/0",
                           finetune_min_examples=20, finetune_every=20, finetune_epochs=8, finetune_lr=3e-3,
                           promote_epsilon=0.02, tag_cut=0.5, metrics_port=0, metrics_host="127.0.0.1")
 
@@ -80,7 +80,7 @@ def test_corrections_are_validated_rate_limited_and_streamed(client: redis.Redis
     with pytest.raises(CorrectionRejected, match="more than 2"):
         corrections.submit(docs.ids[2], [tagger.label_names[0]], [], "alice")
     corrections.submit(docs.ids[2], [tagger.label_names[0]], [], "bob")  # another user is not limited
-    entries = client.xrange(STREAM)
+    entries = client.xrange(CORRECTIONS)
     assert [e[1][b"user"] for e in entries] == [b"alice", b"alice", b"bob"]
     rejected = {k.decode(): int(v) for k, v in client.hgetall("tagger:corrections:rejected").items()}
     assert rejected == {"unknown_document": 1, "unknown_label": 1, "rate_limited": 1}
@@ -107,7 +107,7 @@ def test_helpful_corrections_promote_and_a_poisoned_round_is_rejected(
     learner = Learner(settings(registry, redis_service), client)
     stored = learner.ingest()
     assert stored > 50 and client.hlen(EXAMPLES) == stored
-    assert client.xpending(STREAM, GROUP)["pending"] == 0  # acknowledged only after being stored
+    assert client.xpending(CORRECTIONS, LEARNERS)["pending"] == 0  # acknowledged only after being stored
     assert learner.due()
     first = learner.run_round()
     assert first.result == "promoted", first

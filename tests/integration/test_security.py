@@ -21,12 +21,14 @@ import pytest
 
 from model.errors import ConfigError
 from tests.integration.conftest import Stream, WorkerProcess, tagged_ids, wait_until
-from worker.client import TagClient
-from worker.config import WorkerSettings, settings_from
-from worker.corrections import REJECTED, CorrectionClient, CorrectionRejected
-from worker.registry import Registry
+from worker.learn.corrections import CorrectionClient, CorrectionRejected
+from worker.learn.registry import Registry
 from worker.services import Service, ServiceError, free_port, start_redis
-from worker.store import TagRecord, TagWriter, connect
+from worker.settings import RedisSettings
+from worker.store.client import TagClient
+from worker.store.connection import connect
+from worker.store.keys import REJECTED
+from worker.store.writer import TagRecord, TagWriter
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +105,7 @@ def tls_env(service: Service, ca: Path) -> dict[str, str]:
     return {"TAGGER_REDIS_URL": f"rediss://{service.address}/0", "TAGGER_REDIS_SSL_CA_CERTS": str(ca)}
 
 
-def run_documents(stream: Stream, worker: WorkerProcess, settings: WorkerSettings, n: int = 30) -> list[str]:
+def run_documents(stream: Stream, worker: WorkerProcess, settings: RedisSettings, n: int = 30) -> list[str]:
     """Produce n documents and wait until they are tagged, read back through ``settings``' Redis."""
     worker.wait_ready()
     docs = stream.documents(n)
@@ -137,7 +139,7 @@ def test_worker_authenticates_to_redis_with_a_password_from_env_or_a_secret_file
     env = {"TAGGER_REDIS_URL": f"redis://{auth_redis.address}/0"}
     env |= {"TAGGER_REDIS_PASSWORD": PASSWORD} if source == "env" else {"TAGGER_REDIS_PASSWORD_FILE": str(secret)}
     worker = start_worker(**env)
-    ids = run_documents(stream, worker, settings_from(env))
+    ids = run_documents(stream, worker, RedisSettings.from_sources(env))
     assert PASSWORD not in worker.log_path.read_text()
     stream.redis_url = f"redis://:{PASSWORD}@{auth_redis.address}/0"
     assert tagged_ids(stream.redis_url, ids) == set(ids)
@@ -148,7 +150,7 @@ def test_tag_and_correction_clients_authenticate_from_env_and_file(auth_redis: S
     url = f"redis://{auth_redis.address}/0"
     for env in ({"TAGGER_REDIS_URL": url, "TAGGER_REDIS_PASSWORD": PASSWORD},
                 {"TAGGER_REDIS_URL": url, "TAGGER_REDIS_PASSWORD_FILE": str(tmp_path / "pw")}):
-        settings = settings_from(env)
+        settings = RedisSettings.from_sources(env)
         TagWriter(connect(settings)).write([TagRecord("auth-doc", [("crude", 0.9)], "oil", "docs", 0, 1, 1)], "v1")
         assert TagClient.from_settings(settings).lookup(["auth-doc"])["auth-doc"] is not None
         CorrectionClient(connect(settings), ["crude", "ship"]).submit("auth-doc", ["ship"], [], "alice")
@@ -162,7 +164,7 @@ def test_a_wrong_redis_password_is_a_one_line_error_naming_the_setting_without_t
     assert "TAGGER_REDIS_PASSWORD" in line and "refused to authenticate" in line
     assert wrong not in worker.log_path.read_text()
     with pytest.raises(ConfigError, match="requires a password; set TAGGER_REDIS_PASSWORD"):
-        connect(settings_from({"TAGGER_REDIS_URL": f"redis://{auth_redis.address}/0"}))
+        connect(RedisSettings.from_sources({"TAGGER_REDIS_URL": f"redis://{auth_redis.address}/0"}))
 
 
 # ---------------------------------------------------------------------------------------------- TLS
@@ -173,8 +175,8 @@ def test_worker_tags_through_tls_redis_verified_against_the_ca(
         certificates: Certificates) -> None:
     env = tls_env(tls_redis, certificates.ca)
     worker = start_worker(**env)
-    ids = run_documents(stream, worker, settings_from(env))
-    found = TagClient.from_settings(settings_from(env)).lookup(ids[:1])[ids[0]]
+    ids = run_documents(stream, worker, RedisSettings.from_sources(env))
+    found = TagClient.from_settings(RedisSettings.from_sources(env)).lookup(ids[:1])[ids[0]]
     assert found is not None and found.src.startswith(stream.topic + "/")
 
 
@@ -185,7 +187,7 @@ def test_a_redis_certificate_from_an_unknown_ca_is_refused_with_a_clear_error(
     line = one_line_error(worker)
     assert "TAGGER_REDIS_SSL_CA_CERTS" in line and "certificate verify failed" in line
     with pytest.raises(ConfigError, match="certificate verify failed"):  # the lookup client too
-        TagClient.from_settings(settings_from(tls_env(tls_redis, certificates.other_ca)))
+        TagClient.from_settings(RedisSettings.from_sources(tls_env(tls_redis, certificates.other_ca)))
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
@@ -212,9 +214,9 @@ def code_running_checkpoint(model_dir: Path, out: Path, marker: Path, version: s
 
 
 def checkpoint_version(model_dir: Path) -> str:
-    import json
+    from model.checkpoint import read_meta
 
-    return str(json.loads((model_dir / "config.json").read_text())["version"])
+    return read_meta(model_dir).version
 
 
 def test_the_code_running_payload_is_live(model_dir: Path, tmp_path: Path) -> None:
@@ -257,8 +259,8 @@ def test_a_code_running_version_in_the_registry_is_never_swapped_in(
 
 
 def test_one_users_correction_flood_is_rate_limited_while_other_users_go_through(auth_redis: Service) -> None:
-    settings = settings_from({"TAGGER_REDIS_URL": f"redis://{auth_redis.address}/3",
-                              "TAGGER_REDIS_PASSWORD": PASSWORD})
+    settings = RedisSettings.from_sources({"TAGGER_REDIS_URL": f"redis://{auth_redis.address}/3",
+                                           "TAGGER_REDIS_PASSWORD": PASSWORD})
     client = connect(settings)
     client.flushdb()
     TagWriter(client).write([TagRecord("flood-doc", [("crude", 0.9)], "oil", "docs", 0, 1, 1)], "v1")

@@ -8,9 +8,9 @@ import uuid
 import pytest
 import redis
 
-from worker.client import TagClient
 from worker.services import Service
-from worker.store import TagRecord, TagWriter
+from worker.store.client import TagClient
+from worker.store.writer import TagRecord, TagWriter
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from model.checkpoint import load
 from tests.integration.conftest import Stream, WorkerProcess, tagged_ids, wait_until
-from worker.client import TagClient
 from worker.services import start_redis
+from worker.store.client import TagClient
 
 pytestmark = pytest.mark.integration
 

@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-from worker.batcher import Batcher, Item
-from worker.messages import Document
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
+from worker.stream.batcher import Batcher, Item
+from worker.stream.messages import Document
 
 
 def item(offset: int, words: int = 3, partition: int = 0, bad: bool = False) -> Item:
@@ -20,7 +13,7 @@ def item(offset: int, words: int = 3, partition: int = 0, bad: bool = False) -> 
 
 
 def test_closes_at_max_documents() -> None:
-    batcher = Batcher(max_docs=3, max_tokens=1000, max_wait_s=10, clock=Clock())
+    batcher = Batcher(max_docs=3, max_tokens=1000, max_wait_s=10, clock=FakeClock())
     for offset in range(2):
         batcher.add(item(offset))
     assert not batcher.due()
@@ -29,7 +22,7 @@ def test_closes_at_max_documents() -> None:
 
 
 def test_closes_at_max_tokens() -> None:
-    batcher = Batcher(max_docs=100, max_tokens=10, max_wait_s=10, clock=Clock())
+    batcher = Batcher(max_docs=100, max_tokens=10, max_wait_s=10, clock=FakeClock())
     batcher.add(item(0, words=6))
     assert not batcher.due()
     batcher.add(item(1, words=4))
@@ -37,7 +30,7 @@ def test_closes_at_max_tokens() -> None:
 
 
 def test_closes_at_deadline_counted_from_the_first_record() -> None:
-    clock = Clock()
+    clock = FakeClock()
     batcher = Batcher(max_docs=100, max_tokens=1000, max_wait_s=0.02, clock=clock)
     assert batcher.time_left() is None and not batcher.due()
     batcher.add(item(0))
@@ -51,7 +44,7 @@ def test_closes_at_deadline_counted_from_the_first_record() -> None:
 
 
 def test_bad_records_ride_along_without_counting() -> None:
-    batcher = Batcher(max_docs=2, max_tokens=1000, max_wait_s=10, clock=Clock())
+    batcher = Batcher(max_docs=2, max_tokens=1000, max_wait_s=10, clock=FakeClock())
     batcher.add(item(0))
     batcher.add(item(1, bad=True))
     assert not batcher.full()
@@ -62,9 +55,16 @@ def test_bad_records_ride_along_without_counting() -> None:
 
 
 def test_last_offsets_per_partition() -> None:
-    batcher = Batcher(max_docs=10, max_tokens=1000, max_wait_s=10, clock=Clock())
+    batcher = Batcher(max_docs=10, max_tokens=1000, max_wait_s=10, clock=FakeClock())
     for offset, partition in [(5, 0), (9, 1), (6, 0), (10, 1)]:
         batcher.add(item(offset, partition=partition))
     batch = batcher.take()
     assert batch is not None and batch.last_offsets() == {("t", 0): 6, ("t", 1): 10}
 
+
+
+def test_tokens_are_whitespace_separated_words() -> None:
+    batcher = Batcher(max_docs=100, max_tokens=1000, max_wait_s=10, clock=FakeClock())
+    batcher.add(Item("t", 0, 0, 0, Document("d0", "oil, gas-prices  rose\n2%")))
+    batch = batcher.take()
+    assert batch is not None and batch.tokens == 4  # "oil,", "gas-prices", "rose", "2%"

@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import output
+from benchmarks.output import add_output_arguments, output_folder
 from model.errors import ConfigError
-from worker import bench_commands
-from worker.bench_commands import add_output_arguments, output_folder
-from worker.cli import build_parser
+from worker.cli import bench, build_parser
 
 
 @pytest.fixture
 def checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A checkout in tmp_path: docs/ and runs/bench/ point there."""
-    monkeypatch.setattr(bench_commands, "DOCS", tmp_path / "docs")
-    monkeypatch.setattr(bench_commands, "RUNS", tmp_path / "runs" / "bench")
+    monkeypatch.setattr(output, "DOCS", tmp_path / "docs")
+    monkeypatch.setattr(output, "RUNS", tmp_path / "runs" / "bench")
     return tmp_path
 
 
@@ -66,5 +66,20 @@ def test_benchmark_defaults_to_a_run_folder(name: str) -> None:
 
 
 def test_paper_defaults_to_a_run_folder() -> None:
-    args = build_parser().parse_args(["bench", "paper", "--quick"])
+    from benchmarks.paper import add_paper_arguments
+
+    parser = argparse.ArgumentParser()
+    add_paper_arguments(parser)
+    args = parser.parse_args(["--quick"])
     assert args.out is None and not args.publish
+
+
+def test_tagger_bench_runs_the_checkouts_module_with_its_flags() -> None:
+    """``tagger bench NAME ARGS`` is ``python -m benchmarks.NAME ARGS``: the flags pass through untouched."""
+    args = build_parser().parse_args(["bench", "paper", "--quick", "--out", "x"])
+    assert bench.benchmark_command(args.name, args.args)[1:] == ["-m", "benchmarks.paper", "--quick", "--out", "x"]
+
+
+def test_tagger_bench_names_the_benchmarks_when_one_is_unknown() -> None:
+    with pytest.raises(ConfigError, match=r"no benchmark 'papers'; the checkout has: .*paper.*quality"):
+        bench.benchmark_command("papers", [])

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
 from model import checkpoint
+from model.checkpoint import TrainedModel
 from model.data import Corpus
 from model.errors import CheckpointError
-from model.trainer import TrainedModel, train
+from model.trainer import train
 from tests.conftest import tiny_configs
 
 
@@ -99,3 +101,25 @@ def test_truncated_weights_are_refused(saved: Path) -> None:
 def test_not_a_checkpoint_directory(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not a model checkpoint"):
         checkpoint.load(tmp_path)
+
+
+def test_read_meta_describes_a_checkpoint_without_its_weights(saved: Path, trained: TrainedModel) -> None:
+    version = checkpoint.load(saved).version
+    (saved / "weights.pt").unlink()  # read_meta never opens the weights
+    meta = checkpoint.read_meta(saved)
+    assert (meta.version, meta.labels) == (version, tuple(trained.label_names))
+    assert meta.valid_p1 == pytest.approx(trained.metrics["p@1"])
+    assert meta.created.startswith(version[:4])
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (lambda d: (d / "labels.json").unlink(), r"not a model checkpoint: missing labels\.json"),
+    (lambda d: (d / "metrics.json").write_text("{"), r"metrics\.json: damaged checkpoint file"),
+    (lambda d: (d / "labels.json").write_text('{"a": 1}'), r"labels\.json: expected a list of label names"),
+    (lambda d: (d / "config.json").write_text("{}"), r"config\.json: no version"),
+])
+def test_read_meta_names_what_is_missing_or_damaged(saved: Path, damage: Callable[[Path], object],
+                                                    message: str) -> None:
+    damage(saved)
+    with pytest.raises(CheckpointError, match=message):
+        checkpoint.read_meta(saved)

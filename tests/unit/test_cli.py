@@ -86,7 +86,7 @@ def test_console_script_help_is_fast_and_lists_commands() -> None:
 def test_train_flags_reach_the_configs() -> None:
     from model.config import ModelConfig, TrainConfig
     from worker.cli import build_parser
-    from worker.model_commands import configs_from_args
+    from worker.cli.model import configs_from_args
 
     args = build_parser().parse_args(["train", "--train", "t.jsonl", "--out", "m", "--lambda-direct", "0.5",
                                       "--refit"])
@@ -99,7 +99,7 @@ def test_train_flags_reach_the_configs() -> None:
 def test_preset_flag_chooses_the_configuration_and_given_flags_override_it() -> None:
     from model.config import preset
     from worker.cli import build_parser
-    from worker.model_commands import configs_from_args
+    from worker.cli.model import configs_from_args
 
     base = ["train", "--train", "t.jsonl", "--out", "m"]
     assert configs_from_args(build_parser().parse_args(base)) == preset("default")

@@ -12,7 +12,7 @@ from model.finetune import FineTuneConfig, _mix, fine_tune
 from model.tagger import Tagger
 from model.trainer import train
 from tests.conftest import tiny_configs
-from worker.corrections import Correction, CorrectionRejected, corrected_labels, parse_entry, validate
+from worker.learn.corrections import Correction, CorrectionRejected, corrected_labels, parse_entry, validate
 
 KNOWN = {"a", "b", "c"}
 
@@ -79,7 +79,7 @@ def test_fine_tune_moves_a_copy_toward_the_corrections(corpus_split: tuple[Corpu
 
 def test_a_refit_model_gets_no_held_out_set(corpus_split: tuple[Corpus, Corpus]) -> None:
     from model.config import TrainConfig
-    from worker.model_commands import feedback_corpora
+    from model.trainer import feedback_corpora
 
     plain = feedback_corpora(corpus_split[0], TrainConfig(valid_fraction=0.1))
     assert set(plain) == {"heldout", "replay"}

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from worker.corrections import (
+from worker.learn.corrections import (
     MAX_LABELS,
     Correction,
     CorrectionRejected,

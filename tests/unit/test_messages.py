@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from worker.messages import REASONS, BadMessage, Document, decode_document
+from worker.stream.messages import MAX_ID_CHARS, REASONS, BadMessage, Document, decode_document, encodable, is_text
 
 LIMIT = 1000
 
@@ -118,3 +118,20 @@ def test_every_kind_of_the_poison_corpus_gets_its_reason() -> None:
         except BadMessage as bad:
             got = bad.reason
         assert got == case.reason, case.kind
+
+
+def test_an_id_may_hold_max_id_chars_and_no_more() -> None:
+    assert decode_document(json.dumps({"id": "x" * MAX_ID_CHARS, "text": "t"}).encode(), 10_000).id == "x" * 512
+    with pytest.raises(BadMessage, match="at most 512 characters"):
+        decode_document(json.dumps({"id": "x" * (MAX_ID_CHARS + 1), "text": "t"}).encode(), 10_000)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("doc-1", True), ("é東", True), ("", False), ("x" * 513, False), (7, False), (None, False), ("a\ud800", False)])
+def test_is_text_is_a_non_empty_bounded_storable_string(value: object, expected: bool) -> None:
+    assert is_text(value, MAX_ID_CHARS) is expected
+
+
+def test_only_unpaired_surrogates_are_not_encodable() -> None:
+    assert all(encodable(text) for text in ("", "é東", "\x00", "\U0001f600"))  # an emoji: a pair in UTF-16, fine
+    assert not encodable("\ud800") and not encodable("a\udfffb")

@@ -11,12 +11,13 @@ import scipy.sparse as sp
 import torch
 
 from model import checkpoint
+from model.checkpoint import TrainedModel
 from model.config import ModelConfig
 from model.data import Corpus, label_matrix
 from model.loss import margin_ranking_loss
 from model.rank_ae import RankAE, SparseBatch, labels_batch
 from model.tagger import Tagger
-from model.trainer import TrainedModel, build_model, train
+from model.trainer import build_model, train
 from tests.conftest import tiny_configs
 
 VARIANTS = {

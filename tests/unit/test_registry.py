@@ -8,14 +8,16 @@ from pathlib import Path
 import pytest
 
 from model.errors import CheckpointError
-from worker.registry import Registry, resolve
+from worker.learn.registry import Registry, resolve
 
 
 def fake_checkpoint(root: Path, version: str, p1: float = 0.5) -> Path:
-    """The files the registry reads (it copies whole directories; the model files are not opened)."""
+    """The files checkpoint.read_meta reads for the registry (it copies whole directories; vocabulary and
+    weights are never opened)."""
     path = root / f"ckpt-{version}"
     path.mkdir(parents=True)
     (path / "config.json").write_text(json.dumps({"version": version, "created": f"2026-01-0{version[-1]}"}))
+    (path / "labels.json").write_text(json.dumps(["a", "b"]))
     (path / "metrics.json").write_text(json.dumps({"valid": {"p@1": p1}}))
     return path
 
@@ -72,3 +74,15 @@ def test_not_a_registry_says_how_to_make_one(tmp_path: Path) -> None:
     for action in (Registry(tmp_path).current, Registry(tmp_path / "missing").versions):
         with pytest.raises(CheckpointError, match="tagger model publish"):
             action()
+
+
+def test_publishing_something_that_is_not_a_checkpoint_is_refused(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "reg")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match=r"not a model checkpoint: missing config\.json"):
+        registry.publish(tmp_path / "empty")
+    damaged = fake_checkpoint(tmp_path, "v1")
+    (damaged / "config.json").write_text("{")
+    with pytest.raises(CheckpointError, match=r"config\.json: damaged checkpoint file"):
+        registry.publish(damaged)
+    assert not (tmp_path / "reg" / "versions").exists()

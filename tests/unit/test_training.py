@@ -11,13 +11,14 @@ import scipy.sparse as sp
 
 from model.config import ModelConfig, TrainConfig, preset
 from model.data import Corpus, hash_split, label_matrix
+from model.device import resolve_device
 from model.errors import ConfigError, DataError, ModelError
 from model.metrics import evaluate
 from model.noise import add_label_noise, parse_noise
 from model.rank_ae import predict_topk
 from model.synthetic import generate_corpus
 from model.tagger import Tagger
-from model.trainer import diverged, frequency_baseline, resolve_device, train
+from model.trainer import diverged, frequency_baseline, train
 from tests.conftest import TINY_MODEL, TINY_TRAIN, tiny_configs
 
 

@@ -1,0 +1,129 @@
+"""``tagger correct``, ``tagger learn`` and ``tagger model list | publish | rollback``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from model.errors import ConfigError
+from worker.cli.running import run_until_signalled
+from worker.learn.registry import Registry
+from worker.settings import (
+    CorrectionSettings,
+    LearnerSettings,
+    ModelSettings,
+    OpsSettings,
+    RedisSettings,
+    Settings,
+    add_flags,
+    load,
+)
+
+__all__ = ["register"]
+
+log = logging.getLogger(__name__)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add the feedback and model-registry commands to the ``tagger`` parser."""
+    correct = commands.add_parser("correct", help="submit a correction of a document's tags")
+    correct.add_argument("id", help="document id")
+    correct.add_argument("--add", default="", help="comma-separated labels to add")
+    correct.add_argument("--remove", default="", help="comma-separated labels to remove")
+    correct.add_argument("--user", default=os.environ.get("USER", "cli"), help="who corrects (rate-limited per user)")
+    add_flags(correct, RedisSettings, ModelSettings, CorrectionSettings)
+    correct.set_defaults(handler=cmd_correct)
+
+    learn = commands.add_parser("learn", help="consume corrections and run guarded fine-tuning rounds")
+    add_flags(learn, RedisSettings, ModelSettings, CorrectionSettings, LearnerSettings, OpsSettings)
+    learn.set_defaults(handler=cmd_learn)
+
+    model = commands.add_parser("model", help="list, publish or roll back model versions in a registry")
+    verbs = model.add_subparsers(dest="verb", required=True, metavar="VERB")
+    listing = verbs.add_parser("list", help="stored versions, the live one marked")
+    publish = verbs.add_parser("publish", help="add a checkpoint as a new version and make it live")
+    publish.add_argument("checkpoint", type=Path)
+    publish.add_argument("--force", action="store_true",
+                         help="publish even if its label set or featurizer differs from the live version's")
+    rollback = verbs.add_parser("rollback", help="make an earlier version live again")
+    rollback.add_argument("version", nargs="?", help="default: the version live before the current one")
+    for verb in (listing, publish, rollback):
+        verb.add_argument("--registry", type=Path, help="registry root (default: TAGGER_MODEL_DIR)")
+    listing.set_defaults(handler=cmd_model_list)
+    publish.set_defaults(handler=cmd_model_publish)
+    rollback.set_defaults(handler=cmd_model_rollback)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load(os.environ, vars(args))
+
+
+def _labels(items: str) -> list[str]:
+    return [item.strip() for item in items.split(",") if item.strip()]
+
+
+def cmd_correct(args: argparse.Namespace) -> int:
+    """Validate and append one correction to the corrections stream."""
+    from model.checkpoint import read_meta
+    from worker.learn.corrections import CorrectionClient
+    from worker.learn.registry import resolve
+    from worker.store.connection import connect
+
+
+    settings = _settings(args)
+    client = CorrectionClient(connect(settings.redis, wait=False), read_meta(resolve(settings.model.model_dir)).labels,
+                              settings.corrections.corrections_per_user_per_minute)
+    entry = client.submit(args.id, _labels(args.add), _labels(args.remove), args.user)
+    print(json.dumps({"id": args.id, "entry": entry}))
+    return 0
+
+
+def cmd_learn(args: argparse.Namespace) -> int:
+    """Run the learner until SIGTERM/SIGINT."""
+    from worker.learn.learner import Learner
+
+    settings = _settings(args)
+    settings.ops.apply_torch_threads()
+    run_until_signalled(Learner(settings))
+    return 0
+
+
+def _registry(args: argparse.Namespace) -> Registry:
+    return Registry(args.registry or ModelSettings.from_sources(os.environ).model_dir)
+
+
+def cmd_model_list(args: argparse.Namespace) -> int:
+    """One line per version: live marker, version, created, validation P@1."""
+    for info in _registry(args).versions():
+        p1 = "-" if info.valid_p1 is None else f"{info.valid_p1 * 100:.2f}"
+        sys.stdout.write(f"{'*' if info.current else ' '} {info.version}  {info.created}  p@1={p1}\n")
+    return 0
+
+
+def cmd_model_publish(args: argparse.Namespace) -> int:
+    """Copy a checkpoint into the registry and make it live; one whose label set or featurizer differs
+    from the live version's only with --force (workers following the registry would switch to it)."""
+    from model.checkpoint import interface_changes, load
+
+    new = load(args.checkpoint)  # refuse a damaged checkpoint before it can go live
+    registry = _registry(args)
+    if registry.is_registry(registry.root) and not args.force:
+        live = registry.current()
+        changes = interface_changes(load(registry.path(live)), new)
+        if changes:
+            raise ConfigError(f"{args.checkpoint} differs from the live version {live}: {'; '.join(changes)}. "
+                              "Workers serving this registry would switch to it; pass --force to publish it anyway")
+    version = registry.publish(args.checkpoint, note={"source": str(args.checkpoint)})
+    print(f"published {version}; it is live")
+    return 0
+
+
+def cmd_model_rollback(args: argparse.Namespace) -> int:
+    """Point the registry's CURRENT at an earlier version; running workers swap to it."""
+    version = _registry(args).rollback(args.version)
+    print(f"rolled back; live version is now {version}")
+    return 0

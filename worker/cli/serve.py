@@ -1,0 +1,52 @@
+"""``tagger serve`` (the streaming worker) and ``tagger lookup`` (read tags back)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+
+from worker.cli.running import run_until_signalled
+from worker.settings import KafkaSettings, ModelSettings, OpsSettings, RedisSettings, StreamSettings, add_flags, load
+
+__all__ = ["register"]
+
+log = logging.getLogger(__name__)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add the streaming commands to the ``tagger`` parser."""
+    serve = commands.add_parser("serve", help="run the streaming worker against Kafka and Redis")
+    add_flags(serve, KafkaSettings, RedisSettings, ModelSettings, StreamSettings, OpsSettings)
+    serve.set_defaults(handler=cmd_serve)
+
+    lookup = commands.add_parser("lookup", help="print the stored tags of documents, one JSON line each")
+    lookup.add_argument("ids", nargs="+", metavar="ID")
+    add_flags(lookup, RedisSettings)
+    lookup.set_defaults(handler=cmd_lookup)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the worker until SIGTERM/SIGINT."""
+    from worker.stream.service import Service
+
+    settings = load(os.environ, vars(args))
+    log.info("settings: %s", settings)
+    settings.ops.apply_torch_threads()
+    run_until_signalled(Service(settings))
+    return 0
+
+
+def cmd_lookup(args: argparse.Namespace) -> int:
+    """One JSON line per id: its tags, model version, source and timestamp (null when unknown)."""
+    from worker.store.client import TagClient
+    from worker.store.connection import connect
+
+    client = TagClient(connect(RedisSettings.from_sources(os.environ, vars(args)), wait=False))
+    for doc_id, found in client.lookup(args.ids).items():
+        body = None if found is None else dataclasses.asdict(found)
+        sys.stdout.write(json.dumps({"id": doc_id, "result": body}) + "\n")
+    return 0

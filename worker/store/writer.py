@@ -1,0 +1,73 @@
+"""Tag writes: one pipeline (one round trip) per batch, each document's write one atomic script.
+
+A write is idempotent, and never replaces a result from a newer message: for the same partition
+the higher offset wins, across partitions the later timestamp wins. The check and the write run as
+one Lua script, so concurrent workers cannot interleave them. The keys are in :mod:`worker.store.keys`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis
+
+from worker.store.keys import doc_key, tags_key
+
+__all__ = ["TagRecord", "TagWriter"]
+
+_WRITE_IF_NEWER = """
+local src = redis.call('HGET', KEYS[1], 'src')
+if src then
+  local where, offset = string.match(src, '^(.*)/(%d+)$')
+  if where == ARGV[5] then
+    if tonumber(offset) > tonumber(ARGV[6]) then return 0 end
+  else
+    local ts = tonumber(redis.call('HGET', KEYS[1], 'ts'))
+    if ts and ts > tonumber(ARGV[4]) then return 0 end
+  end
+end
+redis.call('HSET', KEYS[1], 'tags', ARGV[1], 'model', ARGV[2], 'src', ARGV[3], 'ts', ARGV[4])
+if tonumber(ARGV[7]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[7]) else redis.call('PERSIST', KEYS[1]) end
+if tonumber(ARGV[9]) > 0 then
+  redis.call('SET', KEYS[2], ARGV[8], 'EX', ARGV[9])
+else
+  redis.call('SET', KEYS[2], ARGV[8])
+end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class TagRecord:
+    """One document's result, ready to write."""
+
+    doc_id: str
+    tags: list[tuple[str, float]]
+    text: str
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+
+
+class TagWriter:
+    """Writes a batch of results in one pipeline (one round trip)."""
+
+    def __init__(self, client: redis.Redis, tags_ttl_s: int = 0, doc_ttl_s: int = 0) -> None:
+        self.client = client
+        self.tags_ttl_s, self.doc_ttl_s = tags_ttl_s, doc_ttl_s
+        self.script = client.register_script(_WRITE_IF_NEWER)
+
+    def write(self, records: Sequence[TagRecord], model_version: str) -> list[bool]:
+        """Write every record; True where written, False where a newer result was already stored."""
+        pipe = self.client.pipeline(transaction=False)
+        for r in records:
+            tags = json.dumps([[label, score] for label, score in r.tags])
+            where = f"{r.topic}/{r.partition}"
+            self.script(keys=[tags_key(r.doc_id), doc_key(r.doc_id)],
+                        args=[tags, model_version, f"{where}/{r.offset}", r.timestamp_ms, where, r.offset,
+                              self.tags_ttl_s, json.dumps({"text": r.text}), self.doc_ttl_s],
+                        client=pipe)
+        return [bool(done) for done in pipe.execute()]
