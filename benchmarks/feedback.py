@@ -1,18 +1,30 @@
-"""Feedback benchmark: simulated users correct a stream's tags; margin-loss vs BCE fine-tuning under noise.
+"""Feedback benchmark: a deployment that learns from its users' corrections, round by round.
 
-    python -m benchmarks.feedback [--rounds 4] [--share 0.1] [--wrong 0.3] [--epochs 10] [--out DIR | --publish]
+    python -m benchmarks.feedback [--data cooking|biology] [--rounds 6] [--share 0.3] [--wrong 0.3]
+                                  [--hidden 5] [--arms margin margin-clean bce] [--quick] [--out DIR | --publish]
 
-Stack Exchange cooking, ordered by id: the model trains on the earlier 60%, the later 40% arrives as a
-stream. Each round, users correct a share of the streamed documents toward their true tags, but a given
-share of corrections is wrong (random adds and removes). Corrections go through the real path — the
-worker's Redis writes (TagWriter), CorrectionClient (validation, rate limit, Redis Stream) and a
-Learner (XREADGROUP, examples, guarded fine-tuning, registry promotion) — once with the margin ranking
-loss and once with BCE. P@1 is measured after each round on later documents no user ever corrected.
-Then a poisoned round (100% wrong corrections) and a one-user flood (rate limit) are run.
+A Stack Exchange set, ordered by numeric id, in three parts:
 
-Prints the results as JSON and draws them in OUT/figures/feedback.png: a new run folder
-``runs/bench/feedback-*`` unless ``--out DIR`` says otherwise; ``--publish`` writes
-docs/figures/feedback.png, which docs/results.md shows.
+- the **seed** (first 15%): the first live model, trained with the default preset and published into a
+  fresh model registry, with its held-out and replay sets for the learner. ``--hidden`` labels that are
+  frequent later but rare in the seed (at most 2 seed documents) are removed from its label lists, so
+  they can reach the model only through corrections;
+- the **stream** (the middle), produced to the input topic in id order in ``--rounds`` rounds. A real
+  worker (``tagger serve`` serving the registry, hot-swapping promoted versions) tags it into Redis;
+- the **evaluation** set (last 20%), never streamed and never corrected.
+
+Each round, simulated users (a pool of 200) read the stored tags of a ``--share`` of the round's documents
+and submit corrections through the real client (validation, rate limit, new-label proposals): toward the
+true labels (removing shown tags that are wrong, adding missing ones, new labels included), except a
+``--wrong`` share of random ones. The in-process learner ingests them and runs a guarded round; the
+benchmark waits until the worker serves a promoted version. After each round the live model is scored
+on the evaluation set beside the **ceiling**: the default preset retrained from scratch on the seed plus
+every reviewed document with its true labels. Arms: the margin loss at ``--wrong`` and at 0% wrong, and
+BCE fine-tuning at ``--wrong``. The first arm then takes a poisoned round (every correction wrong: the
+guard must keep CURRENT) and a one-user flood (the rate limit).
+
+Prints the results as JSON and writes OUT/figures/feedback.json and OUT/figures/feedback.png: a new run
+folder ``runs/bench/feedback-*`` unless ``--out DIR`` says otherwise; ``--publish`` writes docs/.
 """
 
 from __future__ import annotations
@@ -23,203 +35,502 @@ import logging
 import random
 import tempfile
 import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import redis
 
+from benchmarks.feedback_plot import plot
 from benchmarks.output import add_output_arguments, begin
 from benchmarks.quality import DATA, default_configs
+from benchmarks.stream import PARTITIONS, WorkerRun, produce, services
 from model import checkpoint
+from model.config import ModelConfig, TrainConfig
 from model.data import Corpus, read_corpus
 from model.tagger import Tagger
 from model.trainer import feedback_corpora, train
-from worker.learn.corrections import CorrectionClient, CorrectionRejected
-from worker.learn.learner import Learner
-from worker.learn.registry import Registry, resolve
-from worker.services import start_redis
-from worker.settings import CorrectionSettings, Settings
-from worker.store.keys import EXAMPLES
-from worker.store.writer import TagRecord, TagWriter
+from worker.learn.corrections import CorrectionClient, CorrectionRejected, correction_client
+from worker.learn.learner import Learner, RoundResult
+from worker.learn.registry import Registry
+from worker.services import Service
+from worker.settings import KafkaSettings, Settings
+from worker.store.client import TagClient
+from worker.store.keys import CORRECTIONS, EXAMPLES, LEARNERS, REJECTED
+from worker.stream.kafka import create_topic
 
 log = logging.getLogger("benchmarks.feedback")
 
+SEED_SHARE, EVAL_SHARE = 0.15, 0.20  # first 15% by id train the seed model; the last 20% evaluate
+USERS = 200  # simulated user names: per-user rate limits are not hit, new labels get distinct users
+TAG_TIMEOUT_S, SWAP_TIMEOUT_S = 300.0, 120.0
+OLD_LABEL_TOLERANCE = 0.5  # P@1 points the live model may lose on the old labels against the seed
+ARMS = ("margin", "margin-clean", "bce")  # margin at --wrong, margin at 0% wrong, BCE at --wrong
 
-def split_by_id(corpus: Corpus, train_share: float = 0.6) -> tuple[Corpus, Corpus]:
-    """Earlier documents (by numeric id) for training, the later ones as the stream."""
+
+@dataclass(frozen=True)
+class Arm:
+    """One configuration of the simulated deployment."""
+
+    name: str
+    loss: str  # the learner's fine-tuning loss
+    wrong: float  # share of corrections that are wrong
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The documents of one run; every arm streams, reviews and is judged on the same ones."""
+
+    seed: Corpus  # hidden labels removed
+    rounds: list[Corpus]  # the stream, in id order
+    reviewed: list[Corpus]  # the documents users review in each round, true labels
+    evaluation: Corpus
+    old_evaluation: Corpus  # hidden labels removed, documents left without a label dropped
+    hidden: list[str]
+    hidden_docs: dict[str, dict[str, int]]  # label -> documents carrying it in seed, stream, evaluation
+
+
+def arms_for(names: Sequence[str], wrong: float) -> list[Arm]:
+    """The named arms, ``margin`` and ``bce`` at ``wrong``, ``margin-clean`` at 0."""
+    table = {"margin": Arm("margin", "margin", wrong), "margin-clean": Arm("margin-clean", "margin", 0.0),
+             "bce": Arm("bce", "bce", wrong)}
+    return [table[name] for name in names]
+
+
+# ---------------------------------------------------------------------- data
+
+
+def by_id(corpus: Corpus, limit: int | None = None) -> Corpus:
+    """The documents in numeric id order (the first ``limit`` of them, if given)."""
     order = sorted(range(len(corpus)), key=lambda i: int(corpus.ids[i]))
-    cut = int(train_share * len(order))
-    return corpus.subset(order[:cut]), corpus.subset(order[cut:])
+    return corpus.subset(order[:limit])
 
 
-def tag_into_redis(client: redis.Redis, tagger: Tagger, docs: Corpus) -> None:
-    """Write the live model's tags for the stream documents, as the worker does."""
-    texts = docs.texts or []
-    for start in range(0, len(docs), 512):
-        chunk = range(start, min(start + 512, len(docs)))
-        tags = tagger.predict([texts[i] for i in chunk], k=5)
-        records = [TagRecord(docs.ids[i], t, texts[i], "stream", 0, i, int(time.time() * 1000))
-                   for i, t in zip(chunk, tags, strict=True)]
-        TagWriter(client, doc_ttl_s=0).write(records, tagger.version)
+def doc_counts(corpus: Corpus) -> Counter[str]:
+    """Documents carrying each label."""
+    return Counter(label for labels in corpus.labels for label in set(labels))
 
 
-def correct(client: redis.Redis, tagger: Tagger, docs: Corpus, wrong: float, rng: random.Random) -> int:
-    """Users correct each document toward its true tags; a ``wrong`` share adds/removes random ones."""
-    users = CorrectionClient(client, tagger.label_names, per_user_per_minute=1_000_000)
-    sent = 0
-    for doc_id, truth, tags in zip(docs.ids, docs.labels, tagger.predict(docs.texts or [], 5), strict=True):
-        shown = {name for name, score in tags if score >= 0.5}
-        known_truth = set(truth) & set(tagger.label_names)
-        if rng.random() < wrong:
-            add = set(rng.sample(tagger.label_names, 2)) - shown
-            remove = set(rng.sample(sorted(shown), min(1, len(shown))))
-        else:
-            add, remove = known_truth - shown, shown - known_truth
-        if add or remove:
-            users.submit(doc_id, sorted(add), sorted(remove), f"user-{rng.randrange(200)}")
-            sent += 1
-    return sent
+def choose_hidden(seed: Corpus, stream: Corpus, evaluation: Corpus, k: int, most_seed_docs: int = 2) -> list[str]:
+    """The ``k`` labels most frequent in the stream among those on at most ``most_seed_docs`` seed documents
+    and on at least one evaluation document (ties by name)."""
+    in_seed, in_stream, in_eval = doc_counts(seed), doc_counts(stream), doc_counts(evaluation)
+    rare = [label for label in in_stream if in_seed[label] <= most_seed_docs and in_eval[label] > 0]
+    return sorted(rare, key=lambda label: (-in_stream[label], label))[:k]
 
 
-def p_at_1(tagger: Tagger, docs: Corpus) -> float:
-    """P@1 on documents, as a percentage."""
-    return 100 * tagger.evaluate(docs)["p@1"]
+def without(corpus: Corpus, labels: Sequence[str]) -> Corpus:
+    """The corpus with ``labels`` removed from every label list; documents left with none are dropped."""
+    gone = set(labels)
+    kept = [[label for label in doc if label not in gone] for doc in corpus.labels]
+    rows = [i for i, doc in enumerate(kept) if doc]
+    return Corpus([corpus.ids[i] for i in rows], [kept[i] for i in rows],
+                  texts=None if corpus.texts is None else [corpus.texts[i] for i in rows])
 
 
-def run_arm(loss: str, live_dir: Path, stream: Corpus, evaluation: Corpus, args: argparse.Namespace,
-            redis_url: str, db: int) -> dict[str, Any]:
-    """Rounds of corrections and fine-tuning with one loss; returns P@1 per round and round details."""
-    root = Path(tempfile.mkdtemp(prefix=f"registry-{loss}-"))
-    registry = Registry(root)
-    registry.publish(live_dir)
-    client = redis.Redis.from_url(f"{redis_url}/{db}")
-    client.flushdb()
-    settings = Settings.of(model_dir=str(root), redis_url=f"{redis_url}/{db}", finetune_loss=loss,
-                              finetune_epochs=args.ft_epochs, finetune_lr=args.ft_lr, finetune_min_examples=10,
-                              promote_epsilon=args.epsilon, metrics_port=0, metrics_host="127.0.0.1")
-    learner = Learner(settings, client)
-    rng = random.Random(args.seed)
-    curve, rounds = [p_at_1(Tagger.load(resolve(root), "cpu"), evaluation)], []
-    per_round = int(args.share * len(stream))
-    for number in range(args.rounds):
-        live = Tagger.load(resolve(root), "cpu")
-        batch = stream.subset(range(number * per_round, (number + 1) * per_round))
-        tag_into_redis(client, live, batch)
-        sent = correct(client, live, batch, args.wrong, rng)
-        submitted = time.perf_counter()
-        learner.ingest()
-        outcome = learner.run_round()
-        to_live = time.perf_counter() - submitted
-        curve.append(p_at_1(Tagger.load(resolve(root), "cpu"), evaluation))
-        rounds.append({"round": number + 1, "corrections": sent, "result": outcome.result,
-                       "reason": outcome.reason, "seconds": round(outcome.seconds, 1),
-                       "correction_to_live_s": round(to_live, 1), "p@1": round(curve[-1], 2),
-                       "heldout_p@1": {"live": outcome.live.get("heldout_p@1"),
-                                       "candidate": outcome.candidate.get("heldout_p@1")}})
-        log.info("%s round %d: %s", loss, number + 1, rounds[-1])
-    return {"loss": loss, "p@1": [round(v, 2) for v in curve], "rounds": rounds, "registry": root,
-            "learner": learner, "client": client}
+def concat(parts: Sequence[Corpus]) -> Corpus:
+    """Text corpora one after the other."""
+    return Corpus([i for p in parts for i in p.ids], [labels for p in parts for labels in p.labels],
+                  texts=[t for p in parts for t in p.texts or []])
 
 
-def poisoned_round(arm: dict[str, Any], stream: Corpus, args: argparse.Namespace) -> dict[str, Any]:
-    """Every correction wrong: the guard must keep the candidate away from the live model."""
-    registry: Registry = Registry(arm["registry"])
-    before = registry.current()
-    live = Tagger.load(resolve(registry.root), "cpu")
-    batch = stream.subset(range(len(stream) - int(args.share * len(stream)), len(stream)))
-    client: redis.Redis = arm["client"]
-    client.delete(EXAMPLES)
-    tag_into_redis(client, live, batch)
-    correct(client, live, batch, 1.0, random.Random(99))
-    arm["learner"].ingest()
-    outcome = arm["learner"].run_round()
-    return {"result": outcome.result, "reason": outcome.reason, "live_unchanged": registry.current() == before}
+def make_plan(corpus: Corpus, rounds: int, share: float, hidden: int, seed: int, limit: int | None) -> Plan:
+    """Seed, rounds of stream, reviewed documents per round and evaluation set, with the hidden labels."""
+    ordered = by_id(corpus, limit)
+    n = len(ordered)
+    cut, tail = int(SEED_SHARE * n), int((1 - EVAL_SHARE) * n)
+    first, stream, evaluation = (ordered.subset(range(cut)), ordered.subset(range(cut, tail)),
+                                 ordered.subset(range(tail, n)))
+    names = choose_hidden(first, stream, evaluation, hidden)
+    parts = [stream.subset(rows) for rows in np.array_split(np.arange(len(stream)), rounds)]
+    reviewed = [part.subset(sorted(random.Random(f"{seed}:{r}").sample(range(len(part)), round(share * len(part)))))
+                for r, part in enumerate(parts)]
+    counts = {name: {"seed": doc_counts(first)[name], "stream": doc_counts(stream)[name],
+                     "evaluation": doc_counts(evaluation)[name]} for name in names}
+    return Plan(without(first, names), parts, reviewed, evaluation, without(evaluation, names), names, counts)
 
 
-def flood(client: redis.Redis, tagger: Tagger, doc_id: str, attempts: int = 1000) -> dict[str, int]:
-    """One user sends ``attempts`` corrections as fast as possible under the default rate limit."""
-    limit = CorrectionSettings().corrections_per_user_per_minute
-    users = CorrectionClient(client, tagger.label_names, per_user_per_minute=limit)
-    accepted = limited = 0
-    for _ in range(attempts):
+# ---------------------------------------------------------------------- models and scores
+
+
+def train_seed(seed: Corpus, configs: tuple[ModelConfig, TrainConfig], out: Path) -> Path:
+    """Train the first live model and save it with the learner's held-out and replay sets."""
+    started = time.perf_counter()
+    checkpoint.save(train(seed, *configs), out, feedback_corpora(seed, configs[1]))
+    log.info("seed model trained on %d documents in %.0f s", len(seed), time.perf_counter() - started)
+    return out
+
+
+def hidden_recall(tagger: Tagger, evaluation: Corpus, hidden: Sequence[str], k: int = 5) -> float | None:
+    """Share (%) of (document, hidden label) pairs of the evaluation set whose label is in the top ``k``."""
+    wanted = set(hidden)
+    rows = [i for i, labels in enumerate(evaluation.labels) if wanted & set(labels)]
+    if not rows:
+        return None
+    texts = evaluation.texts or []
+    top = tagger.predict([texts[i] for i in rows], k=k)
+    pairs = [(label, {name for name, _ in tags}) for i, tags in zip(rows, top, strict=True)
+             for label in wanted & set(evaluation.labels[i])]
+    return round(100 * sum(label in names for label, names in pairs) / len(pairs), 2)
+
+
+def scores(tagger: Tagger, plan: Plan) -> dict[str, Any]:
+    """P@1, P@3, old-label P@1 and hidden-label recall@5 (%) on the evaluation set; labels known."""
+    overall, old = tagger.evaluate(plan.evaluation), tagger.evaluate(plan.old_evaluation)
+    return {"p@1": round(100 * overall["p@1"], 2), "p@3": round(100 * overall["p@3"], 2),
+            "old_p@1": round(100 * old["p@1"], 2), "hidden_recall@5": hidden_recall(tagger, plan.evaluation,
+                                                                                    plan.hidden),
+            "labels": len(tagger.label_names), "hidden_known": sum(h in tagger.label_names for h in plan.hidden)}
+
+
+def ceiling_curve(plan: Plan, configs: tuple[ModelConfig, TrainConfig], start: dict[str, Any]) -> list[dict[str, Any]]:
+    """The default preset retrained from scratch after each round, on the seed plus every document reviewed
+    so far with its true labels; round 0 is the seed model (``start``)."""
+    points = [{**start, "train_docs": len(plan.seed)}]
+    for number in range(1, len(plan.reviewed) + 1):
+        corpus = concat([plan.seed, *plan.reviewed[:number]])
+        trained = train(corpus, *configs)
+        points.append({**scores(Tagger(trained.model, trained.featurizer, trained.label_names), plan),
+                       "train_docs": len(corpus)})
+        log.info("ceiling after round %d: %s", number, points[-1])
+    return points
+
+
+def columns(points: Sequence[dict[str, Any]], keys: Sequence[str]) -> dict[str, list[Any]]:
+    """Per-round points as one list per key."""
+    return {key: [point[key] for point in points] for key in keys}
+
+
+# ---------------------------------------------------------------------- simulated users
+
+
+def correction(truth: set[str], shown: set[str], known: Sequence[str], wrong: bool,
+               rng: random.Random) -> tuple[list[str], list[str]]:
+    """(add, remove) of one user: toward the true labels, or (``wrong``) two random known labels added and
+    one shown tag removed."""
+    if wrong:
+        add = set(rng.sample(list(known), min(2, len(known)))) - shown
+        remove = set(rng.sample(sorted(shown), min(1, len(shown))))
+    else:
+        add, remove = truth - shown, shown - truth
+    return sorted(add), sorted(remove)
+
+
+def submit(client: CorrectionClient, doc_id: str, add: list[str], remove: list[str], user: str) -> str:
+    """Submit one correction: ``submitted``, or ``rejected_<reason>``."""
+    try:
+        client.submit(doc_id, add, remove, user)
+    except CorrectionRejected as rejected:
+        return f"rejected_{rejected.reason}"
+    return "submitted"
+
+
+# ---------------------------------------------------------------------- waiting and learning
+
+
+def poll(condition: Callable[[], bool], timeout: float, every: float = 0.1) -> float | None:
+    """Seconds until ``condition`` held, or None if it did not within ``timeout``."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            return None
+        time.sleep(every)  # polling a condition under a deadline, not a synchronising sleep
+    return time.monotonic() - started
+
+
+def handled(worker: WorkerRun) -> float:
+    """Messages the worker has tagged or dead-lettered."""
+    return sum(v for labels, v in worker.samples().get("tagger_messages_total", [])
+               if labels.get("outcome") in ("tagged", "dead_lettered"))
+
+
+def served_version(worker: WorkerRun) -> str:
+    """The model version the worker serves now (its ``tagger_model_info``)."""
+    return next((labels["version"] for labels, v in worker.samples().get("tagger_model_info", []) if v == 1), "")
+
+
+def caught_up(client: redis.Redis) -> bool:
+    """Whether the learners' group has read every entry of the corrections stream."""
+    last = client.xinfo_stream(CORRECTIONS)["last-generated-id"]
+    groups: Any = client.xinfo_groups(CORRECTIONS)
+    group = next(g for g in groups if g["name"] in (LEARNERS, LEARNERS.encode()))
+    return bool(group["last-delivered-id"] == last)
+
+
+def ingest_all(learner: Learner) -> int:
+    """Ingest until every submitted correction is read; returns the examples stored."""
+    stored = learner.ingest()
+    while not caught_up(learner.client):
+        stored += learner.ingest()
+    return stored
+
+
+def learner_settings(arm: Arm, root: Path, url: str, args: argparse.Namespace) -> Settings:
+    """The learner's settings: defaults, the arm's loss, and any fine-tuning flags given."""
+    tuned = {"finetune_epochs": args.ft_epochs, "finetune_lr": args.ft_lr, "promote_epsilon": args.epsilon}
+    return Settings.of(model_dir=str(root), redis_url=url, metrics_port=0, metrics_host="127.0.0.1",
+                       finetune_loss=arm.loss, **{k: v for k, v in tuned.items() if v is not None})
+
+
+# ---------------------------------------------------------------------- one arm
+
+
+class ArmRun:
+    """One arm's deployment: its registry, Redis database, topic and worker; an in-process learner; users."""
+
+    def __init__(self, arm: Arm, registry: Registry, worker: WorkerRun, settings: Settings, broker: str,
+                 topic: str, hidden: Sequence[str], seed: int) -> None:
+        self.arm, self.registry, self.worker, self.settings = arm, registry, worker, settings
+        self.broker, self.topic, self.hidden = broker, topic, set(hidden)
+        self.client = redis.Redis.from_url(settings.redis.redis_url)
+        self.learner = Learner(settings, self.client)
+        self.rng = random.Random(seed)
+        self.produced = 0
+
+    @classmethod
+    def start(cls, arm: Arm, seed_dir: Path, broker: Service, redis_service: Service, db: int, workdir: Path,
+              plan: Plan, args: argparse.Namespace) -> ArmRun:
+        """Publish the seed into a fresh registry and start a worker serving it on a topic of its own."""
+        registry = Registry(workdir / f"registry-{arm.name}")
+        registry.publish(seed_dir)
+        url = f"redis://{redis_service.address}/{db}"
+        topic = f"feedback-{arm.name}-{uuid.uuid4().hex[:6]}"
+        create_topic(KafkaSettings(kafka_bootstrap_servers=broker.address), topic, PARTITIONS)
+        worker = WorkerRun(broker, redis_service, registry.root, topic, workdir / f"worker-{arm.name}.log",
+                           TAGGER_REDIS_URL=url)
+        return cls(arm, registry, worker, learner_settings(arm, registry.root, url, args), broker.address, topic,
+                   plan.hidden, args.seed)
+
+    def live(self) -> Tagger:
+        """The registry's current version."""
+        return Tagger.load(self.registry.path(self.registry.current()), "cpu")
+
+    def stream(self, docs: Corpus) -> float:
+        """Produce documents as ``{"id", "text"}`` and wait until the worker has handled them; seconds."""
+        started = time.perf_counter()
+        produce(self.broker, self.topic, [json.dumps({"id": i, "text": t}).encode()
+                                          for i, t in zip(docs.ids, docs.texts or [], strict=True)])
+        self.produced += len(docs)
+        if poll(lambda: self.worker.process.poll() is not None or handled(self.worker) >= self.produced,
+                TAG_TIMEOUT_S) is None or self.worker.process.poll() is not None:
+            raise RuntimeError(f"benchmark: the worker did not tag {self.produced} documents (log: "
+                               f"{self.worker.log_path})")
+        return time.perf_counter() - started
+
+    def correct(self, reviewed: Corpus, wrong: float, users: str = "user") -> dict[str, int]:
+        """Users read the stored tags of the reviewed documents and correct them; counts by outcome."""
+        submitter = correction_client(self.settings, self.client)  # the live model's labels, as `tagger correct`
+        stored = TagClient(self.client).lookup(reviewed.ids)
+        stats: Counter[str] = Counter()
+        for doc_id, truth in zip(reviewed.ids, reviewed.labels, strict=True):
+            found = stored[doc_id]
+            stats.update(self._review(submitter, doc_id, set(truth), found.tags, wrong, users) if found
+                         else {"untagged": 1})
+        return dict(stats)
+
+    def _review(self, submitter: CorrectionClient, doc_id: str, truth: set[str], tags: list[tuple[str, float]],
+                wrong: float, users: str) -> dict[str, int]:
+        shown = {name for name, score in tags if score >= self.settings.corrections.tag_cut}
+        is_wrong = self.rng.random() < wrong
+        add, remove = correction(truth, shown, sorted(submitter.labels), is_wrong, self.rng)
+        if not add and not remove:
+            return {"nothing_to_correct": 1}
+        outcome = submit(submitter, doc_id, add, remove, f"{users}-{self.rng.randrange(USERS)}")
+        return {outcome: 1, "wrong": int(is_wrong), "new_label_adds": len(set(add) - submitter.labels),
+                "hidden_label_adds": len(set(add) & self.hidden)}
+
+    def learn(self) -> tuple[RoundResult, dict[str, Any]]:
+        """Ingest, run a round, and wait for the worker to serve a promoted version; the step times."""
+        started = time.perf_counter()
+        stored = ingest_all(self.learner)
+        ingested = time.perf_counter()
+        outcome = self.decide()
+        decided = time.perf_counter()
+        swap = self.await_version(outcome.version) if outcome.result == "promoted" else None
+        return outcome, {"examples": stored, "ingest": ingested - started, "round": outcome.seconds,
+                         "round_steps": dict(getattr(outcome, "timings", {}) or {}),
+                         "swap": swap, "correction_to_live": None if swap is None else decided + swap - started}
+
+    def decide(self) -> RoundResult:
+        """The learner's round; an error it does not handle itself is recorded as a failed round."""
         try:
-            users.submit(doc_id, [tagger.label_names[0]], [], "flooder")
-            accepted += 1
-        except CorrectionRejected as rejected:
-            limited += rejected.reason == "rate_limited"
-    return {"attempts": attempts, "accepted": accepted, "rate_limited": limited}
+            return self.learner.run_round()
+        except Exception as err:  # the benchmark records whatever the learner does, and goes on
+            log.exception("%s: the learner's round raised", self.arm.name)
+            return RoundResult("failed", f"{type(err).__name__}: {err}", {}, {})
+
+    def await_version(self, version: str) -> float | None:
+        """Seconds until the worker serves ``version`` (None when it did not within SWAP_TIMEOUT_S)."""
+        waited = poll(lambda: served_version(self.worker) == version, SWAP_TIMEOUT_S)
+        if waited is None:
+            log.warning("%s: the worker did not serve %s within %.0f s", self.arm.name, version, SWAP_TIMEOUT_S)
+        return waited
+
+    def round(self, number: int, docs: Corpus, reviewed: Corpus) -> dict[str, Any]:
+        """One round: stream, correct, learn, swap; what happened and how long each step took."""
+        tagging = self.stream(docs)
+        started = time.perf_counter()
+        users = self.correct(reviewed, self.arm.wrong)
+        submitting = time.perf_counter() - started
+        outcome, steps = self.learn()
+        seconds = {"tagging": tagging, "corrections": submitting, **steps}
+        examples = seconds.pop("examples")
+        return {"round": number, "docs": len(docs), "reviewed": len(reviewed), "corrections": users,
+                "examples": examples, "result": outcome.result, "reason": outcome.reason,
+                "version": outcome.version, "guard": {"live": outcome.live, "candidate": outcome.candidate},
+                "seconds": _rounded(seconds)}
+
+    def poisoned(self, reviewed: Corpus) -> dict[str, Any]:
+        """A round on nothing but wrong corrections: the guard must keep CURRENT where it is."""
+        before = self.registry.current()
+        self.client.delete(EXAMPLES)
+        users = self.correct(reviewed, 1.0, users="poisoner")
+        outcome, _ = self.learn()
+        return {"corrections": users, "result": outcome.result, "reason": outcome.reason,
+                "live_unchanged": self.registry.current() == before}
+
+    def flood(self, doc_id: str, attempts: int = 1000) -> dict[str, int]:
+        """One user sends ``attempts`` corrections as fast as possible under the configured rate limit."""
+        submitter = correction_client(self.settings, self.client)
+        outcomes = Counter(submit(submitter, doc_id, [sorted(submitter.labels)[0]], [], "flooder")
+                           for _ in range(attempts))
+        return {"attempts": attempts, "limit_per_minute": self.settings.corrections.corrections_per_user_per_minute,
+                "accepted": outcomes["submitted"], "rate_limited": outcomes["rejected_rate_limited"]}
+
+    def rejected(self) -> dict[str, int]:
+        """Rejected corrections by reason, at submission and in the learner (``tagger:corrections:rejected``)."""
+        raw: Any = self.client.hgetall(REJECTED)
+        return {reason.decode(): int(count) for reason, count in sorted(raw.items())}
+
+    def close(self) -> None:
+        """Stop the worker."""
+        self.worker.terminate()
 
 
-def plot(arms: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Left: the live model's P@1 per round. Right: each round's candidate on the held-out set."""
-    import matplotlib
+def _rounded(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 2) if isinstance(v, float) else _rounded(v) if isinstance(v, dict) else v
+            for k, v in values.items()}
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, (live_ax, cand_ax) = plt.subplots(1, 2, figsize=(11, 4))
-    for arm in arms:
-        live_ax.plot(range(len(arm["p@1"])), arm["p@1"], marker="o", label=f"fine-tune loss: {arm['loss']}")
-        rounds = [r["round"] for r in arm["rounds"]]
-        cand_ax.plot(rounds, [100 * r["heldout_p@1"]["candidate"] for r in arm["rounds"]], marker="o",
-                     label=f"candidate, {arm['loss']}")
-    first = arms[0]["rounds"][0]["heldout_p@1"]["live"]
-    cand_ax.axhline(100 * first, color="grey", linestyle="--", label="live model")
-    live_ax.set(xlabel="correction round (0 = before feedback)", ylabel="live model P@1, uncorrected docs (%)",
-                title="what users see")
-    cand_ax.set(xlabel="correction round", ylabel="held-out P@1 (%)", title="what the guard saw")
-    for ax in (live_ax, cand_ax):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+# ---------------------------------------------------------------------- the run
+
+
+def run_arm(run: ArmRun, plan: Plan, start: dict[str, Any]) -> dict[str, Any]:
+    """Every round of one arm, the live model scored after each; curves start at the seed (round 0)."""
+    points, rounds = [start], []
+    for number, (docs, reviewed) in enumerate(zip(plan.rounds, plan.reviewed, strict=True), 1):
+        rounds.append(run.round(number, docs, reviewed))
+        points.append({**scores(run.live(), plan), "version": run.registry.current()})
+        rounds[-1]["scores"] = points[-1]
+        log.info("%s round %d: %s", run.arm.name, number, rounds[-1])
+    old = [p["old_p@1"] for p in points]
+    return {"name": run.arm.name, "loss": run.arm.loss, "wrong": run.arm.wrong,
+            **columns(points, ("p@1", "p@3", "hidden_recall@5", "old_p@1", "labels", "hidden_known")),
+            "old_p@1_drop": round(old[0] - old[-1], 2), "old_p@1_worst_drop": round(old[0] - min(old), 2),
+            "rounds": rounds, "rejected": run.rejected()}
+
+
+def run_arms(arms: Sequence[Arm], plan: Plan, seed_dir: Path, start: dict[str, Any], workdir: Path,
+             args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Each arm in turn on one broker and one redis-server (a database each); the first arm then takes the
+    poisoned round and the flood."""
+    results: list[dict[str, Any]] = []
+    extras: dict[str, Any] = {}
+    with services(workdir) as (broker, redis_service):
+        for db, arm in enumerate(arms, 1):
+            run = ArmRun.start(arm, seed_dir, broker, redis_service, db, workdir, plan, args)
+            try:
+                results.append(run_arm(run, plan, start))
+                if not extras:
+                    extras = {"poisoned": {"arm": arm.name, **run.poisoned(plan.reviewed[-1])},
+                              "flood": run.flood(plan.reviewed[0].ids[0])}
+            finally:
+                run.close()
+    return results, extras
+
+
+def targets(arms: list[dict[str, Any]], extras: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets, checked on this run."""
+    final = {arm["name"]: arm["p@1"][-1] for arm in arms}
+    found: dict[str, Any] = {f"{arm['name']}_old_p@1_within_{OLD_LABEL_TOLERANCE}":
+                             arm["old_p@1_drop"] <= OLD_LABEL_TOLERANCE for arm in arms}
+    if "margin" in final and "bce" in final:
+        found["margin_at_or_above_bce"] = final["margin"] >= final["bce"]
+    found["poisoned_rejected"] = extras.get("poisoned", {}).get("live_unchanged")
+    flood = extras.get("flood", {})
+    found["flood_limited"] = bool(flood) and flood["accepted"] <= 2 * flood["limit_per_minute"]
+    return found
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The whole benchmark; the result as a JSON-ready dict."""
+    workdir = Path(tempfile.mkdtemp(prefix="feedback-bench-"))
+    corpus = read_corpus(DATA / "stackexchange" / f"{args.data}.csv")
+    plan = make_plan(corpus, args.rounds, args.share, args.hidden, args.seed, args.docs)
+    log.info("seed %d, stream %d in %d rounds, evaluation %d documents; hidden labels %s", len(plan.seed),
+             sum(len(r) for r in plan.rounds), args.rounds, len(plan.evaluation), plan.hidden_docs)
+    configs = default_configs(**({"epochs": args.epochs, "patience": args.epochs} if args.epochs else {}))
+    seed_dir = train_seed(plan.seed, configs, workdir / "seed")
+    start = scores(Tagger.load(seed_dir, "cpu"), plan)
+    ceiling = ceiling_curve(plan, configs, start)
+    arms, extras = run_arms(arms_for(args.arms, args.wrong), plan, seed_dir, start, workdir, args)
+    return {"data": args.data, "docs": {"seed": len(plan.seed), "stream": [len(r) for r in plan.rounds],
+                                        "reviewed": [len(r) for r in plan.reviewed],
+                                        "evaluation": len(plan.evaluation)},
+            "hidden": plan.hidden_docs, "seed": start,
+            "ceiling": columns(ceiling, ("p@1", "p@3", "hidden_recall@5", "old_p@1", "train_docs")),
+            "arms": arms, **extras, "targets": targets(arms, extras),
+            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The benchmark's flags."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--share", type=float, default=0.08, help="share of the stream corrected per round")
-    parser.add_argument("--wrong", type=float, default=0.3, help="share of corrections that are wrong")
-    parser.add_argument("--epochs", type=int, default=10, help="epochs of the initial training")
-    parser.add_argument("--ft-epochs", type=int, default=3)
-    parser.add_argument("--ft-lr", type=float, default=2e-4)
-    parser.add_argument("--epsilon", type=float, default=0.01)
+    parser.add_argument("--data", choices=("cooking", "biology"), default="cooking")
+    parser.add_argument("--rounds", type=int, help="rounds the stream is split into (default 6; --quick 2)")
+    parser.add_argument("--share", type=float, help="share of each round's documents users review (default 0.3; "
+                                                    "--quick 0.2)")
+    parser.add_argument("--wrong", type=float, default=0.3, help="share of wrong corrections (margin, bce arms)")
+    parser.add_argument("--hidden", type=int, default=5, help="labels kept out of the seed model")
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    parser.add_argument("--docs", type=int, help="use only the first N documents by id (--quick: 3000)")
+    parser.add_argument("--epochs", type=int, help="epochs (and patience) of seed and ceiling training "
+                                                   "(default: the preset's; --quick 3)")
+    parser.add_argument("--ft-epochs", type=int, help="the learner's fine-tuning epochs (default: its setting)")
+    parser.add_argument("--ft-lr", type=float, help="the learner's fine-tuning rate (default: its setting)")
+    parser.add_argument("--epsilon", type=float, help="the learner's promotion epsilon (default: its setting)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="a tiny smoke run (~3 minutes); never writes docs/")
     add_output_arguments(parser)
     return parser
 
 
+def settle(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the flags left unset with the full or the --quick defaults."""
+    full = {"rounds": 6, "share": 0.3, "docs": None, "epochs": None}
+    quick = {"rounds": 2, "share": 0.2, "docs": 3000, "epochs": 3}
+    for name, value in (quick if args.quick else full).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return args
+
+
 def main() -> None:
-    """Run both arms, the poisoned round and the flood; print JSON, write the plot."""
+    """Run the benchmark; print JSON, write figures/feedback.json and figures/feedback.png."""
     args, folder = begin("feedback", build_parser())
-    figure = folder / "figures" / "feedback.png"
-    early, later = split_by_id(read_corpus(DATA / "stackexchange/cooking.csv"))
-    stream, evaluation = later.subset(range(len(later) // 2)), later.subset(range(len(later) // 2, len(later)))
-    # No refit: the held-out set the learner judges candidates on must not have been trained on.
-    model_config, config = default_configs(epochs=args.epochs, patience=args.epochs, refit=False)
-    workdir = Path(tempfile.mkdtemp(prefix="feedback-bench-"))
     started = time.perf_counter()
-    checkpoint.save(train(early, model_config, config), workdir / "live", feedback_corpora(early, config))
-    log.info("initial model trained in %.0f s", time.perf_counter() - started)
-    server = start_redis(workdir / "redis")
-    try:
-        url = f"redis://{server.address}"
-        arms = [run_arm(loss, workdir / "live", stream, evaluation, args, url, db)
-                for db, loss in enumerate(("margin", "bce"))]
-        poisoned = poisoned_round(arms[0], stream, args)
-        live = Tagger.load(resolve(arms[0]["registry"]), "cpu")
-        flooded = flood(arms[0]["client"], live, stream.ids[0])
-    finally:
-        server.stop()
-    plot(arms, figure, f"cooking: {int(args.share * 100)}% corrected per round, {int(args.wrong * 100)}% wrong")
-    result = {"train_docs": len(early), "stream_docs": len(stream), "eval_docs": len(evaluation),
-              "arms": [{k: v for k, v in arm.items() if k in ("loss", "p@1", "rounds")} for arm in arms],
-              "poisoned": poisoned, "flood": flooded, "args": {k: str(v) for k, v in vars(args).items()}}
+    result = run(settle(args))
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    figures = folder / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    (figures / "feedback.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    plot(result, figures / "feedback.png")
     print(json.dumps(result, indent=1))
-    log.info("results in %s", figure)
+    log.info("results in %s", figures)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import copy
 import dataclasses
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -157,11 +157,13 @@ class EpochLoop:
 
 def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainConfig,
           valid_corpus: Corpus | None = None, device: str | None = None,
-          progress: bool = False) -> TrainedModel:
+          progress: bool = False, label_names: Sequence[str] | None = None) -> TrainedModel:
     """Train Rank-AE (or a variant) and return the state with the best validation P@1.
 
     With ``train_config.refit`` the epoch count is chosen on the internal validation split, then a
-    fresh model is trained for that many epochs on all of ``train_corpus`` (paper §3.1).
+    fresh model is trained for that many epochs on all of ``train_corpus`` (paper §3.1). ``label_names``
+    fixes the label set and its order (the learner keeps a live model's label ids and appends new ones);
+    by default it is the training documents' labels, most frequent first.
     """
     if valid_corpus is not None and train_config.refit:
         raise ConfigError("refit retrains on the internal validation split too; pass no valid_corpus")
@@ -169,13 +171,13 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
     if valid_corpus is None:
         fit_corpus, valid_corpus = _internal_split(train_corpus, train_config)
     target = resolve_device(device)
-    run = _Run.prepare(fit_corpus, model_config, train_config, target)
+    run = _Run.prepare(fit_corpus, model_config, train_config, target, label_names)
     x_valid = run.featurizer.transform(valid_corpus.inputs)
     y_valid = label_matrix(valid_corpus.labels, run.names)
     history, best = _fit(run.loop, x_valid, y_valid, progress)
     run.loop.model.load_state_dict(best["state"])
     if train_config.refit:
-        run = _Run.prepare(train_corpus, model_config, train_config, target)
+        run = _Run.prepare(train_corpus, model_config, train_config, target, label_names)
         _fit_blind(run.loop, best["epoch"], progress)
     run.loop.model.config = dataclasses.replace(run.loop.model.config, ae_share=best["share"])
     return TrainedModel(run.loop.model.eval(), run.featurizer, run.names, train_config, best["metrics"],
@@ -193,11 +195,11 @@ class _Run:
 
     @classmethod
     def prepare(cls, corpus: Corpus, model_config: ModelConfig, train_config: TrainConfig,
-                target: torch.device) -> _Run:
-        """Fit features and labels on ``corpus``, build a freshly seeded model and its optimiser."""
+                target: torch.device, label_names: Sequence[str] | None = None) -> _Run:
+        """Fit features (and, unless given, labels) on ``corpus``, build a freshly seeded model and its optimiser."""
         torch.manual_seed(train_config.seed)
         featurizer = fit_featurizer(corpus, train_config)
-        names = corpus_labels(corpus)
+        names = list(label_names) if label_names is not None else corpus_labels(corpus)
         x_train = featurizer.transform(corpus.inputs)
         y_clean = label_matrix(corpus.labels, names)
         y_train = add_label_noise(y_clean, train_config.noise, train_config.seed)

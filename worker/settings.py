@@ -184,11 +184,13 @@ class StreamSettings(_Group):
 
 @dataclass(frozen=True, repr=False)
 class CorrectionSettings(_Group):
-    """What a correction means, and how many one user may submit."""
+    """What a correction means, how many one user may submit, and when a label new to the model is admitted."""
 
     title: ClassVar[str] = "corrections"
     tag_cut: float = setting(0.5, low=0.0, high=1.0)  # a stored tag scoring at least this counts as assigned
     corrections_per_user_per_minute: int = setting(30, low=1)  # per-user rate limit on submitted corrections
+    label_min_users: int = setting(3, low=0)  # distinct users whose corrections admit a new label; 0: refused
+    label_ttl_s: int = setting(30 * 24 * 3600, low=1)  # a new label nobody added for this long is forgotten
 
 
 @dataclass(frozen=True, repr=False)

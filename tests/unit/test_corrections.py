@@ -35,6 +35,20 @@ def test_valid_correction_passes() -> None:
     validate(Correction("d", ("a",), ("b",), "u"), KNOWN)
 
 
+def test_a_new_label_may_be_added_only_when_new_labels_are_on_and_never_removed() -> None:
+    validate(Correction("d", ("a", "sourdough"), (), "u"), KNOWN, new_labels=True)
+    for correction, new_labels, reason in [
+        (Correction("d", ("sourdough",), (), "u"), False, "unknown_label"),
+        (Correction("d", (), ("sourdough",), "u"), True, "unknown_label"),
+        (Correction("d", (" padded",), (), "u"), True, "bad_new_label"),
+        (Correction("d", ("tab\tinside",), (), "u"), True, "bad_new_label"),
+        (Correction("d", ("x" * 101,), (), "u"), True, "bad_new_label"),
+    ]:
+        with pytest.raises(CorrectionRejected) as caught:
+            validate(correction, KNOWN, new_labels)
+        assert caught.value.reason == reason, correction
+
+
 def test_corrected_set_keeps_tags_above_the_cut() -> None:
     tags = [("a", 0.8), ("b", 0.5), ("c", 0.49)]
     assert corrected_labels(tags, 0.5, add=[], remove=[]) == ["a", "b"]

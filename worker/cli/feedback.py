@@ -42,6 +42,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_flags(learn, RedisSettings, ModelSettings, CorrectionSettings, LearnerSettings, OpsSettings)
     learn.set_defaults(handler=cmd_learn)
 
+    labels = commands.add_parser("labels", help="labels new to the model: list proposals, or admit some now")
+    label_verbs = labels.add_subparsers(dest="verb", required=True, metavar="VERB")
+    proposals = label_verbs.add_parser("list", help="new labels proposed in corrections, with their users")
+    allow = label_verbs.add_parser("add", help="admit labels now (allow-list), whoever proposed them")
+    allow.add_argument("names", nargs="+", metavar="NAME")
+    for verb in (proposals, allow):
+        add_flags(verb, RedisSettings, ModelSettings, CorrectionSettings)
+    proposals.set_defaults(handler=cmd_labels_list)
+    allow.set_defaults(handler=cmd_labels_add)
+
     model = commands.add_parser("model", help="list, publish or roll back model versions in a registry")
     verbs = model.add_subparsers(dest="verb", required=True, metavar="VERB")
     listing = verbs.add_parser("list", help="stored versions, the live one marked")
@@ -68,17 +78,43 @@ def _labels(items: str) -> list[str]:
 
 def cmd_correct(args: argparse.Namespace) -> int:
     """Validate and append one correction to the corrections stream."""
+    from worker.learn.corrections import correction_client
+
+    entry = correction_client(_settings(args)).submit(args.id, _labels(args.add), _labels(args.remove), args.user)
+    print(json.dumps({"id": args.id, "entry": entry}))
+    return 0
+
+
+def cmd_labels_list(args: argparse.Namespace) -> int:
+    """One line per label new to the live model: name, distinct users, and whether it is admitted."""
     from model.checkpoint import read_meta
-    from worker.learn.corrections import CorrectionClient
+    from worker.learn.labels import LabelBook
     from worker.learn.registry import resolve
     from worker.store.connection import connect
 
-
     settings = _settings(args)
-    client = CorrectionClient(connect(settings.redis, wait=False), read_meta(resolve(settings.model.model_dir)).labels,
-                              settings.corrections.corrections_per_user_per_minute)
-    entry = client.submit(args.id, _labels(args.add), _labels(args.remove), args.user)
-    print(json.dumps({"id": args.id, "entry": entry}))
+    known = set(read_meta(resolve(settings.model.model_dir)).labels)
+    book = LabelBook.from_settings(connect(settings.redis, wait=False), settings.corrections)
+    print(f"live model: {len(known)} labels; a new label is admitted by {settings.corrections.label_min_users} "
+          "distinct users or by `tagger labels add`")
+    for p in book.proposals(known):
+        state = "allowed" if p.allowed else "admitted" if p.admitted else "proposed"
+        print(f"{p.name}\t{p.users} user(s)\t{state}")
+    return 0
+
+
+def cmd_labels_add(args: argparse.Namespace) -> int:
+    """Admit new labels now (the allow-list); the learner's next round adds them to the model."""
+    from worker.learn.labels import LabelBook, well_formed
+    from worker.store.connection import connect
+
+    bad = [name for name in args.names if not well_formed(name)]
+    if bad:
+        raise ConfigError(f"not well-formed label name(s) {bad[:5]}: 1-100 printable characters, no surrounding "
+                          "spaces")
+    settings = _settings(args)
+    LabelBook.from_settings(connect(settings.redis, wait=False), settings.corrections).allow(args.names)
+    print(f"allowed {len(args.names)} label(s); the learner's next round adds them to the model")
     return 0
 
 
@@ -97,10 +133,11 @@ def _registry(args: argparse.Namespace) -> Registry:
 
 
 def cmd_model_list(args: argparse.Namespace) -> int:
-    """One line per version: live marker, version, created, validation P@1."""
+    """One line per version: live marker, version, created, validation P@1, label count."""
     for info in _registry(args).versions():
         p1 = "-" if info.valid_p1 is None else f"{info.valid_p1 * 100:.2f}"
-        sys.stdout.write(f"{'*' if info.current else ' '} {info.version}  {info.created}  p@1={p1}\n")
+        sys.stdout.write(f"{'*' if info.current else ' '} {info.version}  {info.created}  p@1={p1}  "
+                         f"labels={info.labels}\n")
     return 0
 
 

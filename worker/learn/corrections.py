@@ -9,8 +9,10 @@ Stream ``tagger:corrections``, one entry per correction::
 Rejected submissions are counted by reason in the hash ``tagger:corrections:rejected`` (exported by
 the learner as ``tagger_corrections_rejected_total``). Reasons: ``bad_id``, ``bad_user``, ``bad_labels``
 (not a list of strings), ``empty``, ``too_many_labels`` (over ``MAX_LABELS``), ``conflict``,
-``unknown_label``, ``unknown_document`` (never tagged or expired), ``rate_limited``, and, for a stream
-entry the learner cannot read, ``malformed``.
+``unknown_label`` (removing a label the model does not know, or adding one while new labels are off),
+``bad_new_label`` (a new label's name is not well-formed), ``unknown_document`` (never tagged or expired),
+``rate_limited``, and, for a stream entry the learner cannot read, ``malformed``. Adding a label the model
+does not know proposes it (see :mod:`worker.learn.labels`).
 """
 
 from __future__ import annotations
@@ -24,11 +26,14 @@ from typing import Any
 import redis
 
 from model.errors import TaggerError
+from worker.learn.labels import MAX_LABEL_CHARS, LabelBook, well_formed
+from worker.settings import Settings
+from worker.store.connection import connect
 from worker.store.keys import CORRECTIONS, REJECTED, rate_key, tags_key
 from worker.stream.messages import MAX_ID_CHARS, is_text  # the same rules as for input documents
 
-__all__ = ["Correction", "CorrectionClient", "CorrectionRejected", "corrected_labels", "entry_fields",
-           "parse_entry", "validate"]
+__all__ = ["Correction", "CorrectionClient", "CorrectionRejected", "corrected_labels", "correction_client",
+           "entry_fields", "parse_entry", "validate"]
 
 MAX_LABELS = 50  # per correction, add and remove together
 MAX_USER_CHARS = 128
@@ -53,8 +58,9 @@ class Correction:
     ts: int = 0  # ms since the epoch
 
 
-def validate(correction: Correction, known_labels: set[str]) -> None:
-    """Raise CorrectionRejected unless the correction is well-formed and names only known labels.
+def validate(correction: Correction, known_labels: set[str], new_labels: bool = False) -> None:
+    """Raise CorrectionRejected unless the correction is well-formed and removes only known labels; it may
+    add labels the model does not know only with ``new_labels``, and only well-formed ones.
 
     Safe on any payload (fields of any type, as decoded from JSON): CorrectionRejected is the only error.
     """
@@ -76,10 +82,21 @@ def validate(correction: Correction, known_labels: set[str]) -> None:
     both = set(correction.add) & set(correction.remove)
     if both:
         raise CorrectionRejected("conflict", f"labels both added and removed: {_show(both)}")
-    unknown = (set(correction.add) | set(correction.remove)) - known_labels
-    if unknown:
-        raise CorrectionRejected("unknown_label", f"unknown label(s) {_show(unknown)}; the model knows "
-                                 f"{len(known_labels)}")
+    _check_unknown(set(correction.remove) - known_labels, set(correction.add) - known_labels, len(known_labels),
+                   new_labels)
+
+
+def _check_unknown(removed: set[str], added: set[str], known: int, new_labels: bool) -> None:
+    if removed:
+        raise CorrectionRejected("unknown_label", f"cannot remove unknown label(s) {_show(removed)}; the model "
+                                 f"knows {known}")
+    if added and not new_labels:
+        raise CorrectionRejected("unknown_label", f"unknown label(s) {_show(added)}; the model knows {known} "
+                                 "and new labels are off (TAGGER_LABEL_MIN_USERS=0)")
+    malformed = {name for name in added if not well_formed(name)}
+    if malformed:
+        raise CorrectionRejected("bad_new_label", f"new label(s) {_show(malformed)} are not well-formed: "
+                                 f"1-{MAX_LABEL_CHARS} printable characters without surrounding spaces")
 
 
 def _show(labels: set[str], most: int = 5, chars: int = 40) -> str:
@@ -97,16 +114,18 @@ def entry_fields(correction: Correction) -> dict[str, str]:
 class CorrectionClient:
     """Submits corrections: validation, unknown-document check, per-user rate limit, XADD."""
 
-    def __init__(self, client: redis.Redis, label_names: Iterable[str], per_user_per_minute: int = 30) -> None:
+    def __init__(self, client: redis.Redis, label_names: Iterable[str], per_user_per_minute: int = 30,
+                 new_labels: LabelBook | None = None) -> None:
         self.client = client
         self.labels = set(label_names)
         self.per_user_per_minute = per_user_per_minute
+        self.new_labels = new_labels  # None: only labels the model knows
 
     def submit(self, doc_id: str, add: Sequence[str], remove: Sequence[str], user: str) -> str:
         """Append a correction to the stream; returns its entry id, or raises CorrectionRejected."""
         correction = Correction(doc_id, tuple(add), tuple(remove), user, int(time.time() * 1000))
         try:
-            validate(correction, self.labels)
+            validate(correction, self.labels, self.new_labels is not None and self.new_labels.open)
             if not self.client.exists(tags_key(doc_id)):
                 raise CorrectionRejected("unknown_document", f"no tagged document with id {doc_id!r}")
             self._rate_limit(user)
@@ -115,6 +134,9 @@ class CorrectionClient:
             raise
         fields: dict[Any, Any] = entry_fields(correction)
         entry = self.client.xadd(CORRECTIONS, fields, maxlen=1_000_000, approximate=True)
+        unknown = set(correction.add) - self.labels
+        if unknown and self.new_labels is not None:
+            self.new_labels.propose(sorted(unknown), user)
         return entry.decode() if isinstance(entry, bytes) else str(entry)
 
     def _rate_limit(self, user: str) -> None:
@@ -127,6 +149,18 @@ class CorrectionClient:
         if count > self.per_user_per_minute:
             raise CorrectionRejected("rate_limited", f"user {user!r} sent more than {self.per_user_per_minute} "
                                      "corrections this minute; try again later")
+
+
+def correction_client(settings: Settings, client: redis.Redis | None = None) -> CorrectionClient:
+    """A CorrectionClient as ``tagger correct`` builds it: the live model's labels, the rate limit and the
+    new-label policy from the settings (``client``: an existing Redis connection, else one from them)."""
+    from model.checkpoint import read_meta  # here: reading a checkpoint is only needed to submit
+    from worker.learn.registry import resolve
+
+    client = client or connect(settings.redis, wait=False)
+    book = LabelBook.from_settings(client, settings.corrections)
+    return CorrectionClient(client, read_meta(resolve(settings.model.model_dir)).labels,
+                            settings.corrections.corrections_per_user_per_minute, book)
 
 
 def parse_entry(fields: dict[bytes, bytes]) -> Correction:

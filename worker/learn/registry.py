@@ -35,6 +35,7 @@ class VersionInfo:
     created: str
     valid_p1: float | None
     current: bool
+    labels: int = 0  # labels the version knows (grows as corrections admit new ones)
 
 
 class Registry:
@@ -122,7 +123,7 @@ class Registry:
         found = []
         for path in sorted(self.versions_dir.glob("[!.]*")):
             meta = read_meta(path)
-            found.append(VersionInfo(path.name, meta.created, meta.valid_p1, path.name == current))
+            found.append(VersionInfo(path.name, meta.created, meta.valid_p1, path.name == current, len(meta.labels)))
         return sorted(found, key=lambda info: info.created)
 
     def prune(self, keep: int) -> list[str]:

@@ -12,18 +12,25 @@
     tagger:corrections:rejected  hash  reason -> count of corrections the learner refused
     tagger:ratelimit:{user}:{minute}  string  corrections a user submitted in that minute (expires)
     tagger:examples         hash    id -> JSON {"text", "labels", "user", "ts"}: the learner's examples
+    tagger:labels:proposed  zset    new label -> when a correction last added it (ms since the epoch)
+    tagger:label:{name}:users  set  distinct users who added that new label; expires TAGGER_LABEL_TTL_S
+                                    after its last use
+    tagger:labels:allowed   set     new labels admitted by an operator (``tagger labels add``)
 
 The corrections stream is read by the consumer group ``LEARNERS``.
 """
 
 from __future__ import annotations
 
-__all__ = ["CORRECTIONS", "EXAMPLES", "LEARNERS", "REJECTED", "doc_key", "rate_key", "tags_key"]
+__all__ = ["CORRECTIONS", "EXAMPLES", "LABELS_ALLOWED", "LABELS_PROPOSED", "LEARNERS", "REJECTED", "doc_key",
+           "label_users_key", "rate_key", "tags_key"]
 
 CORRECTIONS = "tagger:corrections"
 REJECTED = "tagger:corrections:rejected"
 EXAMPLES = "tagger:examples"
 LEARNERS = "learners"  # the corrections stream's consumer group
+LABELS_PROPOSED = "tagger:labels:proposed"
+LABELS_ALLOWED = "tagger:labels:allowed"
 
 
 def tags_key(doc_id: str) -> str:
@@ -39,3 +46,8 @@ def doc_key(doc_id: str) -> str:
 def rate_key(user: str, minute: int) -> str:
     """A user's correction count in one minute (minutes since the epoch)."""
     return f"tagger:ratelimit:{user}:{minute}"
+
+
+def label_users_key(name: str) -> str:
+    """The set of users who added new label ``name`` in a correction."""
+    return f"tagger:label:{name}:users"
