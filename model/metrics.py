@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["KS", "evaluate", "hits", "ndcg_at_k", "precision_at_k", "propensities", "psp_at_k", "topk_of"]
+__all__ = ["KS", "evaluate", "hits", "ndcg_at_k", "ndcg_rows", "precision_at_k", "precision_rows", "propensities",
+           "psp_at_k", "topk_of"]
 
 KS = (1, 3, 5)
 
@@ -43,7 +44,17 @@ def precision_at_k(topk: np.ndarray, y_true: sp.csr_matrix, k: int) -> float:
     >>> precision_at_k(np.array([[2, 1, 0], [1, 0, 3]]), y, 3)  # (2/3 + 1/3) / 2
     0.5
     """
-    return float(hits(topk[:, :k], y_true).sum(axis=1).mean() / k)
+    return float(precision_rows(topk, y_true, k).mean())
+
+
+def precision_rows(topk: np.ndarray, y_true: sp.csr_matrix, k: int) -> np.ndarray:
+    """P@k of each document: (n,) for topk (n, ≥k) label ids and y_true (n, L).
+
+    >>> y = sp.csr_matrix(np.array([[1, 0, 1, 0], [0, 1, 0, 0]]))
+    >>> precision_rows(np.array([[2, 1], [1, 0]]), y, 1).tolist()
+    [1.0, 1.0]
+    """
+    return hits(topk[:, :k], y_true).sum(axis=1) / k
 
 
 def _discounts(k: int) -> np.ndarray:
@@ -57,11 +68,16 @@ def ndcg_at_k(topk: np.ndarray, y_true: sp.csr_matrix, k: int) -> float:
     >>> round(ndcg_at_k(np.array([[1, 2, 0]]), y, 3), 4)  # (1/log2 3 + 1/log2 4) / (1 + 1/log2 3)
     0.6934
     """
+    return float(ndcg_rows(topk, y_true, k).mean())
+
+
+def ndcg_rows(topk: np.ndarray, y_true: sp.csr_matrix, k: int) -> np.ndarray:
+    """nDCG@k of each document: (n,); 0 for a document with no true label."""
     discount = _discounts(k)
     dcg = (hits(topk[:, :k], y_true) * discount[: min(k, topk.shape[1])]).sum(axis=1)
     n_true = np.minimum(np.diff(y_true.indptr), k)
     ideal = np.concatenate([[0.0], np.cumsum(discount)])[n_true]
-    return float(np.divide(dcg, ideal, out=np.zeros_like(dcg), where=ideal > 0).mean())
+    return np.divide(dcg, ideal, out=np.zeros_like(dcg), where=ideal > 0)
 
 
 def propensities(label_counts: np.ndarray, n_docs: int, a: float = 0.55, b: float = 1.5) -> np.ndarray:

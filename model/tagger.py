@@ -19,7 +19,7 @@ from model import checkpoint
 from model.data import Corpus, label_matrix
 from model.device import resolve_device
 from model.errors import ModelError
-from model.metrics import evaluate, propensities
+from model.metrics import evaluate, ndcg_rows, precision_rows, propensities
 from model.rank_ae import RankAE, predict_topk
 from model.text import Featurizer
 
@@ -74,6 +74,13 @@ class Tagger:
         ids, _ = self.topk(self.features(corpus.inputs), 5)
         scores = evaluate(ids, label_matrix(corpus.labels, self.label_names), self._propensities())
         return {**scores, "n_docs": float(len(corpus))}
+
+    def document_scores(self, corpus: Corpus) -> dict[str, np.ndarray]:
+        """P@1 and nDCG@5 of each document of a labelled corpus, (n,) each: what paired comparisons of two
+        models on the same documents need (labels the model never saw count as misses)."""
+        ids, _ = self.topk(self.features(corpus.inputs), 5)
+        y = label_matrix(corpus.labels, self.label_names)
+        return {"p@1": precision_rows(ids, y, 1), "ndcg@5": ndcg_rows(ids, y, 5)}
 
     def _propensities(self) -> np.ndarray | None:
         counts = np.asarray(self.metrics.get("label_counts", []), dtype=np.float64)

@@ -198,13 +198,14 @@ class LearnerSettings(_Group):
     """When ``tagger learn`` fine-tunes, on what, and when it promotes the result."""
 
     title: ClassVar[str] = "learner"
+    round_mode: str = setting("retrain", choices=("retrain", "finetune"))  # how a round makes its candidate
     finetune_every: int = setting(50, low=1)  # a round starts after this many new corrected documents ...
     finetune_interval_s: float = setting(300.0, above=0.0)  # ... or this long after the last round, if any
     finetune_min_examples: int = setting(10, low=1)  # no round on fewer corrected documents than this
-    finetune_epochs: int = setting(3, low=1)
-    finetune_lr: float = setting(5e-4, above=0.0)
+    finetune_epochs: int = setting(3, low=1)  # finetune rounds only
+    finetune_lr: float = setting(5e-4, above=0.0)  # finetune rounds only
     finetune_loss: str = setting("", choices=("", "margin", "bce"))  # empty: the live model's own loss
-    replay_ratio: float = setting(2.0, low=0.0)  # original training documents replayed per corrected document
+    replay_ratio: float = setting(2.0, low=0.0)  # finetune rounds: training documents replayed per correction
     corrections_slice: float = setting(0.2, above=0.0, below=1.0)  # share held out to judge a candidate
     promote_epsilon: float = setting(0.01, low=0.0)  # largest allowed drop of held-out P@1 and nDCG@5
     keep_versions: int = setting(5, low=1)  # model versions kept in the registry

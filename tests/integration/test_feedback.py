@@ -17,6 +17,7 @@ from model.tagger import Tagger
 from model.trainer import feedback_corpora, train
 from tests.integration.conftest import Stream, WorkerProcess, tagged_ids, wait_until
 from worker.learn.corrections import CorrectionClient, CorrectionRejected
+from worker.learn.labels import LabelBook
 from worker.learn.learner import Learner
 from worker.learn.registry import Registry, resolve
 from worker.services import Service
@@ -60,10 +61,11 @@ def tag_documents(client: redis.Redis, tagger: Tagger, docs: Corpus) -> None:
     TagWriter(client, doc_ttl_s=600).write(records, tagger.version)
 
 
-def settings(registry: Registry, redis_service: Service) -> Settings:
-    return Settings.of(model_dir=str(registry.root), redis_url=f"redis://{redis_service.address}/0",
-                          finetune_min_examples=20, finetune_every=20, finetune_epochs=8, finetune_lr=3e-3,
-                          promote_epsilon=0.02, tag_cut=0.5, metrics_port=0, metrics_host="127.0.0.1")
+def settings(registry: Registry, redis_service: Service, **overrides: object) -> Settings:
+    return Settings.of(**{"model_dir": str(registry.root), "redis_url": f"redis://{redis_service.address}/0",
+                          "finetune_min_examples": 20, "finetune_every": 20, "finetune_epochs": 8,
+                          "finetune_lr": 3e-3, "promote_epsilon": 0.02, "tag_cut": 0.5, "metrics_port": 0,
+                          "metrics_host": "127.0.0.1", **overrides})
 
 
 def test_corrections_are_validated_rate_limited_and_streamed(client: redis.Redis, registry: Registry) -> None:
@@ -86,9 +88,10 @@ def test_corrections_are_validated_rate_limited_and_streamed(client: redis.Redis
     assert rejected == {"unknown_document": 1, "unknown_label": 1, "rate_limited": 1}
 
 
-def submit_truth(client: redis.Redis, tagger: Tagger, docs: Corpus, noisy: bool = False) -> None:
+def submit_truth(client: redis.Redis, tagger: Tagger, docs: Corpus, noisy: bool = False,
+                 new_labels: LabelBook | None = None) -> None:
     """Users correct tags toward the true labels (or, noisy, toward random ones)."""
-    corrections = CorrectionClient(client, tagger.label_names, per_user_per_minute=10_000)
+    corrections = CorrectionClient(client, tagger.label_names, per_user_per_minute=10_000, new_labels=new_labels)
     rng = random.Random(5)
     for doc_id, truth, tags in zip(docs.ids, docs.labels, tagger.predict(docs.texts or [], 5), strict=True):
         target = set(rng.sample(tagger.label_names, 2)) if noisy else set(truth)
@@ -98,13 +101,14 @@ def submit_truth(client: redis.Redis, tagger: Tagger, docs: Corpus, noisy: bool 
             corrections.submit(doc_id, add, remove, f"user-{rng.randrange(20)}")
 
 
+@pytest.mark.parametrize("mode", ["retrain", "finetune"])
 def test_helpful_corrections_promote_and_a_poisoned_round_is_rejected(
-        client: redis.Redis, registry: Registry, redis_service: Service) -> None:
+        client: redis.Redis, registry: Registry, redis_service: Service, mode: str) -> None:
     live = Tagger.load(resolve(registry.root), "cpu")
     docs = TEST.subset(range(300))
     tag_documents(client, live, docs)
     submit_truth(client, live, docs)
-    learner = Learner(settings(registry, redis_service), client)
+    learner = Learner(settings(registry, redis_service, round_mode=mode), client)
     stored = learner.ingest()
     assert stored > 50 and client.hlen(EXAMPLES) == stored
     assert client.xpending(CORRECTIONS, LEARNERS)["pending"] == 0  # acknowledged only after being stored
@@ -126,6 +130,35 @@ def test_helpful_corrections_promote_and_a_poisoned_round_is_rejected(
     runs = learner.metrics.registry.get_sample_value
     assert runs("tagger_finetune_runs_total", {"result": "promoted"}) == 1
     assert runs("tagger_finetune_runs_total", {"result": "rejected"}) == 1
+
+
+def test_a_label_new_to_the_model_is_admitted_by_three_users_and_learned(
+        client: redis.Redis, redis_service: Service, tmp_path: Path) -> None:
+    hidden = max({name for labels in TRAIN.labels for name in labels},
+                 key=lambda name: sum(name in labels for labels in TRAIN.labels))
+    seed_rows = [i for i, labels in enumerate(TRAIN.labels) if set(labels) - {hidden}]
+    seed = TRAIN.subset(seed_rows)
+    seed.labels = [[name for name in labels if name != hidden] for labels in seed.labels]
+    registry = Registry(tmp_path / "registry")
+    config = TrainConfig(epochs=20, lr=3e-3, min_df=1)
+    model = ModelConfig(embed_dim=32, latent_dim=16, label_hidden=32, pooling="sum")
+    checkpoint.save(train(seed, model, config), tmp_path / "seed", feedback_corpora(seed, config))
+    registry.publish(tmp_path / "seed")
+    live = Tagger.load(resolve(registry.root), "cpu")
+    assert hidden not in live.label_names
+    docs = TEST.subset(range(300))
+    tag_documents(client, live, docs)
+    learner = Learner(settings(registry, redis_service, label_min_users=3), client)
+    submit_truth(client, live, docs, new_labels=learner.labels)  # 20 users: each new label gets several
+    learner.ingest()
+    outcome = learner.run_round()
+    assert outcome.result == "promoted" and outcome.labels_added == [hidden], outcome
+    grown = Tagger.load(resolve(registry.root), "cpu")
+    assert grown.label_names == [*live.label_names, hidden]  # existing label ids unchanged
+    later = TEST.subset([i for i in range(300, len(TEST)) if hidden in TEST.labels[i]])
+    found = [hidden in {n for n, _ in tags} for tags in grown.predict(later.texts or [], 5)]
+    assert sum(found) / len(found) >= 0.5, f"recall@5 of the new label {sum(found)}/{len(found)}"
+    assert {p.name for p in learner.labels.proposals(set(grown.label_names))} == set()
 
 
 def test_rollback_restores_the_previous_predictions_exactly(registry: Registry, tmp_path: Path) -> None:

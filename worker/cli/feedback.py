@@ -142,19 +142,8 @@ def cmd_model_list(args: argparse.Namespace) -> int:
 
 
 def cmd_model_publish(args: argparse.Namespace) -> int:
-    """Copy a checkpoint into the registry and make it live; one whose label set or featurizer differs
-    from the live version's only with --force (workers following the registry would switch to it)."""
-    from model.checkpoint import interface_changes, load
-
-    new = load(args.checkpoint)  # refuse a damaged checkpoint before it can go live
-    registry = _registry(args)
-    if registry.is_registry(registry.root) and not args.force:
-        live = registry.current()
-        changes = interface_changes(load(registry.path(live)), new)
-        if changes:
-            raise ConfigError(f"{args.checkpoint} differs from the live version {live}: {'; '.join(changes)}. "
-                              "Workers serving this registry would switch to it; pass --force to publish it anyway")
-    version = registry.publish(args.checkpoint, note={"source": str(args.checkpoint)})
+    """Copy a checkpoint into the registry and make it live (see ``Registry.publish_checked``)."""
+    version = _registry(args).publish_checked(args.checkpoint, args.force)
     print(f"published {version}; it is live")
     return 0
 

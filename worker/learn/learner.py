@@ -21,12 +21,13 @@ Each step, in order:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +35,17 @@ import redis
 
 from model import checkpoint
 from model.checkpoint import TrainedModel
-from model.data import Corpus, hash_unit, label_matrix
+from model.data import Corpus, hash_unit
 from model.errors import ModelError, TaggerError
-from model.finetune import FineTuneConfig, fine_tune
 from model.tagger import Tagger
+from worker.learn import rounds
 from worker.learn.corrections import (
     CorrectionRejected,
     corrected_labels,
     parse_entry,
     validate,
 )
+from worker.learn.labels import LabelBook
 from worker.learn.registry import Registry
 from worker.metrics import LearnerMetrics, serve_http
 from worker.settings import Settings
@@ -66,6 +68,8 @@ class RoundResult:
     candidate: dict[str, float]
     version: str = ""  # the new live version when promoted
     seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per step: load, train, judge, promote
+    labels_added: list[str] = field(default_factory=list)  # admitted new labels the candidate knows
 
 
 class Learner:
@@ -78,6 +82,7 @@ class Learner:
         self.client = client or connect(settings.redis, wait=False)
         self.registry = Registry(settings.model.model_dir)
         self.metrics = metrics or LearnerMetrics(self.client)
+        self.labels = LabelBook.from_settings(self.client, settings.corrections)
         self.stopping = threading.Event()
         self.consumer = f"learner-{int(time.time())}"
         self.new_examples = 0
@@ -130,7 +135,7 @@ class Learner:
     def _store_example(self, fields: dict[bytes, bytes], labels: set[str]) -> int:
         try:
             correction = parse_entry(fields)
-            validate(correction, labels)
+            validate(correction, labels, self.labels.open)
             text, tags = self._document(correction.doc_id)
         except CorrectionRejected as rejected:
             self.client.hincrby(REJECTED, rejected.reason, 1)
@@ -163,84 +168,69 @@ class Learner:
         return self.new_examples >= self.rounds.finetune_every or waited >= self.rounds.finetune_interval_s
 
     def run_round(self) -> RoundResult:
-        """Fine-tune, judge, and promote or reject; every outcome is recorded."""
+        """Make a candidate, judge it, and promote or reject it; every outcome is recorded."""
         started = time.perf_counter()
         self.new_examples, self.last_round = 0, time.monotonic()
+        timings: dict[str, float] = {}
         try:
-            outcome = self._round()
+            outcome = self._round(timings)
         except (TaggerError, ValueError, RuntimeError) as err:
-            log.exception("fine-tune round failed")
+            log.exception("learning round failed")
             outcome = RoundResult("failed", f"{type(err).__name__}: {err}", {}, {})
-        seconds = time.perf_counter() - started
-        outcome = RoundResult(outcome.result, outcome.reason, outcome.live, outcome.candidate, outcome.version,
-                              seconds)
+        outcome = dataclasses.replace(outcome, seconds=time.perf_counter() - started, timings=timings)
         self._record(outcome)
         return outcome
 
-    def _round(self) -> RoundResult:
+    def _round(self, timings: dict[str, float]) -> RoundResult:
+        clock = _Stopwatch(timings)
         live_dir = self.registry.path(self.registry.current())
         live = checkpoint.load(live_dir)
         heldout, replay = checkpoint.load_corpus(live_dir, "heldout"), checkpoint.load_corpus(live_dir, "replay")
         if heldout is None or replay is None:
             raise ModelError(f"{live_dir} has no heldout/replay sets; retrain it with tagger train (text data)")
-        train_set, judge_set = self._examples()
+        new_labels = self.labels.admitted(set(live.label_names)) if self.rounds.round_mode == "retrain" else []
+        names = [*live.label_names, *new_labels]
+        train_set, judge_set = self._examples(set(names))
+        clock.lap("load")
         if not len(judge_set) or not len(train_set):
             return RoundResult("rejected", "too few corrected documents to hold a slice out", {}, {})
+        trained = rounds.candidate(live, replay, train_set, names, self.rounds)
+        clock.lap("train")
         tagger = Tagger(live.model, live.featurizer, live.label_names, live.version, live.metrics)
-        candidate = self._fine_tune(tagger, train_set, replay)
-        scores = {name: {"heldout": t.evaluate(heldout), "slice": t.evaluate(judge_set)}
-                  for name, t in (("live", tagger), ("candidate", candidate))}
-        verdict = self._verdict(scores["live"], scores["candidate"])
-        summary = {name: _summary(s) for name, s in scores.items()}
-        if verdict:
-            return RoundResult("rejected", verdict, summary["live"], summary["candidate"])
-        version = self._promote(live, candidate, scores["candidate"]["heldout"], {"heldout": heldout,
-                                                                                 "replay": replay})
-        return RoundResult("promoted", "held-out within epsilon and corrections improved", summary["live"],
-                           summary["candidate"], version)
+        judged = {name: (t.document_scores(heldout), t.evaluate(judge_set), t.evaluate(heldout))
+                  for name, t in (("live", tagger), ("candidate", rounds.as_tagger(trained)))}
+        reason = rounds.verdict({n: j[0] for n, j in judged.items()}, {n: j[1] for n, j in judged.items()},
+                                self.rounds.promote_epsilon)
+        summary = {n: _summary({"heldout": j[2], "slice": j[1]}) for n, j in judged.items()}
+        clock.lap("judge")
+        if reason:
+            return RoundResult("rejected", reason, summary["live"], summary["candidate"], labels_added=new_labels)
+        trained = dataclasses.replace(trained, metrics=judged["candidate"][2])  # accepted with held-out scores
+        version = self._promote(live.version, trained, {"heldout": heldout, "replay": replay})
+        clock.lap("promote")
+        return RoundResult("promoted", "held-out within the guard and corrections improved", summary["live"],
+                           summary["candidate"], version, labels_added=new_labels)
 
-    def _examples(self) -> tuple[Corpus, Corpus]:
-        """(train, judge) examples; a document's side is fixed by a hash of its id."""
+    def _examples(self, names: set[str]) -> tuple[Corpus, Corpus]:
+        """(train, judge) examples, their labels cut to ``names``; a document's side is fixed by a hash of its
+        id. A document left with no label (only new labels that are not admitted) waits for a later round."""
         stored: dict[Any, Any] = self.client.hgetall(EXAMPLES)
         raw = {k.decode(): json.loads(v) for k, v in stored.items()}
-        ids = sorted(raw)
+        labels = {i: [name for name in example["labels"] if name in names] for i, example in raw.items()}
+        ids = sorted(i for i in raw if labels[i])
         judge = [i for i in ids if hash_unit(i) < self.rounds.corrections_slice]
         train = [i for i in ids if hash_unit(i) >= self.rounds.corrections_slice]
 
         def corpus(chosen: list[str]) -> Corpus:
-            return Corpus(chosen, [raw[i]["labels"] for i in chosen], texts=[raw[i]["text"] for i in chosen])
+            return Corpus(chosen, [labels[i] for i in chosen], texts=[raw[i]["text"] for i in chosen])
 
         return corpus(train), corpus(judge)
 
-    def _fine_tune(self, live: Tagger, examples: Corpus, replay: Corpus) -> Tagger:
-        r = self.rounds
-        config = FineTuneConfig(epochs=r.finetune_epochs, lr=r.finetune_lr, replay_ratio=r.replay_ratio,
-                                loss=r.finetune_loss)
-        model = fine_tune(live.model, live.features(examples.texts or []),
-                          label_matrix(examples.labels, live.label_names), live.features(replay.texts or []),
-                          label_matrix(replay.labels, live.label_names), config)
-        return Tagger(model, live.featurizer, live.label_names, "", live.metrics)
-
-    def _verdict(self, live: dict[str, dict[str, float]], candidate: dict[str, dict[str, float]]) -> str:
-        """Empty when the candidate may be promoted, else the reason it may not."""
-        eps = self.rounds.promote_epsilon
-        for metric in ("p@1", "ndcg@5"):
-            drop = live["heldout"][metric] - candidate["heldout"][metric]
-            if drop > eps:
-                return f"held-out {metric} dropped by {drop:.4f} (more than epsilon {eps})"
-        if candidate["slice"]["ndcg@5"] <= live["slice"]["ndcg@5"]:
-            return (f"corrections slice nDCG@5 did not improve ({live['slice']['ndcg@5']:.4f} -> "
-                    f"{candidate['slice']['ndcg@5']:.4f})")
-        return ""
-
-    def _promote(self, live: checkpoint.Checkpoint, candidate: Tagger, heldout_scores: dict[str, float],
-                 corpora: dict[str, Corpus]) -> str:
-        trained = TrainedModel(candidate.model, live.featurizer, live.label_names, live.train_config,
-                               heldout_scores, [], live.metrics.get("label_counts", []),
-                               int(live.metrics.get("n_train", 0)))
+    def _promote(self, live_version: str, trained: TrainedModel, corpora: dict[str, Corpus]) -> str:
+        """Save the candidate with the live model's held-out and replay sets, publish it, prune old ones."""
         with tempfile.TemporaryDirectory(dir=self.registry.root) as tmp:
             checkpoint.save(trained, Path(tmp) / "candidate", corpora)
-            version = self.registry.publish(Path(tmp) / "candidate", note={"from": live.version})
+            version = self.registry.publish(Path(tmp) / "candidate", note={"from": live_version})
         removed = self.registry.prune(self.rounds.keep_versions)
         log.info("promoted %s (pruned %s)", version, removed or "nothing")
         return version
@@ -263,3 +253,16 @@ def _summary(scores: dict[str, dict[str, float]]) -> dict[str, Any]:
     return {f"{part}_{metric}": round(values[metric], 4) for part, values in scores.items()
             for metric in ("p@1", "ndcg@5")}
 
+
+
+class _Stopwatch:
+    """Seconds per step of a round, into ``laps`` (step name -> seconds since the previous lap)."""
+
+    def __init__(self, laps: dict[str, float]) -> None:
+        self.laps, self.last = laps, time.perf_counter()
+
+    def lap(self, step: str) -> None:
+        """Close ``step``: the time since the last lap."""
+        now = time.perf_counter()
+        self.laps[step] = round(now - self.last, 3)
+        self.last = now

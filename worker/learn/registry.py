@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from model.checkpoint import read_meta
-from model.errors import CheckpointError
+from model.errors import CheckpointError, ConfigError
 
 __all__ = ["Registry", "VersionInfo", "resolve"]
 
@@ -77,6 +77,22 @@ class Registry:
         if make_current:
             self.set_current(version, "promote")
         return version
+
+    def publish_checked(self, checkpoint_dir: Path, force: bool = False) -> str:
+        """``tagger model publish``: load the checkpoint in full (a damaged one never goes live), refuse one
+        whose label set or featurizer differs from the live version's unless ``force`` (workers following
+        the registry would switch to it), then publish it as the live version."""
+        from model.checkpoint import interface_changes, load  # here: loads torch, which listing does not need
+
+        new = load(checkpoint_dir)
+        if self.is_registry(self.root) and not force:
+            live = self.current()
+            changes = interface_changes(load(self.path(live)), new)
+            if changes:
+                raise ConfigError(f"{checkpoint_dir} differs from the live version {live}: {'; '.join(changes)}. "
+                                  "Workers serving this registry would switch to it; pass --force to publish it "
+                                  "anyway")
+        return self.publish(checkpoint_dir, note={"source": str(checkpoint_dir)})
 
     def set_current(self, version: str, action: str, **details: Any) -> None:
         """Point CURRENT at ``version`` (atomic rename) and record why."""

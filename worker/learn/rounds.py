@@ -1,0 +1,101 @@
+"""One learning round: a candidate model from the live one and the corrected examples, and the guard.
+
+Two ways to make the candidate (``TAGGER_ROUND_MODE``):
+
+- ``retrain`` (the default): train a fresh model, with the live model's own configuration, on the
+  replayed training documents plus every corrected example so far. The vocabulary is refitted (the
+  stream's new words count), the label set is the live one with admitted new labels appended (existing
+  label ids never change), and early stopping works as in ``tagger train``. Measured on Stack Exchange
+  cooking (docs/results.md): a live model seeded on the first 15% gained as much per round this way as
+  a model retrained on clean labels, and more than a fine-tune nudge did.
+- ``finetune``: a few epochs at a small rate on the examples mixed with replay, starting from the live
+  weights (``TAGGER_FINETUNE_EPOCHS``, ``_LR``, ``TAGGER_REPLAY_RATIO``): faster, but it cannot learn new
+  words or new labels; new labels wait for a ``retrain`` round or ``tagger train``.
+
+The guard compares live and candidate on the same documents: the live model's fixed held-out set and the
+held-out slice of corrections. Held-out P@1 and nDCG@5 may drop by at most ``TAGGER_PROMOTE_EPSILON``
+beyond what chance explains: with per-document differences d (candidate − live), a drop counts only when
+it exceeds epsilon plus ``Z`` standard errors of the mean of d, so a few hundred held-out documents cannot
+veto a round on noise alone, while a real loss (a poisoned round) still does. The slice's nDCG@5 must
+improve.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from model.checkpoint import Checkpoint, TrainedModel
+from model.config import ModelConfig
+from model.data import Corpus, label_matrix
+from model.finetune import FineTuneConfig, fine_tune
+from model.tagger import Tagger
+from model.trainer import train
+from worker.settings import LearnerSettings
+
+__all__ = ["ROUND_MODES", "Z", "as_tagger", "candidate", "paired_drop", "verdict"]
+
+ROUND_MODES = ("retrain", "finetune")
+Z = 1.645  # one-sided 95%: a held-out drop must be this many standard errors beyond epsilon to reject
+
+
+def candidate(live: Checkpoint, replay: Corpus, examples: Corpus, names: list[str],
+              settings: LearnerSettings) -> TrainedModel:
+    """The round's candidate over label set ``names`` (the live labels, then admitted new ones)."""
+    if settings.round_mode == "finetune":
+        return _fine_tuned(live, replay, examples, settings)
+    config = live.model.config
+    if settings.finetune_loss:
+        config = ModelConfig.from_dict({**config.to_dict(), "loss": settings.finetune_loss})
+    corpus = Corpus(replay.ids + examples.ids, replay.labels + examples.labels,
+                    texts=(replay.texts or []) + (examples.texts or []))
+    return train(corpus, config, live.train_config, label_names=names)
+
+
+def as_tagger(trained: TrainedModel) -> Tagger:
+    """A candidate as a Tagger, to judge it (with what PSP@k needs: training counts per label)."""
+    counts = {"label_counts": trained.label_counts, "n_train": trained.n_train}
+    return Tagger(trained.model, trained.featurizer, trained.label_names, "", {**trained.metrics, **counts})
+
+
+def _fine_tuned(live: Checkpoint, replay: Corpus, examples: Corpus, settings: LearnerSettings) -> TrainedModel:
+    config = FineTuneConfig(epochs=settings.finetune_epochs, lr=settings.finetune_lr,
+                            replay_ratio=settings.replay_ratio, loss=settings.finetune_loss)
+    tagger = Tagger(live.model, live.featurizer, live.label_names, live.version, live.metrics)
+    model = fine_tune(live.model, tagger.features(examples.texts or []),
+                      label_matrix(examples.labels, live.label_names), tagger.features(replay.texts or []),
+                      label_matrix(replay.labels, live.label_names), config)
+    return TrainedModel(model, live.featurizer, live.label_names, live.train_config, {}, [],
+                        list(live.metrics.get("label_counts", [])), int(live.metrics.get("n_train", 0)))
+
+
+def paired_drop(live: np.ndarray, new: np.ndarray) -> tuple[float, float]:
+    """(mean drop, its standard error) from per-document scores of two models on the same documents.
+
+    >>> drop, se = paired_drop(np.array([1.0, 1.0, 0.0, 1.0]), np.array([1.0, 0.0, 0.0, 1.0]))
+    >>> round(drop, 3), round(se, 3)
+    (0.25, 0.25)
+    """
+    d = np.asarray(live, dtype=np.float64) - np.asarray(new, dtype=np.float64)
+    if d.size < 2:
+        return float(d.mean()) if d.size else 0.0, 0.0
+    return float(d.mean()), float(d.std(ddof=1) / math.sqrt(d.size))
+
+
+def verdict(heldout: dict[str, dict[str, np.ndarray]], judged: dict[str, dict[str, float]],
+            epsilon: float) -> str:
+    """Empty when the candidate may be promoted, else why not.
+
+    heldout: model ("live", "candidate") -> metric ("p@1", "ndcg@5") -> per-document scores (n,);
+    judged: model -> metric -> mean on the corrections slice.
+    """
+    for metric in ("p@1", "ndcg@5"):
+        drop, se = paired_drop(heldout["live"][metric], heldout["candidate"][metric])
+        if drop > epsilon + Z * se:
+            return (f"held-out {metric} dropped by {drop:.4f}, more than epsilon {epsilon} plus {Z} standard "
+                    f"errors ({se:.4f})")
+    before, after = judged["live"]["ndcg@5"], judged["candidate"]["ndcg@5"]
+    if after <= before:
+        return f"corrections slice nDCG@5 did not improve ({before:.4f} -> {after:.4f})"
+    return ""
