@@ -108,6 +108,11 @@ class LearnerMetrics:
         self.heldout_p1 = Gauge("tagger_heldout_p_at_1", "Held-out P@1 in the last round", ["model"], registry=r)
         self.live_version = Gauge("tagger_live_model_info", "The registry's live version (value 1)", ["version"],
                                   registry=r)
+        self.labels = Gauge("tagger_labels_total", "Labels the live model knows", registry=r)
+        self.admitted = Counter("tagger_labels_admitted_total", "New labels from corrections in promoted models",
+                                registry=r)
+        self.rejected_in_a_row = Gauge("tagger_learner_rejected_in_a_row",
+                                       "Rounds rejected or failed since the last promotion", registry=r)
         for result in ("promoted", "rejected", "failed"):
             self.runs.labels(result)
         r.register(_RejectedCorrections(client))

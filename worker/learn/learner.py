@@ -53,7 +53,7 @@ from worker.store.client import read_tags
 from worker.store.connection import connect
 from worker.store.keys import CORRECTIONS, EXAMPLES, LEARNERS, REJECTED, doc_key, tags_key
 
-__all__ = ["Learner", "RoundResult"]
+__all__ = ["Learner", "RoundResult", "round_line"]
 
 log = logging.getLogger(__name__)
 
@@ -241,12 +241,33 @@ class Learner:
         for name, scores in (("live", outcome.live), ("candidate", outcome.candidate)):
             if scores:
                 self.metrics.heldout_p1.labels(name).set(scores["heldout_p@1"])
+        live = self.registry.current()
         self.metrics.live_version.clear()
-        self.metrics.live_version.labels(self.registry.current()).set(1)
-        if outcome.result != "promoted":
-            self.registry.record(outcome.result, self.registry.current(), reason=outcome.reason,
-                                 live=outcome.live, candidate=outcome.candidate)
-        log.info("fine-tune round %s in %.1f s: %s", outcome.result, outcome.seconds, outcome.reason)
+        self.metrics.live_version.labels(live).set(1)
+        self.metrics.labels.set(len(checkpoint.read_meta(self.registry.path(live)).labels))
+        if outcome.result == "promoted":
+            self.metrics.admitted.inc(len(outcome.labels_added))
+            self.metrics.rejected_in_a_row.set(0)
+        else:
+            self.metrics.rejected_in_a_row.inc()
+            self.registry.record(outcome.result, live, reason=outcome.reason, live=outcome.live,
+                                 candidate=outcome.candidate)
+        log.info("%s", round_line(outcome))
+
+
+def round_line(outcome: RoundResult) -> str:
+    """The one log line of a round: verdict, time per step, guard metrics of live and candidate, reason.
+
+    >>> print(round_line(RoundResult("promoted", "ok", {"heldout_p@1": 0.5}, {"heldout_p@1": 0.55}, "v2", 12.0,
+    ...                              {"train": 10.0}, ["sourdough"])))
+    round promoted in 12.0 s (train 10.0 s); new labels: sourdough; heldout_p@1 0.5000 -> 0.5500; ok
+    """
+    steps = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in outcome.timings.items())
+    metrics = "; ".join(f"{name} {outcome.live[name]:.4f} -> {outcome.candidate[name]:.4f}"
+                        for name in outcome.live if name in outcome.candidate)
+    added = f"; new labels: {', '.join(outcome.labels_added)}" if outcome.labels_added else ""
+    return (f"round {outcome.result} in {outcome.seconds:.1f} s ({steps}){added}; {metrics or 'not judged'}; "
+            f"{outcome.reason}")
 
 
 def _summary(scores: dict[str, dict[str, float]]) -> dict[str, Any]:
