@@ -174,7 +174,8 @@ class StreamSettings(_Group):
     title: ClassVar[str] = "stream"
     max_batch_docs: int = setting(256, low=1)  # a batch closes at this many documents ...
     max_batch_tokens: int = setting(65_536, low=1)  # ... or this many whitespace-separated tokens ...
-    max_wait_ms: int = setting(20, low=0)  # ... or this long after its first document arrived
+    max_wait_ms: int = setting(20, low=0)  # ... or this long after its first document arrived ...
+    min_wait_ms: int = setting(0, low=0)  # ... or, once the consumer has nothing more buffered, this long
     max_text_bytes: int = setting(200_000, low=1)  # longer documents are dead-lettered
     bad_share_limit: float = setting(0.5, above=0.0, high=1.0)  # stop if more than this share of the window is bad
     bad_window: int = setting(200, low=1)  # messages in that window

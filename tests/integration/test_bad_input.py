@@ -168,7 +168,8 @@ def test_the_learner_rejects_poison_stream_entries_and_stores_every_good_one(
         ({**good[0], "add": '"abc"'}, "malformed"),  # a string, not a list: never split into labels
         ({**good[0], "add": "[1, 2]"}, "malformed"),
         ({**good[0], "ts": "yesterday"}, "malformed"),
-        ({**good[0], "add": json.dumps(["no-such-label"])}, "unknown_label"),
+        ({**good[0], "remove": json.dumps(["no-such-label"])}, "unknown_label"),  # adding one would propose it
+        ({**good[0], "add": json.dumps([" padded"])}, "bad_new_label"),
         ({**good[0], "add": json.dumps([f"l{i}" for i in range(10_000)])}, "too_many_labels"),
         ({**good[0], "id": "expired-or-never-tagged"}, "unknown_document"),
     ]

@@ -1,4 +1,4 @@
-"""Micro-batches close on size, tokens or deadline, whichever comes first (a fake clock, no sleeps)."""
+"""Micro-batches close on size, tokens, a drained consumer or deadline, whichever comes first (a fake clock)."""
 
 from __future__ import annotations
 
@@ -41,6 +41,26 @@ def test_closes_at_deadline_counted_from_the_first_record() -> None:
     assert not batcher.due()
     clock.now += 0.006
     assert batcher.due()
+
+
+def test_a_drained_consumer_closes_the_batch_before_its_deadline() -> None:
+    clock = FakeClock()
+    waiting = Batcher(max_docs=100, max_tokens=1000, max_wait_s=10, min_wait_s=0.005, clock=clock)
+    waiting.add(item(0))
+    waiting.drained()
+    assert not waiting.due()  # drained, but younger than min_wait_s
+    clock.now += 0.006
+    assert waiting.due()
+    batcher = Batcher(max_docs=100, max_tokens=1000, max_wait_s=10, clock=clock)
+    batcher.drained()  # no open batch: nothing to close
+    assert not batcher.due() and batcher.batch is None
+    batcher.add(item(0))
+    assert not batcher.due()
+    batcher.drained()
+    assert batcher.due()
+    batcher.take()
+    batcher.add(item(1))  # a new batch starts undrained
+    assert not batcher.due()
 
 
 def test_bad_records_ride_along_without_counting() -> None:

@@ -136,7 +136,7 @@ def run(script: list[Any], failures: int = 0, before: Callable[[Worker], None] =
     clients = Clients(ModelWatcher(Tagger("v1"), metrics), Writer(events, failures), Producer(events),
                       Consumer(events, stopping, script))
     settings = Settings(kafka=KafkaSettings(input_topic="docs", dlq_topic="docs.dlq"),
-                        stream=StreamSettings(**{"max_wait_ms": 60_000, **stream}))
+                        stream=StreamSettings(**{"max_wait_ms": 60_000, "min_wait_ms": 60_000, **stream}))
     worker = Worker(settings, clients, metrics, stopping)
     before(worker)
     worker.run()
@@ -147,6 +147,12 @@ def test_dead_letters_and_the_redis_write_are_acknowledged_before_the_commit() -
     events, _ = run([[record(0), record(1, b"{nope"), record(2)]])
     assert events == [("dead-letter", b"{nope"), ("write", ["d0", "d2"], "v1"), "dlq-flush", ("commit", {0: 3}),
                       "close", "producer-close"]
+
+
+def test_a_drained_consumer_flushes_a_small_batch_without_waiting_for_its_deadline() -> None:
+    events, _ = run([[record(0)], [record(1), record(2)]], min_wait_ms=0)  # each poll empties the buffer
+    assert [e for e in events if e[0] in ("write", "commit")] == [
+        ("write", ["d0"], "v1"), ("commit", {0: 1}), ("write", ["d1", "d2"], "v1"), ("commit", {0: 3})]
 
 
 def test_a_full_batch_is_flushed_at_once_and_the_rest_waits_for_the_next() -> None:

@@ -52,6 +52,7 @@ class Batch:
     items: list[Item] = field(default_factory=list)
     docs: int = 0
     tokens: int = 0
+    drained: bool = False  # the consumer had nothing more buffered after this batch's last record
 
     def good(self) -> list[Item]:
         """Items that carry a document."""
@@ -69,9 +70,10 @@ class Batch:
 class Batcher:
     """Accumulates items; ``due()`` says when the open batch must be flushed."""
 
-    def __init__(self, max_docs: int, max_tokens: int, max_wait_s: float,
+    def __init__(self, max_docs: int, max_tokens: int, max_wait_s: float, min_wait_s: float = 0.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.max_docs, self.max_tokens, self.max_wait_s = max_docs, max_tokens, max_wait_s
+        self.min_wait_s = min_wait_s  # a drained batch closes once this old
         self.clock = clock
         self.batch: Batch | None = None
 
@@ -94,10 +96,21 @@ class Batcher:
             return None
         return self.batch.opened_at + self.max_wait_s - self.clock()
 
+    def drained(self) -> None:
+        """The consumer has nothing more buffered: the open batch need not wait for its deadline.
+
+        Dynamic batching, as Triton's dynamic batcher does with a short queue delay (``min_wait_s``): an
+        idle stream's documents go out at once instead of paying the whole ``max_wait_s``, while under load
+        each poll returns a full batch, so batches stay large where throughput needs them."""
+        if self.batch is not None:
+            self.batch.drained = True
+
     def due(self) -> bool:
-        """The open batch must be flushed now: full, or its deadline has passed."""
-        left = self.time_left()
-        return left is not None and (left <= 0 or self.full())
+        """The open batch must be flushed now: full, drained (and ``min_wait_s`` old), or past its deadline."""
+        if self.batch is None:
+            return False
+        age = self.clock() - self.batch.opened_at
+        return age >= self.max_wait_s or self.full() or (self.batch.drained and age >= self.min_wait_s)
 
     def take(self) -> Batch | None:
         """Close and return the open batch (None when there is none)."""

@@ -70,7 +70,7 @@ class Worker(ConsumerRebalanceListener):
         kafka, s = settings.kafka, settings.stream
         self.settings, self.metrics, self.stopping = settings, metrics, stopping
         self.consumer, self.models = clients.consumer, clients.models
-        self.batcher = Batcher(s.max_batch_docs, s.max_batch_tokens, s.max_wait_ms / 1000)
+        self.batcher = Batcher(s.max_batch_docs, s.max_batch_tokens, s.max_wait_ms / 1000, s.min_wait_ms / 1000)
         self.dead_letters = DeadLetters(clients.producer, kafka.dlq_topic, metrics, stopping, s.shutdown_timeout_s)
         guard = BadInputGuard(s.bad_window, s.bad_share_limit, kafka.input_topic, kafka.dlq_topic)
         self.intake = Intake(s.max_text_bytes, self.dead_letters, guard)
@@ -139,6 +139,8 @@ class Worker(ConsumerRebalanceListener):
                 self.batcher.add(self.intake.item(message))
                 if self.batcher.full():
                     self._flush(Deadline.unbounded())
+        if sum(map(len, fetched.values())) < self.settings.stream.max_batch_docs:  # max_poll_records
+            self.batcher.drained()  # the poll emptied the consumer's buffer: nothing more to wait for
 
     def _flush(self, deadline: Deadline) -> None:
         """Steps 3-6 for the open batch; raises Abandoned if the write cannot finish by ``deadline``."""
