@@ -1,4 +1,4 @@
-"""Micro-batches close on size, tokens, a drained consumer or deadline, whichever comes first (a fake clock)."""
+"""Micro-batches close on size, tokens, an idle poll or deadline, whichever comes first (a fake clock)."""
 
 from __future__ import annotations
 
@@ -43,24 +43,21 @@ def test_closes_at_deadline_counted_from_the_first_record() -> None:
     assert batcher.due()
 
 
-def test_a_drained_consumer_closes_the_batch_before_its_deadline() -> None:
+def test_an_idle_poll_closes_the_batch_before_its_deadline() -> None:
     clock = FakeClock()
-    waiting = Batcher(max_docs=100, max_tokens=1000, max_wait_s=10, min_wait_s=0.005, clock=clock)
-    waiting.add(item(0))
-    waiting.drained()
-    assert not waiting.due()  # drained, but younger than min_wait_s
-    clock.now += 0.006
-    assert waiting.due()
-    batcher = Batcher(max_docs=100, max_tokens=1000, max_wait_s=10, clock=clock)
-    batcher.drained()  # no open batch: nothing to close
+    batcher = Batcher(max_docs=100, max_tokens=1000, max_wait_s=0.02, idle_wait_s=0.002, clock=clock)
+    assert batcher.poll_wait() == 0.1  # nothing open: polls may wait long
+    batcher.idle()  # no open batch: nothing to close
     assert not batcher.due() and batcher.batch is None
     batcher.add(item(0))
-    assert not batcher.due()
-    batcher.drained()
+    assert batcher.poll_wait() == 0.002 and not batcher.due()
+    batcher.idle()
     assert batcher.due()
     batcher.take()
-    batcher.add(item(1))  # a new batch starts undrained
+    batcher.add(item(1))  # a new batch starts busy
     assert not batcher.due()
+    clock.now += 0.0195
+    assert abs(batcher.poll_wait() - 0.0005) < 1e-9  # never past the deadline
 
 
 def test_bad_records_ride_along_without_counting() -> None:

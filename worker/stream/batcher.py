@@ -52,7 +52,7 @@ class Batch:
     items: list[Item] = field(default_factory=list)
     docs: int = 0
     tokens: int = 0
-    drained: bool = False  # the consumer had nothing more buffered after this batch's last record
+    idle: bool = False  # a poll while it was open waited idle_wait_s and brought nothing
 
     def good(self) -> list[Item]:
         """Items that carry a document."""
@@ -70,10 +70,10 @@ class Batch:
 class Batcher:
     """Accumulates items; ``due()`` says when the open batch must be flushed."""
 
-    def __init__(self, max_docs: int, max_tokens: int, max_wait_s: float, min_wait_s: float = 0.0,
+    def __init__(self, max_docs: int, max_tokens: int, max_wait_s: float, idle_wait_s: float | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.max_docs, self.max_tokens, self.max_wait_s = max_docs, max_tokens, max_wait_s
-        self.min_wait_s = min_wait_s  # a drained batch closes once this old
+        self.idle_wait_s = max_wait_s if idle_wait_s is None else min(idle_wait_s, max_wait_s)
         self.clock = clock
         self.batch: Batch | None = None
 
@@ -96,21 +96,27 @@ class Batcher:
             return None
         return self.batch.opened_at + self.max_wait_s - self.clock()
 
-    def drained(self) -> None:
-        """The consumer has nothing more buffered: the open batch need not wait for its deadline.
+    def poll_wait(self) -> float:
+        """How long the next poll may wait, in seconds: 0.1 with no batch open; with one, ``idle_wait_s``
+        at most (and never past the deadline), so that an idle stream is noticed quickly."""
+        left = self.time_left()
+        return 0.1 if left is None else max(0.0, min(left, self.idle_wait_s, 0.1))
 
-        Dynamic batching, as Triton's dynamic batcher does with a short queue delay (``min_wait_s``): an
-        idle stream's documents go out at once instead of paying the whole ``max_wait_s``, while under load
-        each poll returns a full batch, so batches stay large where throughput needs them."""
+    def idle(self) -> None:
+        """A poll of ``poll_wait()`` brought nothing: close the open batch without waiting for its deadline.
+
+        Dynamic batching, as Triton's dynamic batcher does with a short queue delay: an idle stream's
+        documents go out after ``idle_wait_s`` instead of the whole ``max_wait_s``. Under load every poll
+        brings records, so batches still fill to their limits where throughput needs them. (Closing when a
+        poll brought fewer records than its maximum was tried first: kafka-python hands out one partition's
+        fetched records at a time, so that closed batches early under a backlog and cut the drain rate.)"""
         if self.batch is not None:
-            self.batch.drained = True
+            self.batch.idle = True
 
     def due(self) -> bool:
-        """The open batch must be flushed now: full, drained (and ``min_wait_s`` old), or past its deadline."""
-        if self.batch is None:
-            return False
-        age = self.clock() - self.batch.opened_at
-        return age >= self.max_wait_s or self.full() or (self.batch.drained and age >= self.min_wait_s)
+        """The open batch must be flushed now: full, idle, or past its deadline."""
+        left = self.time_left()
+        return left is not None and (left <= 0 or self.full() or (self.batch is not None and self.batch.idle))
 
     def take(self) -> Batch | None:
         """Close and return the open batch (None when there is none)."""

@@ -70,7 +70,7 @@ class Worker(ConsumerRebalanceListener):
         kafka, s = settings.kafka, settings.stream
         self.settings, self.metrics, self.stopping = settings, metrics, stopping
         self.consumer, self.models = clients.consumer, clients.models
-        self.batcher = Batcher(s.max_batch_docs, s.max_batch_tokens, s.max_wait_ms / 1000, s.min_wait_ms / 1000)
+        self.batcher = Batcher(s.max_batch_docs, s.max_batch_tokens, s.max_wait_ms / 1000, s.idle_wait_ms / 1000)
         self.dead_letters = DeadLetters(clients.producer, kafka.dlq_topic, metrics, stopping, s.shutdown_timeout_s)
         guard = BadInputGuard(s.bad_window, s.bad_share_limit, kafka.input_topic, kafka.dlq_topic)
         self.intake = Intake(s.max_text_bytes, self.dead_letters, guard)
@@ -126,8 +126,7 @@ class Worker(ConsumerRebalanceListener):
         self.offsets.drop(partitions)
 
     def _poll_once(self) -> None:
-        left = self.batcher.time_left()
-        timeout_ms = 100 if left is None else max(0, min(100, int(left * 1000)))
+        timeout_ms = int(self.batcher.poll_wait() * 1000)
         try:
             fetched = self.consumer.poll(timeout_ms=timeout_ms)
         except (UnsupportedCodecError, CorruptRecordError) as err:
@@ -139,8 +138,8 @@ class Worker(ConsumerRebalanceListener):
                 self.batcher.add(self.intake.item(message))
                 if self.batcher.full():
                     self._flush(Deadline.unbounded())
-        if sum(map(len, fetched.values())) < self.settings.stream.max_batch_docs:  # max_poll_records
-            self.batcher.drained()  # the poll emptied the consumer's buffer: nothing more to wait for
+        if not fetched:
+            self.batcher.idle()  # the stream is idle: the open batch need not wait for its deadline
 
     def _flush(self, deadline: Deadline) -> None:
         """Steps 3-6 for the open batch; raises Abandoned if the write cannot finish by ``deadline``."""
