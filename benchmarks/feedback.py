@@ -19,9 +19,9 @@ true labels (removing shown tags that are wrong, adding missing ones, new labels
 ``--wrong`` share of random ones. The in-process learner ingests them and runs a guarded round; the
 benchmark waits until the worker serves a promoted version. After each round the live model is scored
 on the evaluation set beside the **ceiling**: the default preset retrained from scratch on the seed plus
-every reviewed document with its true labels. Arms: the margin loss at ``--wrong`` and at 0% wrong, and
-BCE fine-tuning at ``--wrong``. The first arm then takes a poisoned round (every correction wrong: the
-guard must keep CURRENT) and a one-user flood (the rate limit).
+every reviewed document with its true labels. Arms (the learner's loss, ``TAGGER_FINETUNE_LOSS``): the
+margin loss at ``--wrong`` and at 0% wrong, and BCE at ``--wrong``. The first arm then takes a poisoned
+round (every correction wrong: the guard must keep CURRENT) and a one-user flood (the rate limit).
 
 Prints the results as JSON and writes OUT/figures/feedback.json and OUT/figures/feedback.png: a new run
 folder ``runs/bench/feedback-*`` unless ``--out DIR`` says otherwise; ``--publish`` writes docs/.
@@ -270,8 +270,9 @@ def ingest_all(learner: Learner) -> int:
 
 
 def learner_settings(arm: Arm, root: Path, url: str, args: argparse.Namespace) -> Settings:
-    """The learner's settings: defaults, the arm's loss, and any fine-tuning flags given."""
-    tuned = {"finetune_epochs": args.ft_epochs, "finetune_lr": args.ft_lr, "promote_epsilon": args.epsilon}
+    """The learner's settings: defaults, the arm's loss, and any learner flags given."""
+    tuned = {"round_mode": args.round_mode, "finetune_epochs": args.ft_epochs, "finetune_lr": args.ft_lr,
+             "promote_epsilon": args.epsilon}
     return Settings.of(model_dir=str(root), redis_url=url, metrics_port=0, metrics_host="127.0.0.1",
                        finetune_loss=arm.loss, **{k: v for k, v in tuned.items() if v is not None})
 
@@ -352,7 +353,7 @@ class ArmRun:
         decided = time.perf_counter()
         swap = self.await_version(outcome.version) if outcome.result == "promoted" else None
         return outcome, {"examples": stored, "ingest": ingested - started, "round": outcome.seconds,
-                         "round_steps": dict(getattr(outcome, "timings", {}) or {}),
+                         "round_steps": dict(outcome.timings),
                          "swap": swap, "correction_to_live": None if swap is None else decided + swap - started}
 
     def decide(self) -> RoundResult:
@@ -381,7 +382,8 @@ class ArmRun:
         examples = seconds.pop("examples")
         return {"round": number, "docs": len(docs), "reviewed": len(reviewed), "corrections": users,
                 "examples": examples, "result": outcome.result, "reason": outcome.reason,
-                "version": outcome.version, "guard": {"live": outcome.live, "candidate": outcome.candidate},
+                "version": outcome.version, "labels_added": outcome.labels_added,
+                "guard": {"live": outcome.live, "candidate": outcome.candidate},
                 "seconds": _rounded(seconds)}
 
     def poisoned(self, reviewed: Corpus) -> dict[str, Any]:
@@ -497,9 +499,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--wrong", type=float, default=0.3, help="share of wrong corrections (margin, bce arms)")
     parser.add_argument("--hidden", type=int, default=5, help="labels kept out of the seed model")
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
-    parser.add_argument("--docs", type=int, help="use only the first N documents by id (--quick: 3000)")
+    parser.add_argument("--docs", type=int, help="use only the first N documents by id (--quick: 4000)")
     parser.add_argument("--epochs", type=int, help="epochs (and patience) of seed and ceiling training "
-                                                   "(default: the preset's; --quick 3)")
+                                                   "(default: the preset's; --quick 10)")
+    parser.add_argument("--round-mode", choices=("retrain", "finetune"),
+                        help="how the learner makes a candidate (default: its setting)")
     parser.add_argument("--ft-epochs", type=int, help="the learner's fine-tuning epochs (default: its setting)")
     parser.add_argument("--ft-lr", type=float, help="the learner's fine-tuning rate (default: its setting)")
     parser.add_argument("--epsilon", type=float, help="the learner's promotion epsilon (default: its setting)")
@@ -512,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
 def settle(args: argparse.Namespace) -> argparse.Namespace:
     """Fill the flags left unset with the full or the --quick defaults."""
     full = {"rounds": 6, "share": 0.3, "docs": None, "epochs": None}
-    quick = {"rounds": 2, "share": 0.2, "docs": 3000, "epochs": 3}
+    quick = {"rounds": 2, "share": 0.2, "docs": 4000, "epochs": 10}
     for name, value in (quick if args.quick else full).items():
         if getattr(args, name) is None:
             setattr(args, name, value)

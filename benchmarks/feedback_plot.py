@@ -19,16 +19,19 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, (p1_ax, hidden_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
     _curves(p1_ax, result, "p@1")
     _curves(hidden_ax, result, "hidden_recall@5")
     p1_ax.set(xlabel="correction round (0 = seed model)", ylabel="evaluation P@1 (%)",
               title="live model vs retrained ceiling")
-    hidden_ax.set(xlabel="correction round (0 = seed model)", ylabel="recall@5 of hidden labels (%)",
-                  title=f"labels new to the seed: {', '.join(result['hidden'])}")
+    hidden_ax.set(xlabel="correction round (0 = seed model)", ylabel="recall@5 of hidden labels (%)", ylim=(0, 100),
+                  title="labels hidden from the seed model")
+    hidden_ax.text(0.02, 0.97, "\n".join(result["hidden"]), transform=hidden_ax.transAxes, va="top", fontsize=8)
     for ax in (p1_ax, hidden_ax):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8)
     fig.suptitle(_title(result))
     fig.tight_layout()
