@@ -1,4 +1,4 @@
-"""``tagger learn``: corrections → examples → periodic guarded fine-tuning → promotion (hot swap).
+"""``tagger learn``: corrections → examples → periodic guarded learning rounds → promotion (hot swap).
 
 The learner is a process of its own rather than a thread of the worker: a fine-tuning round is seconds
 of CPU- or GPU-bound work that would otherwise hold the worker's loop (and its GIL) for far longer than
@@ -10,11 +10,13 @@ Each step, in order:
 2. For each: validate again (labels may have changed since submission), read the document's stored
    text and current tags, build the corrected label set (tags at or above the cut, minus ``remove``,
    plus ``add``) and store the example in the hash ``tagger:examples``; only then XACK it.
-3. Every ``finetune_every`` new examples, or ``finetune_interval_s`` after the last round: fine-tune a
-   copy of the live model on the examples (minus a held-out slice) mixed with replayed training data.
-4. Judge candidate and live model on the fixed held-out set kept with the model and on the held-out
-   slice of corrections. Promote only if held-out P@1 and nDCG@5 drop by at most ``promote_epsilon``
-   and the slice's nDCG@5 improves; otherwise reject and record why (history.jsonl, metrics).
+3. Every ``finetune_every`` new examples, or ``finetune_interval_s`` after the last round: make a candidate
+   (:mod:`worker.learn.rounds`: by default a fresh model retrained on the replayed training documents plus
+   every example so far, with the admitted new labels of :mod:`worker.learn.labels` appended).
+4. Judge candidate and live model on the same documents: the fixed held-out set kept with the model, and
+   the held-out slice of corrections. Promote only if held-out P@1 and nDCG@5 drop by no more than
+   ``promote_epsilon`` beyond chance and the slice's nDCG@5 improves; otherwise reject and record why
+   (history.jsonl, metrics, one log line per round).
 5. Promotion writes the candidate as a new registry version (atomic), points CURRENT at it, and
    prunes old versions.
 """
