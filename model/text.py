@@ -101,21 +101,23 @@ class Featurizer:
         return _l2_normalise(counts)
 
     def token_ids(self, text: str) -> list[int]:
-        """Feature ids of a text's known tokens, in order (for explanations)."""
-        return [self._index[t] for t in tokenize(text) if t in self._index]
+        """Feature ids of a text's known tokens, in order (for explanations, and per document when counting)."""
+        # One dict.get per token through map (the worker runs this for every document it tags).
+        return [i for i in map(self._index.get, tokenize(text)) if i is not None]
 
     def _count_tokens(self, texts: Sequence[str] | sp.csr_matrix) -> sp.csr_matrix:
         if isinstance(texts, sp.spmatrix | str):
             raise DataError("a text model needs a list of texts, not a feature matrix or one string")
-        rows: list[int] = []
         cols: list[int] = []
-        for row, text in enumerate(texts):
+        lengths: list[int] = []
+        for text in texts:
             ids = self.token_ids(text)
             cols.extend(ids)
-            rows.extend([row] * len(ids))
+            lengths.append(len(ids))
+        rows = np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)
         ones = np.ones(len(cols), dtype=np.float32)
         # COO → CSR sums duplicate (row, col) pairs: the term frequencies.
-        return sp.csr_matrix((ones, (rows, cols)), shape=(len(texts), self.n_features))
+        return sp.csr_matrix((ones, (rows, np.asarray(cols, dtype=np.int32))), shape=(len(texts), self.n_features))
 
     def _check_matrix(self, x: Sequence[str] | sp.csr_matrix) -> sp.csr_matrix:
         if not isinstance(x, sp.spmatrix):
