@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import redis
 
 from model import checkpoint
@@ -199,15 +200,15 @@ class Learner:
         trained = rounds.candidate(live, replay, train_set, names, self.rounds)
         clock.lap("train")
         tagger = Tagger(live.model, live.featurizer, live.label_names, live.version, live.metrics)
-        judged = {name: (t.document_scores(heldout), t.evaluate(judge_set), t.evaluate(heldout))
+        judged = {name: _judge(t, heldout, judge_set)
                   for name, t in (("live", tagger), ("candidate", rounds.as_tagger(trained)))}
-        reason = rounds.verdict({n: j[0] for n, j in judged.items()}, {n: j[1] for n, j in judged.items()},
-                                self.rounds.promote_epsilon)
-        summary = {n: _summary({"heldout": j[2], "slice": j[1]}) for n, j in judged.items()}
+        reason = rounds.verdict({n: j.heldout_rows for n, j in judged.items()},
+                                {n: j.slice_rows for n, j in judged.items()}, self.rounds.promote_epsilon)
+        summary = {n: _summary({"heldout": j.heldout, "slice": j.slice}) for n, j in judged.items()}
         clock.lap("judge")
         if reason:
             return RoundResult("rejected", reason, summary["live"], summary["candidate"], labels_added=new_labels)
-        trained = dataclasses.replace(trained, metrics=judged["candidate"][2])  # accepted with held-out scores
+        trained = dataclasses.replace(trained, metrics=judged["candidate"].heldout)  # accepted with these scores
         version = self._promote(live.version, trained, {"heldout": heldout, "replay": replay})
         clock.lap("promote")
         return RoundResult("promoted", "held-out within the guard and corrections improved", summary["live"],
@@ -270,6 +271,21 @@ def round_line(outcome: RoundResult) -> str:
     added = f"; new labels: {', '.join(outcome.labels_added)}" if outcome.labels_added else ""
     return (f"round {outcome.result} in {outcome.seconds:.1f} s ({steps}){added}; {metrics or 'not judged'}; "
             f"{outcome.reason}")
+
+
+@dataclass(frozen=True)
+class _Judgement:
+    """One model's scores in a round: per document for the guard, averaged for the record."""
+
+    heldout_rows: dict[str, np.ndarray]  # metric -> (n_heldout,)
+    slice_rows: dict[str, np.ndarray]  # metric -> (n_slice,)
+    heldout: dict[str, float]
+    slice: dict[str, float]
+
+
+def _judge(tagger: Tagger, heldout: Corpus, judge_set: Corpus) -> _Judgement:
+    return _Judgement(tagger.document_scores(heldout), tagger.document_scores(judge_set),
+                      tagger.evaluate(heldout), tagger.evaluate(judge_set))
 
 
 def _summary(scores: dict[str, dict[str, float]]) -> dict[str, Any]:

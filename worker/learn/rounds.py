@@ -17,7 +17,9 @@ held-out slice of corrections. Held-out P@1 and nDCG@5 may drop by at most ``TAG
 beyond what chance explains: with per-document differences d (candidate − live), a drop counts only when
 it exceeds epsilon plus ``Z`` standard errors of the mean of d, so a few hundred held-out documents cannot
 veto a round on noise alone, while a real loss (a poisoned round) still does. The slice's nDCG@5 must
-improve.
+improve: a candidate that learned nothing from the corrections is not worth a new version. (Relaxing that
+to "not significantly worse" was tried: it let a 1-epoch candidate trained on poisoned corrections through
+in the integration test, because it was no worse; kept strict.)
 """
 
 from __future__ import annotations
@@ -83,19 +85,19 @@ def paired_drop(live: np.ndarray, new: np.ndarray) -> tuple[float, float]:
     return float(d.mean()), float(d.std(ddof=1) / math.sqrt(d.size))
 
 
-def verdict(heldout: dict[str, dict[str, np.ndarray]], judged: dict[str, dict[str, float]],
+def verdict(heldout: dict[str, dict[str, np.ndarray]], judged: dict[str, dict[str, np.ndarray]],
             epsilon: float) -> str:
     """Empty when the candidate may be promoted, else why not.
 
-    heldout: model ("live", "candidate") -> metric ("p@1", "ndcg@5") -> per-document scores (n,);
-    judged: model -> metric -> mean on the corrections slice.
+    heldout, judged: model ("live", "candidate") -> metric -> per-document scores (n,), on the held-out set
+    and on the corrections slice.
     """
     for metric in ("p@1", "ndcg@5"):
         drop, se = paired_drop(heldout["live"][metric], heldout["candidate"][metric])
         if drop > epsilon + Z * se:
             return (f"held-out {metric} dropped by {drop:.4f}, more than epsilon {epsilon} plus {Z} standard "
                     f"errors ({se:.4f})")
-    before, after = judged["live"]["ndcg@5"], judged["candidate"]["ndcg@5"]
+    before, after = float(np.mean(judged["live"]["ndcg@5"])), float(np.mean(judged["candidate"]["ndcg@5"]))
     if after <= before:
         return f"corrections slice nDCG@5 did not improve ({before:.4f} -> {after:.4f})"
     return ""
