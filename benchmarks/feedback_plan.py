@@ -65,12 +65,6 @@ def without(corpus: Corpus, labels: Sequence[str]) -> Corpus:
                   texts=None if corpus.texts is None else [corpus.texts[i] for i in rows])
 
 
-def concat(parts: Sequence[Corpus]) -> Corpus:
-    """Text corpora one after the other."""
-    return Corpus([i for p in parts for i in p.ids], [labels for p in parts for labels in p.labels],
-                  texts=[t for p in parts for t in p.texts or []])
-
-
 def make_plan(corpus: Corpus, rounds: int, share: float, hidden: int, seed: int, limit: int | None) -> Plan:
     """Seed, rounds of stream, reviewed documents per round and evaluation set, with the hidden labels."""
     ordered = by_id(corpus, limit)
@@ -125,7 +119,7 @@ def ceiling_curve(plan: Plan, configs: tuple[ModelConfig, TrainConfig], start: d
     so far with its true labels; round 0 is the seed model (``start``)."""
     points = [{**start, "train_docs": len(plan.seed)}]
     for number in range(1, len(plan.reviewed) + 1):
-        corpus = concat([plan.seed, *plan.reviewed[:number]])
+        corpus = Corpus.concat([plan.seed, *plan.reviewed[:number]])
         trained = train(corpus, *configs)
         points.append({**scores(Tagger(trained.model, trained.featurizer, trained.label_names), plan),
                        "train_docs": len(corpus)})

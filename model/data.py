@@ -48,6 +48,12 @@ class Corpus:
         """What a featurizer consumes: the texts, or the feature matrix."""
         return self.texts if self.texts is not None else self.features
 
+    @classmethod
+    def concat(cls, parts: Sequence[Corpus]) -> Corpus:
+        """Text corpora one after the other."""
+        return cls([i for p in parts for i in p.ids], [labels for p in parts for labels in p.labels],
+                   texts=[t for p in parts for t in p.texts or []])
+
     def subset(self, rows: Sequence[int] | np.ndarray) -> Corpus:
         """The documents at ``rows``, in that order."""
         rows = np.asarray(rows, dtype=np.int64)

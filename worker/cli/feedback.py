@@ -11,6 +11,7 @@ from pathlib import Path
 
 from model.errors import ConfigError
 from worker.cli.running import run_until_signalled
+from worker.learn.labels import LabelBook, well_formed
 from worker.learn.registry import Registry
 from worker.settings import (
     CorrectionSettings,
@@ -85,16 +86,20 @@ def cmd_correct(args: argparse.Namespace) -> int:
     return 0
 
 
+def _label_book(settings: Settings) -> LabelBook:
+    from worker.store.connection import connect
+
+    return LabelBook.from_settings(connect(settings.redis, wait=False), settings.corrections)
+
+
 def cmd_labels_list(args: argparse.Namespace) -> int:
     """One line per label new to the live model: name, distinct users, and whether it is admitted."""
     from model.checkpoint import read_meta
-    from worker.learn.labels import LabelBook
     from worker.learn.registry import resolve
-    from worker.store.connection import connect
 
     settings = _settings(args)
     known = set(read_meta(resolve(settings.model.model_dir)).labels)
-    book = LabelBook.from_settings(connect(settings.redis, wait=False), settings.corrections)
+    book = _label_book(settings)
     print(f"live model: {len(known)} labels; a new label is admitted by {settings.corrections.label_min_users} "
           "distinct users or by `tagger labels add`")
     for p in book.proposals(known):
@@ -105,15 +110,12 @@ def cmd_labels_list(args: argparse.Namespace) -> int:
 
 def cmd_labels_add(args: argparse.Namespace) -> int:
     """Admit new labels now (the allow-list); the learner's next round adds them to the model."""
-    from worker.learn.labels import LabelBook, well_formed
-    from worker.store.connection import connect
 
     bad = [name for name in args.names if not well_formed(name)]
     if bad:
         raise ConfigError(f"not well-formed label name(s) {bad[:5]}: 1-100 printable characters, no surrounding "
                           "spaces")
-    settings = _settings(args)
-    LabelBook.from_settings(connect(settings.redis, wait=False), settings.corrections).allow(args.names)
+    _label_book(_settings(args)).allow(args.names)
     print(f"allowed {len(args.names)} label(s); the learner's next round adds them to the model")
     return 0
 

@@ -191,8 +191,8 @@ class Learner:
         heldout, replay = checkpoint.load_corpus(live_dir, "heldout"), checkpoint.load_corpus(live_dir, "replay")
         if heldout is None or replay is None:
             raise ModelError(f"{live_dir} has no heldout/replay sets; retrain it with tagger train (text data)")
-        new_labels = self.labels.admitted(set(live.label_names)) if self.rounds.round_mode == "retrain" else []
-        names = [*live.label_names, *new_labels]
+        names = rounds.label_set(live.label_names, self.labels.admitted(set(live.label_names)), self.rounds)
+        new_labels = names[len(live.label_names):]
         train_set, judge_set = self._examples(set(names))
         clock.lap("load")
         if not len(judge_set) or not len(train_set):

@@ -36,10 +36,16 @@ from model.tagger import Tagger
 from model.trainer import train
 from worker.settings import LearnerSettings
 
-__all__ = ["ROUND_MODES", "Z", "as_tagger", "candidate", "paired_drop", "verdict"]
+__all__ = ["ROUND_MODES", "Z", "as_tagger", "candidate", "label_set", "paired_drop", "verdict"]
 
 ROUND_MODES = ("retrain", "finetune")
 Z = 1.645  # one-sided 95%: a held-out drop must be this many standard errors beyond epsilon to reject
+
+
+def label_set(live_names: list[str], admitted: list[str], settings: LearnerSettings) -> list[str]:
+    """The candidate's labels: the live ones, then the admitted new ones where the mode can learn them
+    (a ``finetune`` round keeps the live model's output layer, so it cannot)."""
+    return [*live_names, *admitted] if settings.round_mode == "retrain" else list(live_names)
 
 
 def candidate(live: Checkpoint, replay: Corpus, examples: Corpus, names: list[str],
@@ -50,8 +56,7 @@ def candidate(live: Checkpoint, replay: Corpus, examples: Corpus, names: list[st
     config = live.model.config
     if settings.finetune_loss:
         config = ModelConfig.from_dict({**config.to_dict(), "loss": settings.finetune_loss})
-    corpus = Corpus(replay.ids + examples.ids, replay.labels + examples.labels,
-                    texts=(replay.texts or []) + (examples.texts or []))
+    corpus = Corpus.concat([replay, examples])
     return train(corpus, config, live.train_config, label_names=names)
 
 
