@@ -208,3 +208,59 @@ def test_a_new_model_is_swapped_in_at_the_next_batch() -> None:
 
     events, worker = run([[record(0)]], before=load)
     assert ("write", ["d0"], "v2") in events and worker.models.served.version == "v2"
+
+
+
+def run_with(tagger: Tagger, writer: Writer, script: list[Any], **stream: Any) -> Worker:
+    """As :func:`run`, with the given tagger and writer (whose events are the ones to look at)."""
+    def install(worker: Worker) -> None:
+        worker.models.served = tagger
+        worker.tagging.writer = writer
+    return run(script, before=install, **stream)[1]
+
+
+def test_the_next_batch_is_tagged_while_the_previous_one_is_written() -> None:
+    second_started = threading.Event()
+    overlapped: list[bool] = []
+
+    class MarkingTagger(Tagger):
+        def predict(self, texts: list[str], k: int) -> list[list[tuple[str, float]]]:
+            if texts[0] == "second":
+                second_started.set()
+            return super().predict(texts, k)
+
+    class WaitingWriter(Writer):
+        def write(self, records: list[TagRecord], version: str) -> list[bool]:
+            if records[0].doc_id == "d0":  # the second batch must be on the prediction thread by now
+                overlapped.append(second_started.wait(timeout=10))
+            return super().write(records, version)
+
+    events: Events = []
+    second = record(1, json.dumps({"id": "d1", "text": "second"}).encode())
+    run_with(MarkingTagger("v1"), WaitingWriter(events), [[record(0), second]], max_batch_docs=1)
+    assert overlapped == [True]
+    assert [e for e in events if e[0] in ("write", "commit")] == [("write", ["d0"], "v1"), ("write", ["d1"], "v1")]
+
+
+def test_a_failed_write_at_a_rebalance_drops_the_open_batch_too_and_commits_nothing(
+        caplog: pytest.LogCaptureFixture) -> None:
+    gate = threading.Event()
+    batches: list[int] = []
+
+    class GatedTagger(Tagger):
+        def predict(self, texts: list[str], k: int) -> list[list[tuple[str, float]]]:
+            batches.append(len(texts))
+            assert gate.wait(timeout=10)
+            return super().predict(texts, k)
+
+    def revoke(consumer: Consumer) -> None:
+        gate.set()  # the first batch gets its tags; its write fails and a rebalance allows no retry
+        consumer.listener.on_partitions_revoked([TP0])
+
+    events: Events = []
+    with caplog.at_level(logging.WARNING, logger="worker.stream.loop"):
+        worker = run_with(GatedTagger("v1"), Writer(events, failures=10**6),
+                          [[record(0), record(1), record(2)], revoke], max_batch_docs=2)
+    assert events == [("write", ["d0", "d1"], "v1")]  # d2's batch was launched, then dropped: never written
+    assert batches[0] == 2 and worker.offsets.pending == {} and not worker.predictor.busy()
+    assert "rebalance: batch not written" in caplog.text

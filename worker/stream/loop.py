@@ -3,35 +3,43 @@
 The loop, in order, and why each step sits where it does:
 
 1. ``poll`` with a timeout no longer than the open batch's remaining wait, so a deadline is never
-   overslept.
+   overslept (and no wait at all while a batch is being tagged, so its results are written as soon as
+   they are ready).
 2. Decode each record. A bad one is produced (asynchronously) to the dead-letter topic with a
    ``reason`` header, and still joins the batch, so its offset is committed with its neighbours'.
-3. When the batch is due (max documents, max tokens, or max wait since its first record): featurize
-   all its documents and run the model once, on the model's device.
+3. When the batch is due (max documents, max tokens, or max wait since its first record; or the stream
+   went idle): launch it on the prediction thread (featurize all its documents, run the model once, on
+   the model's device), which tags it while this thread consumes the next batch (``pipeline``). At most
+   one batch is in flight: the next one launches once the previous one's tags are taken, and that
+   previous batch then goes on to steps 4-6 here, on the loop's thread, while the new one is tagged.
 4. Write every result in one Redis pipeline. If Redis fails: pause the partitions, retry with
    exponential backoff (polling meanwhile keeps the group membership; records that still arrive, from
-   newly assigned partitions, wait in the next batch), resume once a write succeeds.
+   newly assigned partitions, wait in the next batch), resume once a write succeeds. Results of partitions
+   this worker no longer owns are never written or committed.
 5. Flush the dead-letter producer: a bad message is durable in the DLQ before its offset is committed; one
    the DLQ refuses is resent with backoff, its offset held back (a message too large for the producer is
    dead-lettered cut, with its original size in a ``truncated_from`` header).
-6. Commit, per partition, the batch's last offset + 1 — only after 4 and 5 succeeded. Nothing unwritten
-   is ever committed, so delivery is at-least-once and Redis writes are idempotent. If the broker is
-   unreachable, the commit gives up after ``COMMIT_TIMEOUT_MS``; its offsets are kept and committed later
-   (with backoff, merged with newer ones), so the loop never hangs on a commit and SIGTERM stays bounded.
+6. Commit, per partition, the batch's last offset + 1 — only after 4 and 5 succeeded. Batches are written
+   and committed in the order they were consumed, so nothing unwritten is ever committed: delivery is
+   at-least-once and Redis writes are idempotent. If the broker is unreachable, the commit gives up after
+   ``COMMIT_TIMEOUT_MS``; its offsets are kept and committed later (with backoff, merged with newer ones),
+   so the loop never hangs on a commit and SIGTERM stays bounded.
 
 While the group coordinator is unreachable the loop logs a warning at growing intervals (1, 2, 4 ... s)
 and says when the broker is back; kafka-python reconnects by itself with backoff.
 
 A new model version (``TAGGER_MODEL_DIR`` is a registry whose ``CURRENT`` changed) is loaded by a
-background thread and swapped in between batches (when idle, or at the start of the next flush), so
+background thread and swapped in between batches (when idle, or when the next batch launches), so
 every batch is tagged by exactly one fully loaded model and no record is skipped or tagged twice.
 
-On rebalance, the open batch is flushed (3-6) before partitions are revoked; if that fails it is dropped
-uncommitted and the partitions' new owner processes it again. On SIGTERM/SIGINT (``stop()``): polling
-stops, the open batch is flushed within ``shutdown_timeout_s``, the consumer commits and leaves the group.
+On rebalance, the batch in flight and the open batch are written and committed (3-6) before partitions
+are revoked; if a write fails they are dropped uncommitted (both: a batch is never committed past one that
+was not written) and the partitions' new owner processes them again. On SIGTERM/SIGINT (``stop()``):
+polling stops, both batches are written within ``shutdown_timeout_s``, the consumer commits and leaves.
 
-Steps live in: batcher (1, 3), intake (2), tagging (3, 4), dead_letters (5), offsets (6), deadline (the
-bounds on 4-5), health (broker warnings), watcher (hot swap); clients are connected before the loop (service).
+Steps live in: batcher (1, 3), intake (2), pipeline and tagging (3, 4), dead_letters (5), offsets (6),
+deadline (the bounds on 4-5), health (broker warnings), watcher (hot swap); clients are connected before
+the loop (service).
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ from worker.stream.health import KafkaHealth
 from worker.stream.intake import Intake
 from worker.stream.kafka import coordinator_reachable
 from worker.stream.offsets import COMMIT_TIMEOUT_MS, Offsets
+from worker.stream.pipeline import Predicted, Predictor
 from worker.stream.tagging import Tagging
 
 __all__ = ["Worker"]
@@ -76,6 +85,7 @@ class Worker(ConsumerRebalanceListener):
         self.intake = Intake(s.max_text_bytes, self.dead_letters, guard)
         self.tagging = Tagging(clients.writer, settings.model.top_k, metrics, stopping, s.redis_retry_max_s,
                                s.shutdown_timeout_s)
+        self.predictor = Predictor(self.tagging, self.models)
         self.offsets = Offsets(clients.consumer, metrics)
         self.health = KafkaHealth(metrics, functools.partial(coordinator_reachable, clients.consumer))
         self.assigned: set[TopicPartition] = set()
@@ -86,23 +96,26 @@ class Worker(ConsumerRebalanceListener):
         return bool(self.assigned) and self.health.decoding()
 
     def run(self) -> None:
-        """Poll → batch → predict → write → commit until stopped; then the last flush, bounded, and close."""
+        """Poll → batch → predict → write → commit until stopped; then the last batches, bounded, and close."""
         try:
             self.consumer.subscribe([self.settings.kafka.input_topic], listener=self)
             log.info("worker started: topic=%s group=%s model=%s device=%s", self.settings.kafka.input_topic,
                      self.settings.kafka.group_id, self.models.served.version, self.models.served.device)
             while not self.stopping.is_set():
-                self._poll_once()
+                fetched = self._poll_once()
                 self.health.check()
                 self.offsets.commit_if_due()
                 if self.batcher.due():
                     self._flush(Deadline.unbounded())
+                elif self.predictor.done() or (self.predictor.busy() and not fetched):
+                    self._finish(Deadline.unbounded())  # nothing else to do: wait for its tags, write them
                 elif self.models.pending() and self.batcher.batch is None:
                     self.models.swap()  # idle: swap now rather than with the next batch
-            self._flush(Deadline.from_timeout(self.settings.stream.shutdown_timeout_s))
+            self._drain(Deadline.from_timeout(self.settings.stream.shutdown_timeout_s))
         except Abandoned:
             log.warning("shutdown: the last batch could not be written in time; it stays uncommitted")
         finally:
+            self.predictor.close()
             self.consumer.close(autocommit=False, timeout_ms=COMMIT_TIMEOUT_MS)  # bounded if the broker is away
             self.dead_letters.close()
 
@@ -114,25 +127,26 @@ class Worker(ConsumerRebalanceListener):
         log.info("assigned %s", sorted(f"{tp.topic}/{tp.partition}" for tp in partitions))
 
     def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        """Partitions are being taken away: flush and commit what we hold, once, before letting go."""
+        """Partitions are being taken away: write and commit what we hold, once, before letting go."""
         partitions = set(revoked)
         if not self.in_retry:
             try:
-                self._flush(Deadline.from_timeout(0))
+                self._drain(Deadline.from_timeout(0))
             except Abandoned:
                 log.warning("rebalance: batch not written; the partitions' next owner will process it")
         self.assigned -= partitions
         self.metrics.assigned.set(len(self.assigned))
         self.offsets.drop(partitions)
 
-    def _poll_once(self) -> None:
-        timeout_ms = int(self.batcher.poll_wait() * 1000)
+    def _poll_once(self) -> bool:
+        """Steps 1-2; whether the poll brought any record. It does not wait while a batch is in flight."""
+        timeout_ms = 0 if self.predictor.busy() else int(self.batcher.poll_wait() * 1000)
         try:
             fetched = self.consumer.poll(timeout_ms=timeout_ms)
         except (UnsupportedCodecError, CorruptRecordError) as err:
             self.health.undecodable(err, {tp: self.consumer.position(tp) for tp in sorted(self.assigned)})
             self.stopping.wait(1.0)  # the stuck partition's fetch fails again at once: back off
-            return
+            return False
         for messages in fetched.values():
             for message in messages:
                 self.batcher.add(self.intake.item(message))
@@ -140,17 +154,40 @@ class Worker(ConsumerRebalanceListener):
                     self._flush(Deadline.unbounded())
         if not fetched:
             self.batcher.idle()  # the stream is idle: the open batch need not wait for its deadline
+        return bool(fetched)
 
     def _flush(self, deadline: Deadline) -> None:
-        """Steps 3-6 for the open batch; raises Abandoned if the write cannot finish by ``deadline``."""
+        """Launch the open batch (step 3) once the one in flight is taken; then steps 4-6 for that one."""
         batch = self.batcher.take()
         if batch is None:
             return
-        self.models.swap()
+        previous = self.predictor.take()
         self.metrics.batch_wait.observe(max(0.0, time.monotonic() - batch.opened_at))
-        tagger = self.models.served
-        records = self.tagging.predict(tagger, batch)
-        self.tagging.write(records, tagger.version, deadline, functools.partial(self._wait_for_redis, batch))
+        self.predictor.launch(batch)  # tagged while the previous batch is written
+        if previous is not None:
+            self._write(previous, deadline)
+
+    def _finish(self, deadline: Deadline) -> None:
+        """Steps 4-6 for the batch in flight, once it has its tags."""
+        done = self.predictor.take()
+        if done is not None:
+            self._write(done, deadline)
+
+    def _drain(self, deadline: Deadline) -> None:
+        """Write and commit every batch held (in flight, then open); Abandoned drops whatever is left."""
+        try:
+            self._flush(deadline)
+            self._finish(deadline)
+        except Abandoned:
+            self.predictor.discard()  # never commit a later batch past one that was not written
+            raise
+
+    def _write(self, done: Predicted, deadline: Deadline) -> None:
+        """Steps 4-6 for a tagged batch; raises Abandoned if the write cannot finish by ``deadline``."""
+        batch, owned = done.batch, {(tp.topic, tp.partition) for tp in self.assigned}
+        batch.items = [item for item in batch.items if (item.topic, item.partition) in owned]
+        records = [r for r in done.records if (r.topic, r.partition) in owned]
+        self.tagging.write(records, done.version, deadline, functools.partial(self._wait_for_redis, batch))
         self._resume()
         self.dead_letters.flush(deadline)
         self.offsets.store(batch.last_offsets())
