@@ -123,6 +123,13 @@ class WorkerRun(ServeProcess):
 
 
 
+def new_topic(broker: Service) -> str:
+    """A new topic with ``PARTITIONS`` partitions on ``broker``."""
+    name = f"bench-{uuid.uuid4().hex[:6]}"
+    create_topic(KafkaSettings(kafka_bootstrap_servers=broker.address), name, PARTITIONS)
+    return name
+
+
 @contextmanager
 def services(workdir: Path) -> Iterator[tuple[Service, Service]]:
     """A tansu broker and a redis-server, stopped on exit."""
@@ -149,13 +156,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     loaded = checkpoint.load(model)
     result: dict[str, Any] = {"data": args.data, "labels": len(loaded.label_names), "docs": args.docs,
                               "model": loaded.model.config.to_dict()}
-    with services(workdir) as (broker, redis):
-        def topic() -> str:
-            name = f"bench-{uuid.uuid4().hex[:6]}"
-            create_topic(KafkaSettings(kafka_bootstrap_servers=broker.address), name, PARTITIONS)
-            return name
-
-        backlog = topic()
+    # Each phase gets a fresh broker: tansu's memory engine slows and stalls after ~100k-400k documents
+    # in total, and the paced runs alone produce that many, so a shared broker would measure its own decay.
+    with services(workdir / "drain") as (broker, redis):
+        backlog = new_topic(broker)
         produce(broker.address, backlog, payloads(test, args.docs, backlog))
         result["bare_consume_docs_per_s"] = bare_consume_rate(broker.address, backlog, args.docs)
         worker = WorkerRun(broker, redis, model, backlog, workdir / "worker.log")
@@ -165,16 +169,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log.info("max %.0f docs/s, bare consume %.0f msg/s", result["max_docs_per_s"],
                  result["bare_consume_docs_per_s"])
 
-        single = topic()
+    with services(workdir / "single") as (broker, redis):
+        single = new_topic(broker)
         n_single = max(200, args.docs // 20)
         produce(broker.address, single, payloads(test, n_single, single))
         worker = WorkerRun(broker, redis, model, single, workdir / "worker1.log", TAGGER_MAX_BATCH_DOCS="1")
         result["batch1_docs_per_s"] = worker.drain_rate(n_single, 900)
         worker.terminate()
 
-        result["latency"] = {}
-        for share in (0.25, 0.5, 0.8):
-            paced = topic()
+    result["latency"] = {}
+    for share in (0.25, 0.5, 0.8):
+        with services(workdir / f"paced-{share}") as (broker, redis):
+            paced = new_topic(broker)
             worker = WorkerRun(broker, redis, model, paced, workdir / f"worker-{share}.log")
             rate = share * result["max_docs_per_s"]
             n = int(rate * args.seconds)
@@ -184,7 +190,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                              "p99_ms": 1000 * (worker.latency(0.99) or 0)}
             result["peak_rss_mib"] = max(result["peak_rss_mib"], worker.memory_mib("VmHWM"))
             worker.terminate()
-        result["hot_swap"] = hot_swap(broker, redis, model, test, topic(), result["max_docs_per_s"] / 2,
+    with services(workdir / "swap") as (broker, redis):
+        result["hot_swap"] = hot_swap(broker, redis, model, test, new_topic(broker), result["max_docs_per_s"] / 2,
                                       args.seconds, workdir)
     return result
 
