@@ -1,6 +1,6 @@
 """Streaming benchmark on the embedded broker: throughput, latency under load, batching gain, memory.
 
-    python -m benchmarks.stream --data reuters [--model DIR] [--docs 20000] [--epochs N]
+    python -m benchmarks.stream --data reuters [--model DIR] [--docs 20000] [--epochs N] [--processes N]
 
 For one model (trained here with the quality benchmark's settings, or given with --model) it measures:
 (a) the maximum sustained end-to-end rate — the worker (``tagger serve``, a subprocess) drains a
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import tempfile
 import threading
 import time
@@ -154,7 +155,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="stream-bench-"))
     model = args.model or model_for(train_corpus, workdir / "model", args.epochs)
     loaded = checkpoint.load(model)
-    result: dict[str, Any] = {"data": args.data, "labels": len(loaded.label_names), "docs": args.docs,
+    result: dict[str, Any] = {"data": args.data, "processes": args.processes, "labels": len(loaded.label_names),
+                              "docs": args.docs,
                               "model": loaded.model.config.to_dict()}
     # Each phase gets a fresh broker: tansu's memory engine slows and stalls after ~100k-400k documents
     # in total, and the paced runs alone produce that many, so a shared broker would measure its own decay.
@@ -235,7 +237,9 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=20_000, help="backlog size for the throughput runs")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each paced latency run")
     parser.add_argument("--epochs", type=int, help="train for this many epochs (speed does not depend on it)")
+    parser.add_argument("--processes", type=int, default=1, help="worker processes (TAGGER_PROCESSES)")
     args = parser.parse_args()
+    os.environ["TAGGER_PROCESSES"] = str(args.processes)  # every worker this run starts inherits it
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     print(json.dumps(run(args), indent=1))
 

@@ -220,6 +220,7 @@ class OpsSettings(_Group):
     metrics_host: str = "0.0.0.0"
     metrics_port: int = setting(9108, low=0, high=65535)  # /metrics, /healthz, /readyz; 0 picks a free port
     torch_threads: int = setting(0, low=0)  # torch's CPU threads in this process; 0 = one per core
+    processes: int = setting(1, low=1, high=256)  # serve: worker processes in the group, behind one endpoint
 
     def apply_torch_threads(self) -> None:
         """Cap torch's CPU threads (``torch_threads``), e.g. for a learner sharing a node with workers."""

@@ -60,10 +60,19 @@ class ServeProcess:
                    if labels.get("outcome") == "tagged")
 
     def memory_mib(self, field: str = "VmRSS") -> float:
-        """The process's resident set now (``VmRSS``) or at its peak (``VmHWM``), MiB."""
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        line = next(line for line in status.splitlines() if line.startswith(f"{field}:"))
-        return int(line.split()[1]) / 1024
+        """The resident set now (``VmRSS``) or at its peak (``VmHWM``), MiB, summed over the process and its
+        descendants (``--processes N`` runs its workers as children; a sum of peaks is an upper bound)."""
+        total, pids = 0.0, [self.process.pid]
+        while pids:
+            pid = pids.pop()
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+                pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+            except FileNotFoundError:  # exited meanwhile
+                continue
+            line = next(line for line in status.splitlines() if line.startswith(f"{field}:"))
+            total += int(line.split()[1]) / 1024
+        return total
 
     def terminate(self, timeout: float = 30) -> int:
         """SIGTERM and wait for the exit status."""

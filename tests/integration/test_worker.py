@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -196,3 +198,30 @@ def test_sigterm_during_a_redis_outage_exits_in_bounded_time_without_committing(
     wait_until(lambda: _metric(worker, "tagger_redis_errors_total") >= 1, 60, "a failed redis write")
     assert worker.terminate(timeout=20) == 0  # gives up on the unwritten batch after the shutdown timeout
     assert sum(stream.committed().values()) == 0  # and commits none of it
+
+
+def test_processes_share_the_partitions_behind_one_endpoint(stream: Stream,
+                                                           start_worker: Callable[..., WorkerProcess]) -> None:
+    worker = start_worker(TAGGER_PROCESSES="2")
+    worker.wait_ready(timeout=120)
+    samples = _scrape(worker)
+    assert samples["tagger_assigned_partitions"] == {(("process", "0"),): 2, (("process", "1"),): 2}
+    docs = stream.documents(400)
+    stream.produce([value for _, value in docs])
+    ids = [doc_id for doc_id, _ in docs]
+    wait_until(lambda: len(tagged_ids(stream.redis_url, ids)) == 400, 60, "all documents tagged")
+    tagged = {labels: v for labels, v in _scrape(worker)["tagger_messages_total"].items()
+              if ("outcome", "tagged") in labels}
+    assert sum(tagged.values()) == 400 and len(tagged) == 2 and all(v > 0 for v in tagged.values())
+    assert worker.terminate() == 0
+    assert sum(stream.committed().values()) == 400
+
+
+def test_a_process_that_dies_takes_the_group_down_with_its_status(stream: Stream,
+                                                                   start_worker: Callable[..., WorkerProcess]) -> None:
+    worker = start_worker(TAGGER_PROCESSES="2")
+    worker.wait_ready(timeout=120)
+    started = next(line for line in worker.log_path.read_text().splitlines() if "worker processes: pids" in line)
+    os.kill(json.loads(started.split("pids ", 1)[1])[1], signal.SIGKILL)
+    assert worker.process.wait(60) == 128 + signal.SIGKILL
+    assert "tagger-worker-1 exited with status -9; stopping the others" in worker.log_path.read_text()

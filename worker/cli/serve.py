@@ -30,11 +30,17 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Run the worker until SIGTERM/SIGINT."""
-    from worker.stream.service import Service
-
+    """Run the worker (or ``--processes`` workers) until SIGTERM/SIGINT."""
     settings = load(os.environ, vars(args))
     log.info("settings: %s", settings)
+    if settings.ops.processes > 1:
+        from worker.stream.processes import ProcessGroup
+
+        group = ProcessGroup(settings, settings.ops.processes)
+        run_until_signalled(group)
+        return group.exit_code
+    from worker.stream.service import Service
+
     settings.ops.apply_torch_threads()
     run_until_signalled(Service(settings))
     return 0
