@@ -3,18 +3,21 @@
     python -m benchmarks.profile_worker [--datasets reuters cooking] [--docs 20000] [--model DIR] [--json FILE]
 
 Pre-loads ``--docs`` documents into a fresh 4-partition topic on the embedded broker, starts the worker
-(the default model, 5 epochs, or ``--model``), and samples its main loop with py-spy (``pip install
+(the default model, 5 epochs, or ``--model``), and samples its threads with py-spy (``pip install
 py-spy``) at 200 Hz while it drains the backlog into Redis. Each sample's innermost frame of interest names
 its stage (first match from the innermost frame outwards):
 
     poll/decode  kafka-python fetching and decoding record batches (``kafka/``)
-    parse        JSON decoding and validation (``worker/messages.py``)
+    parse        JSON decoding and validation (``worker/stream/messages.py``)
     featurize    tokenising and tf-idf (``model/text.py``)
     model        the Rank-AE forward pass and top-k (``torch``, ``model/rank_ae.py``)
-    redis        building and sending the write pipeline (``redis/``, ``worker/store.py``)
-    other        everything else on the loop thread (the batcher, metrics, commit bookkeeping, idle)
+    redis        building and sending the write pipeline (``redis/``, ``worker/store/``)
+    other        everything else (the batcher, metrics, commit bookkeeping)
 
-Prints one markdown table: share of samples and estimated µs per document per stage.
+and its thread: ``prediction`` (the pipeline's thread, ``concurrent/futures/thread.py`` in the stack) or
+``loop``. py-spy leaves out idle threads, so a sample is 5 ms of one thread running (or waiting for the GIL).
+
+Prints one markdown table: share of samples and thread-µs per document per stage and thread.
 """
 
 from __future__ import annotations
@@ -40,26 +43,31 @@ log = logging.getLogger("benchmarks.profile_worker")
 
 # (stage, path fragments of a frame's file that place a sample in it), tried from the innermost frame out.
 STAGES = (
-    ("parse", ("worker/messages.py", "json/")),
+    ("parse", ("stream/messages.py", "json/")),
     ("featurize", ("model/text.py",)),
     ("model", ("torch/", "model/rank_ae.py")),
-    ("redis", ("redis/", "worker/store.py")),
+    ("redis", ("redis/", "worker/store/")),
     ("poll/decode", ("kafka/",)),
 )
 
 
-def stage_of(stack: str) -> str:
-    """The stage of one collapsed py-spy stack (frames ``func (file:line)`` joined by ``;``, outermost first)."""
+RATE_HZ = 200
+
+
+def stage_of(stack: str) -> tuple[str, str]:
+    """(stage, thread) of one collapsed py-spy stack (frames ``func (file:line)`` joined by ``;``, outermost
+    first)."""
+    thread = "prediction" if "concurrent/futures/thread.py" in stack else "loop"
     for frame in reversed(stack.split(";")):
         for stage, fragments in STAGES:
             if any(fragment in frame for fragment in fragments):
-                return stage
-    return "other"
+                return stage, thread
+    return "other", thread
 
 
-def profile(raw: Path) -> Counter[str]:
-    """Samples per stage from py-spy's ``--format raw`` output (one ``stack count`` line per stack)."""
-    samples: Counter[str] = Counter()
+def profile(raw: Path) -> Counter[tuple[str, str]]:
+    """Samples per (stage, thread) from py-spy's ``--format raw`` output (one ``stack count`` line per stack)."""
+    samples: Counter[tuple[str, str]] = Counter()
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if stack and count.isdigit():
@@ -89,7 +97,7 @@ def main() -> None:
             raw = workdir / f"{name}.raw"
             worker = WorkerRun(broker, redis, model, topic, workdir / f"{name}-worker.log", TAGGER_TORCH_THREADS="1")
             try:
-                sampler = subprocess.Popen([spy, "record", "--pid", str(worker.process.pid), "--rate", "200",
+                sampler = subprocess.Popen([spy, "record", "--pid", str(worker.process.pid), "--rate", str(RATE_HZ),
                                             "--format", "raw", "--output", str(raw), "--nonblocking"],
                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 started = time.perf_counter()
@@ -102,12 +110,13 @@ def main() -> None:
         samples = profile(raw)
         total = sum(samples.values()) or 1
         print(f"### {name}: {args.docs:,} documents drained at {rate:,.0f} docs/s ({seconds:.1f} s sampled)\n")
-        print("| stage | share of samples | µs per document |\n|---|---|---|")
-        for stage, count in samples.most_common():
-            print(f"| {stage} | {100 * count / total:.1f}% | {1e6 * seconds * count / total / args.docs:.0f} |")
+        print("| stage | thread | share of samples | thread-µs per document |\n|---|---|---|---|")
+        for (stage, thread), count in samples.most_common():
+            print(f"| {stage} | {thread} | {100 * count / total:.1f}% | {1e6 * count / RATE_HZ / args.docs:.0f} |")
         print()
         if args.json:
-            args.json.write_text(json.dumps({"dataset": name, "docs_per_s": rate, "samples": dict(samples)}))
+            args.json.write_text(json.dumps({"dataset": name, "docs_per_s": rate, "seconds": seconds,
+                                             "samples": {f"{s}/{t}": n for (s, t), n in samples.items()}}))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from kafka import KafkaConsumer
 
@@ -83,10 +83,17 @@ def bare_consume_rate(broker: str, topic: str, n: int) -> float:
     return n / elapsed
 
 
+class Addressed(Protocol):
+    """A service reachable at ``host:port`` (one started here, or a broker given by address)."""
+
+    @property
+    def address(self) -> str: ...
+
+
 class WorkerRun(ServeProcess):
     """``tagger serve`` as a subprocess on its own topic and group, scraped over HTTP."""
 
-    def __init__(self, broker: Service, redis: Service, model: Path, topic: str, log_path: Path,
+    def __init__(self, broker: Addressed, redis: Service, model: Path, topic: str, log_path: Path,
                  **settings: str) -> None:
         super().__init__({"TAGGER_KAFKA_BOOTSTRAP_SERVERS": broker.address, "TAGGER_INPUT_TOPIC": topic,
                           "TAGGER_DLQ_TOPIC": f"{topic}.dlq", "TAGGER_GROUP_ID": f"g-{topic}",
