@@ -6,13 +6,14 @@ what to do, and the CLI prints it on one line::
     TaggerError
     ├── ConfigError        a setting or flag is invalid
     ├── DataError          an input file or record is malformed (names file and line)
+    ├── StoreError         Redis refused an operation that retrying cannot fix (auth, wrong mode, slots)
     └── ModelError         a model cannot be built, trained or used
         └── CheckpointError  a checkpoint directory is missing, damaged or incompatible
 """
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "ConfigError", "DataError", "ModelError", "TaggerError"]
+__all__ = ["CheckpointError", "ConfigError", "DataError", "ModelError", "StoreError", "TaggerError"]
 
 
 class TaggerError(Exception):
@@ -25,6 +26,10 @@ class ConfigError(TaggerError):
 
 class DataError(TaggerError):
     """Input data is malformed; the message names the file and line (or record)."""
+
+
+class StoreError(TaggerError):
+    """Redis refused an operation for a reason retrying cannot fix; the message says what to change."""
 
 
 class ModelError(TaggerError):

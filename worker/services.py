@@ -1,6 +1,6 @@
-"""Start and stop the embedded broker (tansu) and redis-server on free loopback ports.
+"""Start and stop the embedded broker (tansu), redis-server and a local Redis Cluster on free loopback ports.
 
-Used by ``tagger demo`` and the integration tests. Each child process is tied to its parent with
+Used by ``tagger demo``, the integration tests and the benchmarks. Each child process is tied to its parent with
 PR_SET_PDEATHSIG, so even a parent killed with SIGKILL leaves no orphan broker or Redis behind.
 """
 
@@ -18,7 +18,8 @@ from pathlib import Path
 
 from model.errors import TaggerError
 
-__all__ = ["Service", "ServiceError", "die_with_parent", "free_port", "start_redis", "start_tansu"]
+__all__ = ["RedisClusterService", "Service", "ServiceError", "die_with_parent", "free_port", "start_redis",
+           "start_redis_cluster", "start_tansu"]
 
 log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
@@ -122,6 +123,66 @@ def start_redis(workdir: Path, port: int | None = None, appendonly: bool = False
     args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir), "--save", "",
             "--appendonly", "yes" if appendonly else "no", "--daemonize", "no", *(extra or [])]
     return _start("redis-server", args, port, workdir / "redis.log", timeout)
+
+
+@dataclass
+class RedisClusterService:
+    """A local Redis Cluster: one primary redis-server per slot range, no replicas."""
+
+    nodes: list[Service]
+
+    @property
+    def url(self) -> str:
+        """A URL of one node: a cluster client discovers the others from it."""
+        return f"redis://{self.nodes[0].address}/0"
+
+    def wait_ok(self, timeout: float = 30.0) -> None:
+        """Block until every node reports ``cluster_state:ok`` (after creation or a node restart)."""
+        deadline = time.monotonic() + timeout
+        while not all(_cluster_ok(node) for node in self.nodes):
+            if time.monotonic() > deadline:
+                raise ServiceError(f"redis cluster not ok within {timeout:.0f} s (logs: {self.nodes[0].log_path})")
+            time.sleep(0.1)  # polling the cluster's own state; the deadline bounds it
+
+    def stop(self) -> None:
+        """Stop every node."""
+        for node in self.nodes:
+            node.stop()
+
+
+def start_redis_cluster(workdir: Path, nodes: int = 3, timeout: float = 30.0) -> RedisClusterService:
+    """``nodes`` redis-servers in cluster mode (append-only, so a restarted node keeps its keys), joined
+    with ``redis-cli --cluster create`` and waited for until the cluster is ok."""
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        raise ServiceError("redis-cli not found; install it with: apt-get install -y redis-tools")
+    cluster = RedisClusterService([])
+    try:
+        for i in range(nodes):
+            # The cluster bus needs a port of its own; the default (port + 10000) may be taken or invalid.
+            cluster.nodes.append(start_redis(workdir / f"node-{i}", appendonly=True, extra=[
+                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port",
+                str(free_port()), "--cluster-node-timeout", "2000"]))
+        created = subprocess.run([cli, "--cluster", "create", *(n.address for n in cluster.nodes),
+                                  "--cluster-replicas", "0", "--cluster-yes"], capture_output=True, text=True,
+                                 timeout=timeout, check=False)
+        if created.returncode != 0:
+            raise ServiceError(f"redis-cli --cluster create failed: {created.stdout[-500:]}{created.stderr[-500:]}")
+        cluster.wait_ok(timeout)
+    except BaseException:
+        cluster.stop()
+        raise
+    log.info("redis cluster of %d nodes on %s", nodes, ", ".join(n.address for n in cluster.nodes))
+    return cluster
+
+
+def _cluster_ok(node: Service) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", node.port), timeout=1) as sock:
+            sock.sendall(b"CLUSTER INFO\r\n")
+            return b"cluster_state:ok" in sock.recv(4096)
+    except OSError:
+        return False
 
 
 def start_tansu(workdir: Path, port: int | None = None, timeout: float = 30.0,

@@ -13,7 +13,8 @@ the value, so settings can be logged whole.
               ├─ stream       StreamSettings      batching, bad-input guard, retries, shutdown
               ├─ corrections  CorrectionSettings  what a correction means, per-user rate limit
               ├─ learner      LearnerSettings     fine-tuning rounds and the promotion guard
-              └─ ops          OpsSettings         metrics endpoint, torch threads
+              ├─ ops          OpsSettings         metrics endpoint, torch threads
+              └─ api          ApiSettings         HTTP API and review page: address, write token, limits, CORS
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from typing import Any, ClassVar, get_type_hints
 
 from model.errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "GROUPS", "CorrectionSettings", "KafkaSettings", "LearnerSettings", "ModelSettings",
-           "OpsSettings", "RedisSettings", "Secret", "Settings", "StreamSettings", "add_flags", "field_names", "load"]
+__all__ = ["ENV_PREFIX", "GROUPS", "ApiSettings", "CorrectionSettings", "KafkaSettings", "LearnerSettings",
+           "ModelSettings", "OpsSettings", "RedisSettings", "Secret", "Settings", "StreamSettings", "add_flags",
+           "field_names", "load"]
 
 ENV_PREFIX = "TAGGER_"
 # Kafka's record-batch codecs; kafka-python reads and writes all of them with the extras this project
@@ -139,8 +141,9 @@ class RedisSettings(_Group):
     redis_password: Secret | None = None  # overrides a password in the URL
     redis_password_file: str = ""  # read the password from this file (e.g. a mounted secret)
     redis_ssl_ca_certs: str = ""  # CA bundle to verify the Redis server's certificate
-    tags_ttl_s: int = setting(0, low=0)  # expiry of tagger:tags:{id}; 0 keeps them
-    doc_ttl_s: int = setting(7 * 24 * 3600, low=0)  # expiry of tagger:doc:{id}, the text kept for retraining
+    redis_cluster: bool = False  # the URL names one node of a Redis Cluster; the client discovers the rest
+    tags_ttl_s: int = setting(0, low=0)  # expiry of tagger:{id}:tags; 0 keeps them
+    doc_ttl_s: int = setting(7 * 24 * 3600, low=0)  # expiry of tagger:{id}:doc, the text kept for retraining
 
     def shown(self) -> dict[str, object]:
         """The fields for logs, with a password inside the URL removed."""
@@ -230,9 +233,40 @@ class OpsSettings(_Group):
             torch.set_num_threads(self.torch_threads)
 
 
+@dataclass(frozen=True, repr=False)
+class ApiSettings(_Group):
+    """``tagger api``: where it listens, who may write, and how large a request may be."""
+
+    title: ClassVar[str] = "API"
+    api_host: str = "0.0.0.0"
+    api_port: int = setting(8080, low=0, high=65535)  # /v1/*, the review page, /metrics, /healthz, /readyz
+    api_token: Secret | None = None  # bearer token for writes (corrections); none and no file: writes refused
+    api_token_file: str = ""  # read the token from this file instead (e.g. a mounted secret)
+    api_max_body_bytes: int = setting(1_048_576, low=1)  # larger request bodies are refused (413)
+    api_max_suggest_texts: int = setting(64, low=1)  # texts per POST /v1/suggest
+    api_max_lookup_ids: int = setting(1000, low=1)  # ids per POST /v1/tags:lookup
+    api_cors_origins: str = ""  # comma-separated origins allowed cross-origin requests; empty: CORS off
+
+    def token(self) -> str | None:
+        """The write token from the file or the setting; None when neither is set."""
+        if self.api_token_file:
+            try:
+                token = Path(self.api_token_file).read_text(encoding="utf-8").strip()
+            except OSError as err:
+                raise ConfigError(f"TAGGER_API_TOKEN_FILE: cannot read {self.api_token_file} ({err.strerror})") from err
+            if not token:
+                raise ConfigError(f"TAGGER_API_TOKEN_FILE: {self.api_token_file} is empty; put the token in it")
+            return token
+        return self.api_token.reveal() if self.api_token else None
+
+    def cors_origins(self) -> list[str]:
+        """The origins of ``api_cors_origins`` (empty: CORS off)."""
+        return [origin.strip() for origin in self.api_cors_origins.split(",") if origin.strip()]
+
+
 GROUPS: dict[str, type[_Group]] = {"kafka": KafkaSettings, "redis": RedisSettings, "model": ModelSettings,
                                    "stream": StreamSettings, "corrections": CorrectionSettings,
-                                   "learner": LearnerSettings, "ops": OpsSettings}
+                                   "learner": LearnerSettings, "ops": OpsSettings, "api": ApiSettings}
 
 
 @dataclass(frozen=True, repr=False)
@@ -246,6 +280,7 @@ class Settings:
     corrections: CorrectionSettings = field(default_factory=CorrectionSettings)
     learner: LearnerSettings = field(default_factory=LearnerSettings)
     ops: OpsSettings = field(default_factory=OpsSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
 
     @classmethod
     def of(cls, **fields: Any) -> Settings:
@@ -284,6 +319,8 @@ def _convert(name: str, kind: Any, raw: Any, source: str) -> Any:
     if raw is None or isinstance(raw, Secret):
         return raw
     try:
+        if kind is bool:
+            return _boolean(raw)
         if kind in (int, float):
             return kind(raw)
         if kind == (Secret | None):
@@ -291,6 +328,16 @@ def _convert(name: str, kind: Any, raw: Any, source: str) -> Any:
         return str(raw)
     except ValueError as err:
         raise ConfigError(f"{source}: expected {kind.__name__} for {name}, got {raw!r}") from err
+
+
+def _boolean(raw: Any) -> bool:
+    """1/true/yes/on or 0/false/no/off (any case); anything else is a ValueError."""
+    word = str(raw).strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(word)
 
 
 def add_flags(parser: argparse.ArgumentParser, *groups: type[_Group]) -> None:

@@ -91,8 +91,9 @@ def test_poison_corpus_every_good_document_tagged_every_bad_one_dead_lettered_wi
     first, second = (sources[i] for i, case in enumerate(cases) if case.kind.startswith("duplicate_id"))
     client = redis.Redis.from_url(stream.redis_url)
     dup = f"{stream.topic}-dup"
-    wait_until(lambda: client.hget(f"tagger:tags:{dup}", "src") == second.encode(), 30, "the later duplicate's tags")
-    assert json.loads(client.get(f"tagger:doc:{dup}"))["text"] == "crude oil barrels opec"
+    wait_until(lambda: client.hget(f"tagger:{{{dup}}}:tags", "src") == second.encode(), 30,
+               "the later duplicate's tags")
+    assert json.loads(client.get(f"tagger:{{{dup}}}:doc"))["text"] == "crude oil barrels opec"
     assert first.rsplit("/", 1)[0] == second.rsplit("/", 1)[0] and first != second
 
     wait_until(lambda: sum(stream.committed().values()) == len(cases), 30, "every offset committed")

@@ -186,7 +186,7 @@ def test_hot_swap_under_a_running_worker_loses_and_duplicates_nothing(
     wait_until(lambda: len(tagged_ids(stream.redis_url, ids)) == 600, 60, "second wave tagged")
 
     client = redis.Redis.from_url(stream.redis_url)
-    models = [client.hget(f"tagger:tags:{doc_id}", "model").decode() for doc_id in ids]
+    models = [client.hget(f"tagger:{{{doc_id}}}:tags", "model").decode() for doc_id in ids]
     assert set(models[:300]) == {first_version} and set(models[300:]) == {new_version}
     _, body = worker.get("/metrics")
     assert 'tagger_messages_total{outcome="tagged"} 600.0' in body  # each document tagged exactly once

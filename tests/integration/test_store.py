@@ -9,7 +9,8 @@ import pytest
 import redis
 
 from worker.services import Service
-from worker.store.client import TagClient
+from worker.store.client import TagClient, TagResult
+from worker.store.migrate import Migration, migrate
 from worker.store.writer import TagRecord, TagWriter
 
 pytestmark = pytest.mark.integration
@@ -31,17 +32,17 @@ def test_write_then_lookup(client: redis.Redis) -> None:
     assert found is not None
     assert found.tags == [("a", 0.9), ("b", 0.1)] and found.model == "v1" and found.src == "topic/0/4"
     assert found.ts == 1000
-    assert client.ttl(f"tagger:tags:{doc}") == -1 and 0 < client.ttl(f"tagger:doc:{doc}") <= 60
-    assert json.loads(client.get(f"tagger:doc:{doc}")) == {"text": "text"}
+    assert client.ttl(f"tagger:{{{doc}}}:tags") == -1 and 0 < client.ttl(f"tagger:{{{doc}}}:doc") <= 60
+    assert json.loads(client.get(f"tagger:{{{doc}}}:doc")) == {"text": "text"}
 
 
 def test_rewrite_of_the_same_message_is_idempotent(client: redis.Redis) -> None:
     doc = uuid.uuid4().hex
     writer = TagWriter(client)
     writer.write([record(doc, 4)], "v1")
-    before = client.hgetall(f"tagger:tags:{doc}")
+    before = client.hgetall(f"tagger:{{{doc}}}:tags")
     assert writer.write([record(doc, 4)], "v1") == [True]
-    assert client.hgetall(f"tagger:tags:{doc}") == before
+    assert client.hgetall(f"tagger:{{{doc}}}:tags") == before
 
 
 def test_an_older_offset_never_overwrites_a_newer_result(client: redis.Redis) -> None:
@@ -49,17 +50,17 @@ def test_an_older_offset_never_overwrites_a_newer_result(client: redis.Redis) ->
     writer = TagWriter(client)
     writer.write([record(doc, 10, label="new")], "v1")
     assert writer.write([record(doc, 3, label="old")], "v1") == [False]
-    assert json.loads(client.hget(f"tagger:tags:{doc}", "tags"))[0][0] == "new"
+    assert json.loads(client.hget(f"tagger:{{{doc}}}:tags", "tags"))[0][0] == "new"
     # across partitions the message timestamp decides
     assert writer.write([record(doc, 1, partition=2, ts=999, label="older")], "v1") == [False]
     assert writer.write([record(doc, 1, partition=2, ts=2000, label="later")], "v1") == [True]
-    assert json.loads(client.hget(f"tagger:tags:{doc}", "tags"))[0][0] == "later"
+    assert json.loads(client.hget(f"tagger:{{{doc}}}:tags", "tags"))[0][0] == "later"
 
 
 def test_tags_ttl_is_applied(client: redis.Redis) -> None:
     doc = uuid.uuid4().hex
     TagWriter(client, tags_ttl_s=30).write([record(doc, 1)], "v1")
-    assert 0 < client.ttl(f"tagger:tags:{doc}") <= 30
+    assert 0 < client.ttl(f"tagger:{{{doc}}}:tags") <= 30
 
 
 def test_lookup_of_many_ids_is_one_round_trip(client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -76,3 +77,28 @@ def test_lookup_of_many_ids_is_one_round_trip(client: redis.Redis, monkeypatch: 
     found = TagClient(client).lookup([*docs, "unknown"])
     assert len(calls) == 1
     assert found["unknown"] is None and all(found[d] is not None for d in docs)
+
+
+def test_a_server_that_forgot_the_write_script_gets_it_again(client: redis.Redis) -> None:
+    doc = uuid.uuid4().hex
+    writer = TagWriter(client)
+    assert writer.write([record(doc, 1)], "v1") == [True]
+    client.script_flush()  # as after a restart or a failover to a replica
+    assert writer.write([record(doc, 2, label="again")], "v1") == [True]
+    assert json.loads(client.hget(f"tagger:{{{doc}}}:tags", "tags"))[0][0] == "again"
+
+
+def test_migrate_renames_old_keys_keeping_expiry_and_lets_newer_results_win(client: redis.Redis) -> None:
+    old, newer = uuid.uuid4().hex, uuid.uuid4().hex
+    client.hset(f"tagger:tags:{old}", mapping={"tags": '[["a", 0.9]]', "model": "v0", "src": "t/0/3", "ts": 5})
+    client.set(f"tagger:doc:{old}", json.dumps({"text": "old text"}), ex=600)
+    client.hset(f"tagger:tags:{newer}", mapping={"tags": '[["stale", 0.9]]', "model": "v0", "src": "t/0/1", "ts": 5})
+    TagWriter(client).write([record(newer, 9)], "v1")  # the new schema already holds a later result
+
+    done = migrate(client)
+    assert done == Migration(renamed=2, superseded=1)
+    assert TagClient(client).lookup([old])[old] == TagResult([("a", 0.9)], "v0", "t/0/3", 5)
+    assert 0 < client.ttl(f"tagger:{{{old}}}:doc") <= 600 and client.ttl(f"tagger:{{{old}}}:tags") == -1
+    assert TagClient(client).lookup([newer])[newer].model == "v1"  # type: ignore[union-attr]
+    assert not client.exists(f"tagger:tags:{old}", f"tagger:doc:{old}", f"tagger:tags:{newer}")
+    assert migrate(client) == Migration(0, 0)  # a second run finds nothing

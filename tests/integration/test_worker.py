@@ -32,15 +32,15 @@ def test_every_document_is_tagged_with_the_documented_schema(stream: Stream, sta
     wait_until(lambda: len(tagged_ids(stream.redis_url, ids)) == len(ids), 60, "all documents tagged")
 
     client = redis.Redis.from_url(stream.redis_url)
-    stored = client.hgetall(f"tagger:tags:{ids[0]}")
+    stored = client.hgetall(f"tagger:{{{ids[0]}}}:tags")
     assert set(stored) == {b"tags", b"model", b"src", b"ts"}
     tags = json.loads(stored[b"tags"])
     assert len(tags) == 5 and [s for _, s in tags] == sorted((s for _, s in tags), reverse=True)
     assert stored[b"model"].decode() == load(model_dir).version
     topic, partition, offset = stored[b"src"].decode().rsplit("/", 2)
     assert topic == stream.topic and 0 <= int(partition) < 4 and int(offset) >= 0
-    assert json.loads(client.get(f"tagger:doc:{ids[0]}"))["text"] == json.loads(docs[0][1])["text"]
-    assert client.ttl(f"tagger:doc:{ids[0]}") > 0
+    assert json.loads(client.get(f"tagger:{{{ids[0]}}}:doc"))["text"] == json.loads(docs[0][1])["text"]
+    assert client.ttl(f"tagger:{{{ids[0]}}}:doc") > 0
 
     wait_until(lambda: sum(stream.committed().values()) == len(ids), 30, "offsets committed")
     found = TagClient.from_url(stream.redis_url).lookup([*ids[:3], "never-seen"])

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 import redis
 
+from model.errors import StoreError
 from worker.metrics import WorkerMetrics
 from worker.store.writer import TagRecord
 from worker.stream.batcher import Batch, Item
@@ -117,3 +118,22 @@ def test_the_write_names_the_model_version() -> None:
     tagging, _ = _tagging(writer)
     tagging.write([_record(0)], "v7", Deadline.unbounded(), lambda delay: set())
     assert seen == ["v7"]
+
+
+@pytest.mark.parametrize("error, says", [
+    (redis.ResponseError("CROSSSLOT Keys in request don't hash to the same slot"), "across slots"),
+    (redis.exceptions.MovedError("3999 127.0.0.1:6381"), "set TAGGER_REDIS_CLUSTER=1"),
+    (redis.AuthenticationError("invalid username-password pair"), "check TAGGER_REDIS_PASSWORD"),
+    (redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"), "will not help"),
+])
+def test_an_error_no_retry_can_fix_stops_the_worker_at_once(error: redis.RedisError, says: str) -> None:
+    writes: list[int] = []
+
+    def write(records: list[TagRecord], version: str) -> list[bool]:
+        writes.append(len(records))
+        raise error
+
+    tagging, metrics = _tagging(SimpleNamespace(write=write))
+    with pytest.raises(StoreError, match=says):
+        tagging.write([_record(0)], "v1", Deadline.unbounded(), lambda delay: pytest.fail("no retry"))
+    assert writes == [1] and metrics.registry.get_sample_value("tagger_redis_errors_total") == 0

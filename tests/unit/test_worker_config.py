@@ -179,3 +179,15 @@ def test_each_command_shows_only_its_groups() -> None:
     assert {"--redis-url", "--redis-password-file"} <= flags("lookup") and "--top-k" not in flags("lookup")
     assert {"--finetune-epochs", "--promote-epsilon", "--model-dir"} <= flags("learn")
     assert "--input-topic" not in flags("learn")
+
+
+@pytest.mark.parametrize("raw, value", [("1", True), ("TRUE", True), ("yes", True), ("on", True), ("0", False),
+                                        ("false", False), ("No", False), ("", False)])
+def test_a_switch_reads_the_usual_spellings(raw: str, value: bool) -> None:
+    assert load({"TAGGER_REDIS_CLUSTER": raw}).redis.redis_cluster is value
+
+
+def test_a_switch_refuses_anything_else_naming_the_variable() -> None:
+    with pytest.raises(ConfigError, match="TAGGER_REDIS_CLUSTER: expected bool for redis_cluster, got 'maybe'"):
+        load({"TAGGER_REDIS_CLUSTER": "maybe"})
+    assert load({}, {"redis_cluster": "1"}).redis.redis_cluster is True

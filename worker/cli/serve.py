@@ -28,6 +28,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_flags(lookup, RedisSettings)
     lookup.set_defaults(handler=cmd_lookup)
 
+    store = commands.add_parser("store", help="maintain the tag store")
+    actions = store.add_subparsers(dest="action", required=True, metavar="ACTION")
+    migrate = actions.add_parser("migrate", help="rename keys of the schema before hash tags (tagger:tags:<id>, "
+                                                 "tagger:doc:<id>) to tagger:{<id>}:tags and tagger:{<id>}:doc")
+    add_flags(migrate, RedisSettings)
+    migrate.set_defaults(handler=cmd_store_migrate)
+
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the worker (or ``--processes`` workers) until SIGTERM/SIGINT."""
@@ -55,4 +62,15 @@ def cmd_lookup(args: argparse.Namespace) -> int:
     for doc_id, found in client.lookup(args.ids).items():
         body = None if found is None else dataclasses.asdict(found)
         sys.stdout.write(json.dumps({"id": doc_id, "result": body}) + "\n")
+    return 0
+
+
+def cmd_store_migrate(args: argparse.Namespace) -> int:
+    """Rename old-schema keys in place and say how many."""
+    from worker.store.connection import connect
+    from worker.store.migrate import migrate
+
+    done = migrate(connect(RedisSettings.from_sources(os.environ, vars(args)), wait=False))
+    sys.stdout.write(f"renamed {done.renamed} keys; deleted {done.superseded} old keys whose new key held a later "
+                     "result\n")
     return 0

@@ -23,12 +23,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
 from model.errors import TaggerError
 from worker.learn.labels import MAX_LABEL_CHARS, LabelBook, well_formed
 from worker.settings import Settings
-from worker.store.connection import connect
+from worker.store.connection import Client, connect
 from worker.store.keys import CORRECTIONS, REJECTED, rate_key, tags_key
 from worker.stream.messages import MAX_ID_CHARS, is_text  # the same rules as for input documents
 
@@ -114,7 +112,7 @@ def entry_fields(correction: Correction) -> dict[str, str]:
 class CorrectionClient:
     """Submits corrections: validation, unknown-document check, per-user rate limit, XADD."""
 
-    def __init__(self, client: redis.Redis, label_names: Iterable[str], per_user_per_minute: int = 30,
+    def __init__(self, client: Client, label_names: Iterable[str], per_user_per_minute: int = 30,
                  new_labels: LabelBook | None = None) -> None:
         self.client = client
         self.labels = set(label_names)
@@ -151,7 +149,7 @@ class CorrectionClient:
                                      "corrections this minute; try again later")
 
 
-def correction_client(settings: Settings, client: redis.Redis | None = None) -> CorrectionClient:
+def correction_client(settings: Settings, client: Client | None = None) -> CorrectionClient:
     """A CorrectionClient as ``tagger correct`` builds it: the live model's labels, the rate limit and the
     new-label policy from the settings (``client``: an existing Redis connection, else one from them)."""
     from model.checkpoint import read_meta  # here: reading a checkpoint is only needed to submit

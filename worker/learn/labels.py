@@ -15,9 +15,8 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import redis
-
 from worker.settings import CorrectionSettings
+from worker.store.connection import Client
 from worker.store.keys import LABELS_ALLOWED, LABELS_PROPOSED, label_users_key
 from worker.stream.messages import is_text
 
@@ -48,11 +47,11 @@ class Proposal:
 class LabelBook:
     """Proposals of new labels, the operator's allow-list, and the admission rule, kept in Redis."""
 
-    def __init__(self, client: redis.Redis, min_users: int, ttl_s: int) -> None:
+    def __init__(self, client: Client, min_users: int, ttl_s: int) -> None:
         self.client, self.min_users, self.ttl_s = client, min_users, ttl_s
 
     @classmethod
-    def from_settings(cls, client: redis.Redis, settings: CorrectionSettings) -> LabelBook:
+    def from_settings(cls, client: Client, settings: CorrectionSettings) -> LabelBook:
         """The book with ``TAGGER_LABEL_MIN_USERS`` and ``TAGGER_LABEL_TTL_S``."""
         return cls(client, settings.label_min_users, settings.label_ttl_s)
 

@@ -53,7 +53,7 @@ from worker.learn.registry import Registry
 from worker.metrics import LearnerMetrics, serve_http
 from worker.settings import Settings
 from worker.store.client import read_tags
-from worker.store.connection import connect
+from worker.store.connection import Client, connect
 from worker.store.keys import CORRECTIONS, EXAMPLES, LEARNERS, REJECTED, doc_key, tags_key
 
 __all__ = ["Learner", "RoundResult", "round_line"]
@@ -78,7 +78,7 @@ class RoundResult:
 class Learner:
     """Consumes corrections and runs guarded fine-tuning rounds against a model registry."""
 
-    def __init__(self, settings: Settings, client: redis.Redis | None = None,
+    def __init__(self, settings: Settings, client: Client | None = None,
                  metrics: LearnerMetrics | None = None) -> None:
         self.settings = settings
         self.rounds = settings.learner  # when rounds run, on what, and the promotion guard

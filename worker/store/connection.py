@@ -1,4 +1,11 @@
-"""Redis connections built from the settings: URL, password (or password file), TLS CA bundle."""
+"""Redis connections built from the settings: URL, password (or password file), TLS CA bundle, cluster mode.
+
+With ``TAGGER_REDIS_CLUSTER=1`` the URL names any one node of a Redis Cluster and the client is redis-py's
+cluster client, which discovers the others and routes each key to its slot's node; without it, a plain
+client. Whether the server agrees is checked at connect time, so the wrong mode is a one-line error
+rather than writes failing later. :func:`permanent` tells errors worth retrying (Redis away, a failover,
+loading) from those that a retry cannot fix.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +14,43 @@ from pathlib import Path
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    MasterDownError,
+    NoPermissionError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisClusterException,
+    TryAgainError,
+)
 from redis.retry import Retry
 
 from model.errors import ConfigError
 from worker.settings import RedisSettings
 
-__all__ = ["connect"]
+__all__ = ["Client", "connect", "permanent"]
+
+# What every component is handed: one server or a cluster (their command APIs are the same).
+Client = redis.Redis | RedisCluster
+# Errors a retry can outlast: the server away or restarting, a failover in progress, memory full (the
+# operator is alerted and frees some), a script busy, a node that lost the write script again (reloaded).
+_TRANSIENT = (redis.ConnectionError, redis.TimeoutError, BusyLoadingError, ReadOnlyError, MasterDownError,
+              TryAgainError, ClusterDownError, OutOfMemoryError, NoScriptError)
 
 log = logging.getLogger(__name__)
 
 
-def connect(settings: RedisSettings, check: bool = True, wait: bool = True) -> redis.Redis:
-    """A Redis client from the settings (URL, password or password file, TLS CA bundle).
+def connect(settings: RedisSettings, check: bool = True, wait: bool = True) -> Client:
+    """A Redis client from the settings (URL, password or password file, TLS CA bundle, cluster mode).
 
-    With ``check``, one PING proves the password and the server's certificate now, so a wrong one is a
-    one-line ConfigError naming the setting rather than endless retries later. An unreachable server is
-    only logged when ``wait`` (the worker pauses and retries its writes until Redis is back); a one-shot
-    command passes ``wait=False`` and gets a ConfigError saying what to check.
+    With ``check``, one PING proves the password and the server's certificate now, and the server's
+    cluster mode is compared with ``TAGGER_REDIS_CLUSTER``, so a wrong one is a one-line ConfigError naming
+    the setting rather than endless retries later. An unreachable server is only logged when ``wait`` (the
+    worker pauses and retries its writes until Redis is back); a one-shot command passes ``wait=False`` and
+    gets a ConfigError saying what to check.
     """
     options: dict[str, object] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
     password = settings.secret()
@@ -36,16 +63,43 @@ def connect(settings: RedisSettings, check: bool = True, wait: bool = True) -> r
             raise ConfigError(f"TAGGER_REDIS_SSL_CA_CERTS: no such file {settings.redis_ssl_ca_certs}")
         options["ssl_ca_certs"] = settings.redis_ssl_ca_certs
     if check:
-        _check(redis.Redis.from_url(settings.redis_url, retry=Retry(NoBackoff(), 0), **options), wait)
+        _check(redis.Redis.from_url(settings.redis_url, retry=Retry(NoBackoff(), 0), **options), wait,
+               settings.redis_cluster)
+    if settings.redis_cluster:
+        return _cluster(settings.redis_url, options)
     return redis.Redis.from_url(settings.redis_url, **options)
 
 
-def _check(probe: redis.Redis, wait: bool) -> None:
-    """One PING without retries (the worker's own client keeps redis-py's retry policy)."""
+def permanent(err: redis.RedisError) -> str | None:
+    """What to fix when retrying ``err`` cannot help (credentials, the wrong mode, keys across slots, a key
+    of the wrong type); None when it is worth retrying."""
+    if isinstance(err, redis.AuthenticationError | NoPermissionError):
+        return f"Redis refused the credentials or the user's ACL ({err}); check TAGGER_REDIS_PASSWORD"
+    if isinstance(err, _TRANSIENT) or str(err).startswith("BUSY"):
+        return None
+    if isinstance(err, redis.exceptions.MovedError | redis.exceptions.AskError):
+        return f"Redis answered {err}: it is a cluster node; set TAGGER_REDIS_CLUSTER=1"
+    if isinstance(err, RedisClusterException) or "CROSSSLOT" in str(err):
+        return f"Redis Cluster refused a command across slots ({err}); a client and server of different versions?"
+    return f"Redis refused a command ({err}); retrying will not help"
+
+
+def _cluster(url: str, options: dict[str, object]) -> RedisCluster:
+    try:
+        return RedisCluster.from_url(url, **options)
+    except RedisClusterException as err:
+        where = url.rsplit("@", 1)[-1]  # never the password
+        raise ConfigError(f"TAGGER_REDIS_CLUSTER is set but Redis at {where} gave no cluster ({err}); check "
+                          "the URL, or unset TAGGER_REDIS_CLUSTER for a single server") from err
+
+
+def _check(probe: redis.Redis, wait: bool, cluster: bool) -> None:
+    """One PING without retries (the worker's own client keeps redis-py's retry policy); then the mode."""
     kwargs = probe.connection_pool.connection_kwargs
     where = f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
     try:
         probe.ping()
+        _check_mode(probe, where, cluster)
     except redis.AuthenticationError as err:
         if not kwargs.get("password"):
             raise ConfigError(f"Redis at {where} requires a password; set TAGGER_REDIS_PASSWORD or "
@@ -67,6 +121,18 @@ def _check(probe: redis.Redis, wait: bool) -> None:
         raise
     finally:
         probe.close()
+
+
+def _check_mode(probe: redis.Redis, where: str, cluster: bool) -> None:
+    """ConfigError when the server's cluster mode is not the one configured (skipped where ACLs hide INFO)."""
+    try:
+        enabled = bool(probe.info("cluster").get("cluster_enabled"))
+    except NoPermissionError:
+        return
+    if enabled and not cluster:
+        raise ConfigError(f"Redis at {where} is a Redis Cluster node; set TAGGER_REDIS_CLUSTER=1")
+    if cluster and not enabled:
+        raise ConfigError(f"TAGGER_REDIS_CLUSTER is set but Redis at {where} is not in cluster mode; unset it")
 
 
 def _reason(err: Exception) -> str:

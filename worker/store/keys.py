@@ -2,12 +2,12 @@
 
 ::
 
-    tagger:tags:{id}        hash    tags   JSON [[label, score], ...], best first
+    tagger:{id}:tags        hash    tags   JSON [[label, score], ...], best first
                                     model  version of the model that tagged it
                                     src    "topic/partition/offset" of the message it came from
                                     ts     the message's Kafka timestamp, ms since the epoch
                             expiry  TAGGER_TAGS_TTL_S (0 = none)
-    tagger:doc:{id}         string  JSON {"text": ...}, what the learner retrains on; expiry TAGGER_DOC_TTL_S
+    tagger:{id}:doc         string  JSON {"text": ...}, what the learner retrains on; expiry TAGGER_DOC_TTL_S
     tagger:corrections      stream  submitted corrections (fields: id, add, remove, user, ts)
     tagger:corrections:rejected  hash  reason -> count of corrections the learner refused
     tagger:ratelimit:{user}:{minute}  string  corrections a user submitted in that minute (expires)
@@ -18,12 +18,23 @@
     tagger:labels:allowed   set     new labels admitted by an operator (``tagger labels add``)
 
 The corrections stream is read by the consumer group ``LEARNERS``.
+
+A document's two keys share the Redis Cluster hash tag ``{id}``, so they live in one slot and the
+worker's write script, which touches both, stays one atomic call on one node. An id containing ``}``
+would end the hash tag early (an id starting with ``}`` would leave it empty, and the two keys would
+hash apart), so such ids are tagged with a digest instead: ``{#<sha1 of the id, 20 hex digits>}``. Every
+other key is written on its own, so it may live anywhere.
+
+Until the schema change (2026-12) a document's keys were ``tagger:tags:<id>`` and ``tagger:doc:<id>``;
+``tagger store migrate`` renames them in place (:func:`migrated_key`).
 """
 
 from __future__ import annotations
 
-__all__ = ["CORRECTIONS", "EXAMPLES", "LABELS_ALLOWED", "LABELS_PROPOSED", "LEARNERS", "REJECTED", "doc_key",
-           "label_users_key", "rate_key", "tags_key"]
+import hashlib
+
+__all__ = ["CORRECTIONS", "EXAMPLES", "LABELS_ALLOWED", "LABELS_PROPOSED", "LEARNERS", "LEGACY_PATTERNS", "REJECTED",
+           "doc_key", "label_users_key", "migrated_key", "rate_key", "slot_tag", "tags_key"]
 
 CORRECTIONS = "tagger:corrections"
 REJECTED = "tagger:corrections:rejected"
@@ -33,14 +44,41 @@ LABELS_PROPOSED = "tagger:labels:proposed"
 LABELS_ALLOWED = "tagger:labels:allowed"
 
 
+def slot_tag(doc_id: str) -> str:
+    """The Redis Cluster hash tag of a document's keys, braces included.
+
+    >>> slot_tag("reuters-17"), slot_tag("}odd{id}")
+    ('{reuters-17}', '{#73caa7a040637128f350}')
+    """
+    if "}" in doc_id:
+        return "{#" + hashlib.sha1(doc_id.encode()).hexdigest()[:20] + "}"
+    return "{" + doc_id + "}"
+
+
 def tags_key(doc_id: str) -> str:
     """The hash holding a document's tags."""
-    return f"tagger:tags:{doc_id}"
+    return f"tagger:{slot_tag(doc_id)}:tags"
 
 
 def doc_key(doc_id: str) -> str:
     """The string holding a document's text."""
-    return f"tagger:doc:{doc_id}"
+    return f"tagger:{slot_tag(doc_id)}:doc"
+
+
+# The keys of the schema before hash tags: SCAN patterns, and the new key of an old one.
+LEGACY_PATTERNS = ("tagger:tags:*", "tagger:doc:*")
+
+
+def migrated_key(old: str) -> str | None:
+    """The current key of a pre-hash-tag key (``tagger:tags:<id>`` → ``tagger:{<id>}:tags``); None otherwise.
+
+    >>> migrated_key("tagger:tags:r1"), migrated_key("tagger:doc:a:b"), migrated_key("tagger:corrections")
+    ('tagger:{r1}:tags', 'tagger:{a:b}:doc', None)
+    """
+    for prefix, new in (("tagger:tags:", tags_key), ("tagger:doc:", doc_key)):
+        if old.startswith(prefix) and len(old) > len(prefix):
+            return new(old[len(prefix):])
+    return None
 
 
 def rate_key(user: str, minute: int) -> str:

@@ -2,17 +2,22 @@
 
 A write is idempotent, and never replaces a result from a newer message: for the same partition
 the higher offset wins, across partitions the later timestamp wins. The check and the write run as
-one Lua script, so concurrent workers cannot interleave them. The keys are in :mod:`worker.store.keys`.
+one Lua script, so concurrent workers cannot interleave them. The keys are in :mod:`worker.store.keys`;
+a document's two keys share a hash tag, so on a Redis Cluster the script runs in one slot, and the
+cluster client sends the batch as one pipeline per node. The script is called by its SHA; a server that
+does not know it (first use, a restart, a failover to a replica) gets it loaded and the batch resent.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import redis
+from redis.exceptions import NoScriptError
 
+from worker.store.connection import Client
 from worker.store.keys import doc_key, tags_key
 
 __all__ = ["TagRecord", "TagWriter"]
@@ -55,19 +60,27 @@ class TagRecord:
 class TagWriter:
     """Writes a batch of results in one pipeline (one round trip)."""
 
-    def __init__(self, client: redis.Redis, tags_ttl_s: int = 0, doc_ttl_s: int = 0) -> None:
+    def __init__(self, client: Client, tags_ttl_s: int = 0, doc_ttl_s: int = 0) -> None:
         self.client = client
         self.tags_ttl_s, self.doc_ttl_s = tags_ttl_s, doc_ttl_s
-        self.script = client.register_script(_WRITE_IF_NEWER)
+        self.sha = hashlib.sha1(_WRITE_IF_NEWER.encode()).hexdigest()  # the server names it the same
 
     def write(self, records: Sequence[TagRecord], model_version: str) -> list[bool]:
         """Write every record; True where written, False where a newer result was already stored."""
+        try:
+            return self._write(records, model_version)
+        except NoScriptError:  # the writes are idempotent: those that ran before the error run again
+            self.client.script_load(_WRITE_IF_NEWER)  # on a cluster: on every primary
+            return self._write(records, model_version)
+
+    def _write(self, records: Sequence[TagRecord], model_version: str) -> list[bool]:
         pipe = self.client.pipeline(transaction=False)
         for r in records:
             tags = json.dumps([[label, score] for label, score in r.tags])
             where = f"{r.topic}/{r.partition}"
-            self.script(keys=[tags_key(r.doc_id), doc_key(r.doc_id)],
-                        args=[tags, model_version, f"{where}/{r.offset}", r.timestamp_ms, where, r.offset,
-                              self.tags_ttl_s, json.dumps({"text": r.text}), self.doc_ttl_s],
-                        client=pipe)
+            # execute_command: redis-py's cluster pipeline blocks its evalsha() helper (a node may lack
+            # the script), which write() handles; the command itself routes by its keys' slot.
+            pipe.execute_command("EVALSHA", self.sha, 2, tags_key(r.doc_id), doc_key(r.doc_id), tags, model_version,
+                                 f"{where}/{r.offset}", r.timestamp_ms, where, r.offset, self.tags_ttl_s,
+                                 json.dumps({"text": r.text}), self.doc_ttl_s)
         return [bool(done) for done in pipe.execute()]

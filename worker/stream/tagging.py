@@ -3,6 +3,8 @@
 Every result of a batch is written in one Redis pipeline. If Redis fails, the write is retried with
 exponential backoff (up to ``redis_retry_max_s``); between tries the loop's ``wait`` pauses consumption
 and polls (keeping the group membership), and the results of partitions revoked meanwhile are dropped.
+An error no retry can fix (credentials, a cluster node without ``TAGGER_REDIS_CLUSTER``, keys across
+slots: :func:`~worker.store.connection.permanent`) stops the worker with a StoreError saying what to change.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from collections.abc import Callable, Collection
 
 import redis
 
+from model.errors import StoreError
 from model.tagger import Tagger
 from worker.metrics import WorkerMetrics
+from worker.store.connection import permanent
 from worker.store.writer import TagRecord, TagWriter
 from worker.stream.batcher import Batch
 from worker.stream.deadline import Backoff, Deadline
@@ -58,6 +62,9 @@ class Tagging:
             try:
                 written = self.writer.write(records, version)
             except redis.RedisError as err:
+                fix = permanent(err)
+                if fix is not None:
+                    raise StoreError(f"cannot write tags: {fix}") from err
                 records = self._wait(records, backoff, err, wait)
                 continue
             self._observe(records, written, started)
