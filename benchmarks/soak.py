@@ -118,14 +118,35 @@ class Corrector(threading.Thread):
                 self.rejected += 1
 
 
+# The worker's own stages: if end-to-end latency drifts while these stay flat, the time is spent before
+# the worker has the message (producer, broker, fetch).
+STAGES = ("tagger_batch_wait_seconds", "tagger_inference_seconds", "tagger_redis_write_seconds")
+
+
 def sample(worker: WorkerRun, learner: ServeProcess, started: float) -> dict[str, Any]:
-    """One observation: time, worker RSS, latency buckets, tagged count, model, learner rounds."""
+    """One observation: time, worker RSS, latency buckets, stage totals, tagged count, model, learner rounds."""
     samples = worker.samples()
     model = [labels["version"] for labels, v in samples.get("tagger_model_info", []) if v == 1]
     rounds = {labels["result"]: v for labels, v in learner.samples().get("tagger_finetune_runs_total", [])}
+
+    def total(series: str) -> float:
+        return sum(v for _, v in samples.get(series, []))
+
+    stages = {name: (total(f"{name}_sum"), total(f"{name}_count")) for name in STAGES}
     return {"t": round(time.monotonic() - started, 1), "rss_mib": round(worker.memory_mib(), 1),
-            "tagged": worker.tagged(), "buckets": worker.buckets(), "model": model[0] if model else "",
-            "rounds": rounds, "swaps": sum(v for _, v in samples.get("tagger_model_swaps_total", []))}
+            "tagged": worker.tagged(), "buckets": worker.buckets(), "stages": stages,
+            "model": model[0] if model else "", "rounds": rounds,
+            "swaps": sum(v for _, v in samples.get("tagger_model_swaps_total", []))}
+
+
+def stage_means(first: dict[str, Any], last: dict[str, Any]) -> dict[str, float | None]:
+    """Mean ms per batch of each worker stage between two observations."""
+    means: dict[str, float | None] = {}
+    for name in STAGES:
+        (sum0, count0), (sum1, count1) = first["stages"][name], last["stages"][name]
+        means[name.removeprefix("tagger_").removesuffix("_seconds") + "_ms"] = (
+            round(1000 * (sum1 - sum0) / (count1 - count0), 2) if count1 > count0 else None)
+    return means
 
 
 def p99_between(first: dict[str, Any], last: dict[str, Any]) -> float | None:
@@ -257,8 +278,9 @@ def summarise(args: argparse.Namespace, rate: float, n: int, obs: list[dict[str,
             "versions_served": sorted({o["model"] for o in obs if o["model"]}),
             "registry_history": [e["action"] for e in registry.history()],
             "gpu_memory": "not measured (no GPU)",
-            "observations": [{**{k: v for k, v in o.items() if k != "buckets"},
-                              "window_p99_ms": p99_between(before, o)} for before, o in itertools.pairwise(obs)]}
+            "observations": [{**{k: v for k, v in o.items() if k not in ("buckets", "stages")},
+                              "window_p99_ms": p99_between(before, o), **stage_means(before, o)}
+                             for before, o in itertools.pairwise(obs)]}
 
 
 def build_parser() -> argparse.ArgumentParser:
