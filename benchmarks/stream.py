@@ -1,6 +1,7 @@
 """Streaming benchmark on the embedded broker: throughput, latency under load, batching gain, memory.
 
     python -m benchmarks.stream --data reuters [--model DIR] [--docs 20000] [--epochs N] [--processes N]
+                                [--redis-cluster]
 
 For one model (trained here with the quality benchmark's settings, or given with --model) it measures:
 (a) the maximum sustained end-to-end rate — the worker (``tagger serve``, a subprocess) drains a
@@ -10,7 +11,11 @@ For one model (trained here with the quality benchmark's settings, or given with
 (c) the same drain with batches of one document, to show what batching buys;
 (d) the worker's peak resident memory (VmHWM);
 (e) a model hot swap at 50% load: p99 and worst-bucket latency of documents tagged in the seconds
-    around the swap, beside those before it.
+    around the swap, beside those before it;
+(f) the drain's Redis stage (ms per batch write, µs per document) and the keys on each Redis node.
+
+Every phase runs on a fresh broker and Redis: one redis-server, or with ``--redis-cluster`` a local
+3-node Redis Cluster (``TAGGER_REDIS_CLUSTER=1`` for the workers).
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+import redis as redis_client
 from kafka import KafkaConsumer
+from redis.cluster import RedisCluster
 
 from benchmarks.quality import DATASETS, default_configs
 from benchmarks.rig.process import ServeProcess
@@ -37,7 +44,7 @@ from model.checkpoint import TrainedModel
 from model.data import Corpus
 from model.trainer import train
 from worker.metrics import histogram_quantile
-from worker.services import Service, start_redis, start_tansu
+from worker.services import Service, start_redis, start_redis_cluster, start_tansu
 from worker.settings import KafkaSettings
 from worker.stream import kafka as kafka_clients
 from worker.stream.kafka import FETCH_MAX_BYTES, create_topic
@@ -140,13 +147,16 @@ def new_topic(broker: Service) -> str:
 
 @contextmanager
 def services(workdir: Path) -> Iterator[tuple[Service, Service]]:
-    """A tansu broker and a redis-server, stopped on exit."""
-    broker, redis = start_tansu(workdir / "tansu"), start_redis(workdir / "redis")
+    """A tansu broker and a redis-server (with ``TAGGER_REDIS_CLUSTER=1`` set: a 3-node Redis Cluster, of
+    which the first node is yielded, as the workers are given it), stopped on exit."""
+    broker = start_tansu(workdir / "tansu")
+    cluster = start_redis_cluster(workdir / "redis") if os.environ.get("TAGGER_REDIS_CLUSTER") == "1" else None
+    redis = cluster.nodes[0] if cluster else start_redis(workdir / "redis")
     try:
         yield broker, redis
     finally:
         broker.stop()
-        redis.stop()
+        (cluster or redis).stop()
 
 
 def model_for(train_corpus: Corpus, out: Path, epochs: int | None) -> Path:
@@ -156,13 +166,33 @@ def model_for(train_corpus: Corpus, out: Path, epochs: int | None) -> Path:
     return out
 
 
+def redis_stage(worker: WorkerRun, docs: int) -> dict[str, float]:
+    """The drain's Redis stage from the worker's histogram: ms per batch write and µs per document."""
+    samples = worker.samples()
+    seconds = sum(v for _, v in samples.get("tagger_redis_write_seconds_sum", []))
+    batches = sum(v for _, v in samples.get("tagger_redis_write_seconds_count", [])) or 1
+    return {"batches": batches, "ms_per_batch": 1000 * seconds / batches, "us_per_doc": 1e6 * seconds / docs}
+
+
+def keys_per_node(node: Service) -> list[int]:
+    """Keys on each primary of the cluster ``node`` belongs to ([all keys] for a single server)."""
+    if os.environ.get("TAGGER_REDIS_CLUSTER") != "1":
+        return [int(redis_client.Redis(port=node.port).dbsize())]
+    cluster = RedisCluster(host="127.0.0.1", port=node.port)
+    try:
+        return [int(primary.redis_connection.dbsize()) for primary in cluster.get_primaries()]  # type: ignore[union-attr]
+    finally:
+        cluster.close()
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """All measurements for one dataset's model."""
     train_corpus, test = DATASETS[args.data].load()
     workdir = Path(tempfile.mkdtemp(prefix="stream-bench-"))
     model = args.model or model_for(train_corpus, workdir / "model", args.epochs)
     loaded = checkpoint.load(model)
-    result: dict[str, Any] = {"data": args.data, "processes": args.processes, "labels": len(loaded.label_names),
+    result: dict[str, Any] = {"data": args.data, "processes": args.processes, "redis_cluster": args.redis_cluster,
+                              "labels": len(loaded.label_names),
                               "docs": args.docs,
                               "model": loaded.model.config.to_dict()}
     # Each phase gets a fresh broker: tansu's memory engine slows and stalls after ~100k-400k documents
@@ -174,6 +204,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         worker = WorkerRun(broker, redis, model, backlog, workdir / "worker.log")
         result["max_docs_per_s"] = worker.drain_rate(args.docs, 600)
         result["peak_rss_mib"] = worker.memory_mib("VmHWM")
+        result["redis_write"] = redis_stage(worker, args.docs)
+        result["redis_keys_per_node"] = keys_per_node(redis)
         worker.terminate()
         log.info("max %.0f docs/s, bare consume %.0f msg/s", result["max_docs_per_s"],
                  result["bare_consume_docs_per_s"])
@@ -245,8 +277,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each paced latency run")
     parser.add_argument("--epochs", type=int, help="train for this many epochs (speed does not depend on it)")
     parser.add_argument("--processes", type=int, default=1, help="worker processes (TAGGER_PROCESSES)")
+    parser.add_argument("--redis-cluster", action="store_true", help="a local 3-node Redis Cluster, not one server")
     args = parser.parse_args()
-    os.environ["TAGGER_PROCESSES"] = str(args.processes)  # every worker this run starts inherits it
+    os.environ["TAGGER_PROCESSES"] = str(args.processes)  # every worker this run starts inherits them
+    os.environ["TAGGER_REDIS_CLUSTER"] = "1" if args.redis_cluster else "0"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     print(json.dumps(run(args), indent=1))
 

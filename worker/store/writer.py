@@ -3,19 +3,28 @@
 A write is idempotent, and never replaces a result from a newer message: for the same partition
 the higher offset wins, across partitions the later timestamp wins. The check and the write run as
 one Lua script, so concurrent workers cannot interleave them. The keys are in :mod:`worker.store.keys`;
-a document's two keys share a hash tag, so on a Redis Cluster the script runs in one slot, and the
-cluster client sends the batch as one pipeline per node. The script is called by its SHA; a server that
-does not know it (first use, a restart, a failover to a replica) gets it loaded and the batch resent.
+a document's two keys share a hash tag, so on a Redis Cluster the script runs in one slot.
+
+On a cluster the batch goes out as one plain pipeline per primary, grouped here by each document's slot:
+redis-py's ClusterPipeline, which routes command by command, made the Redis stage 2.7x slower per
+document in the stream benchmark (docs/results.md). When the slot map is stale (a failover, resharding:
+MOVED, ASK, a node gone) it is re-read from the cluster and the error goes to the caller to retry.
+
+The script is called by its SHA; a server that does not know it (first use, a restart, a failover to a
+replica) gets it loaded and the batch resent (the writes are idempotent).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from redis.exceptions import NoScriptError
+import redis
+from redis.cluster import RedisCluster
+from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptError, TryAgainError
 
 from worker.store.connection import Client
 from worker.store.keys import doc_key, tags_key
@@ -57,8 +66,12 @@ class TagRecord:
     timestamp_ms: int
 
 
+# Errors after which a cluster's slot map may be stale.
+_STALE_MAP = (MovedError, AskError, ClusterDownError, TryAgainError, redis.ConnectionError, redis.TimeoutError)
+
+
 class TagWriter:
-    """Writes a batch of results in one pipeline (one round trip)."""
+    """Writes a batch of results in one pipeline (one round trip; on a cluster, one per primary)."""
 
     def __init__(self, client: Client, tags_ttl_s: int = 0, doc_ttl_s: int = 0) -> None:
         self.client = client
@@ -74,13 +87,40 @@ class TagWriter:
             return self._write(records, model_version)
 
     def _write(self, records: Sequence[TagRecord], model_version: str) -> list[bool]:
+        if isinstance(self.client, RedisCluster):
+            return self._per_node(self.client, records, model_version)
+        return self._pipelined(records, model_version)
+
+    def _pipelined(self, records: Sequence[TagRecord], model_version: str) -> list[bool]:
         pipe = self.client.pipeline(transaction=False)
         for r in records:
-            tags = json.dumps([[label, score] for label, score in r.tags])
-            where = f"{r.topic}/{r.partition}"
-            # execute_command: redis-py's cluster pipeline blocks its evalsha() helper (a node may lack
-            # the script), which write() handles; the command itself routes by its keys' slot.
-            pipe.execute_command("EVALSHA", self.sha, 2, tags_key(r.doc_id), doc_key(r.doc_id), tags, model_version,
-                                 f"{where}/{r.offset}", r.timestamp_ms, where, r.offset, self.tags_ttl_s,
-                                 json.dumps({"text": r.text}), self.doc_ttl_s)
+            self._queue(pipe, r, model_version)
         return [bool(done) for done in pipe.execute()]
+
+    def _per_node(self, cluster: RedisCluster, records: Sequence[TagRecord], model_version: str) -> list[bool]:
+        groups: dict[str, tuple[redis.Redis, list[int]]] = {}
+        for i, r in enumerate(records):
+            node = cluster.get_node_from_key(tags_key(r.doc_id))
+            groups.setdefault(node.name, (cluster.get_redis_connection(node), []))[1].append(i)
+        written = [False] * len(records)
+        try:
+            for connection, indices in groups.values():
+                pipe = connection.pipeline(transaction=False)
+                for i in indices:
+                    self._queue(pipe, records[i], model_version)
+                for i, done in zip(indices, pipe.execute(), strict=True):
+                    written[i] = bool(done)
+        except _STALE_MAP as err:
+            with contextlib.suppress(redis.RedisError):  # nodes still away: the next write re-reads again
+                cluster.nodes_manager.initialize()
+            if isinstance(err, MovedError | AskError):  # retried by the caller like any transient error
+                raise TryAgainError(f"slots moved ({err}); slot map re-read") from err
+            raise
+        return written
+
+    def _queue(self, pipe: redis.client.Pipeline, r: TagRecord, model_version: str) -> None:
+        tags = json.dumps([[label, score] for label, score in r.tags])
+        where = f"{r.topic}/{r.partition}"
+        pipe.evalsha(self.sha, 2, tags_key(r.doc_id), doc_key(r.doc_id), tags, model_version,
+                     f"{where}/{r.offset}", r.timestamp_ms, where, r.offset, self.tags_ttl_s,
+                     json.dumps({"text": r.text}), self.doc_ttl_s)
