@@ -16,7 +16,7 @@ import kafka.errors
 import redis
 
 from model.errors import TaggerError
-from worker.cli import bench, demo, feedback, model, predict, serve
+from worker.cli import api, bench, demo, feedback, model, predict, serve
 
 __all__ = ["main"]
 
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     feedback.register(commands)
     demo.register(commands)
     bench.register(commands)
+    api.register(commands)
     return parser
 
 

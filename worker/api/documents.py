@@ -1,0 +1,58 @@
+"""Reads for the review page: one document (its text and tags) and the recently tagged documents.
+
+The recently tagged documents come from the sorted set ``tagger:recent`` (id -> message timestamp, ms),
+which the worker's tag writer keeps, capped, in the same pipeline as the tags (see RECENT below). Until a
+worker writes it the list is simply empty: nothing here scans the key space.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from worker.api.state import RedisClient
+from worker.store.client import TagResult, read_result
+from worker.store.keys import doc_key, tags_key
+
+__all__ = ["RECENT", "Document", "read_document", "recent_ids"]
+
+# Written by the worker (worker/store/writer.py): ZADD tagger:recent <ts> <id> for each written result, then
+# ZREMRANGEBYRANK to keep the newest entries. The key belongs in worker/store/keys.py once the writer writes it.
+RECENT = "tagger:recent"
+
+
+@dataclass(frozen=True)
+class Document:
+    """A stored document: its text (None once expired) and its tags (None when never tagged or expired)."""
+
+    doc_id: str
+    text: str | None
+    result: TagResult | None
+
+
+def read_document(client: RedisClient, doc_id: str) -> Document | None:
+    """The document's text and tags in one round trip; None when Redis holds neither."""
+    pipe = client.pipeline(transaction=False)
+    pipe.hgetall(tags_key(doc_id))
+    pipe.get(doc_key(doc_id))
+    raw_tags, raw_doc = pipe.execute()
+    result, text = read_result(raw_tags), _text(raw_doc)
+    return None if result is None and text is None else Document(doc_id, text, result)
+
+
+def _text(raw: bytes | None) -> str | None:
+    """The text of a ``tagger:doc:{id}`` value (JSON {"text": ...}); None when absent or unreadable."""
+    if raw is None:
+        return None
+    try:
+        text = json.loads(raw).get("text")
+    except (ValueError, AttributeError):
+        return None
+    return text if isinstance(text, str) else None
+
+
+def recent_ids(client: RedisClient, limit: int) -> list[tuple[str, int]]:
+    """The ``limit`` most recently tagged ids with their message timestamps (ms), newest first."""
+    entries: Any = client.zrevrange(RECENT, 0, limit - 1, withscores=True)
+    return [(member.decode(errors="replace"), int(score)) for member, score in entries]
