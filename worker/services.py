@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis
+
 from model.errors import TaggerError
 
 __all__ = ["RedisClusterService", "Service", "ServiceError", "die_with_parent", "free_port", "start_redis",
@@ -130,16 +132,17 @@ class RedisClusterService:
     """A local Redis Cluster: one primary redis-server per slot range, no replicas."""
 
     nodes: list[Service]
+    password: str | None = None
 
     @property
     def url(self) -> str:
-        """A URL of one node: a cluster client discovers the others from it."""
+        """A URL of one node (password not included): a cluster client discovers the others from it."""
         return f"redis://{self.nodes[0].address}/0"
 
     def wait_ok(self, timeout: float = 30.0) -> None:
         """Block until every node reports ``cluster_state:ok`` (after creation or a node restart)."""
         deadline = time.monotonic() + timeout
-        while not all(_cluster_ok(node) for node in self.nodes):
+        while not all(_cluster_ok(node, self.password) for node in self.nodes):
             if time.monotonic() > deadline:
                 raise ServiceError(f"redis cluster not ok within {timeout:.0f} s (logs: {self.nodes[0].log_path})")
             time.sleep(0.1)  # polling the cluster's own state; the deadline bounds it
@@ -150,22 +153,24 @@ class RedisClusterService:
             node.stop()
 
 
-def start_redis_cluster(workdir: Path, nodes: int = 3, timeout: float = 30.0) -> RedisClusterService:
-    """``nodes`` redis-servers in cluster mode (append-only, so a restarted node keeps its keys), joined
-    with ``redis-cli --cluster create`` and waited for until the cluster is ok."""
+def start_redis_cluster(workdir: Path, nodes: int = 3, timeout: float = 30.0,
+                        password: str | None = None) -> RedisClusterService:
+    """``nodes`` redis-servers in cluster mode (append-only, so a restarted node keeps its keys; with
+    ``password``, AUTH required), joined with ``redis-cli --cluster create`` and waited for until ok."""
     cli = shutil.which("redis-cli")
     if cli is None:
         raise ServiceError("redis-cli not found; install it with: apt-get install -y redis-tools")
-    cluster = RedisClusterService([])
+    cluster = RedisClusterService([], password)
+    auth = ["--requirepass", password, "--masterauth", password] if password else []
     try:
         for i in range(nodes):
             # The cluster bus needs a port of its own; the default (port + 10000) may be taken or invalid.
             cluster.nodes.append(start_redis(workdir / f"node-{i}", appendonly=True, extra=[
                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port",
-                str(free_port()), "--cluster-node-timeout", "2000"]))
-        created = subprocess.run([cli, "--cluster", "create", *(n.address for n in cluster.nodes),
-                                  "--cluster-replicas", "0", "--cluster-yes"], capture_output=True, text=True,
-                                 timeout=timeout, check=False)
+                str(free_port()), "--cluster-node-timeout", "2000", *auth]))
+        created = subprocess.run([cli, *(["-a", password, "--no-auth-warning"] if password else []), "--cluster",
+                                  "create", *(n.address for n in cluster.nodes), "--cluster-replicas", "0",
+                                  "--cluster-yes"], capture_output=True, text=True, timeout=timeout, check=False)
         if created.returncode != 0:
             raise ServiceError(f"redis-cli --cluster create failed: {created.stdout[-500:]}{created.stderr[-500:]}")
         cluster.wait_ok(timeout)
@@ -176,13 +181,14 @@ def start_redis_cluster(workdir: Path, nodes: int = 3, timeout: float = 30.0) ->
     return cluster
 
 
-def _cluster_ok(node: Service) -> bool:
+def _cluster_ok(node: Service, password: str | None) -> bool:
+    probe = redis.Redis(port=node.port, password=password, socket_timeout=1, socket_connect_timeout=1)
     try:
-        with socket.create_connection(("127.0.0.1", node.port), timeout=1) as sock:
-            sock.sendall(b"CLUSTER INFO\r\n")
-            return b"cluster_state:ok" in sock.recv(4096)
-    except OSError:
+        return probe.cluster("info").get("cluster_state") == "ok"
+    except redis.RedisError:
         return False
+    finally:
+        probe.close()
 
 
 def start_tansu(workdir: Path, port: int | None = None, timeout: float = 30.0,

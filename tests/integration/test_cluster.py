@@ -15,15 +15,18 @@ import redis
 from redis.cluster import RedisCluster
 
 from benchmarks.rig import chaos
+from model.errors import ConfigError
 from model.tagger import Tagger
 from tests.integration.conftest import Stream, WorkerProcess, wait_until
 from tests.integration.test_feedback import TEST, submit_truth, tag_documents, weak_model
 from worker.learn.learner import Learner
 from worker.learn.registry import Registry, resolve
 from worker.services import RedisClusterService, start_redis_cluster
-from worker.settings import Settings
+from worker.settings import RedisSettings, Secret, Settings
 from worker.store.client import TagClient
+from worker.store.connection import connect
 from worker.store.keys import CORRECTIONS, EXAMPLES, LEARNERS, doc_key
+from worker.store.writer import TagRecord, TagWriter
 
 pytestmark = pytest.mark.integration
 
@@ -120,3 +123,19 @@ def test_a_node_restarted_mid_stream_loses_nothing(stream: Stream, start_worker:
 def worker_metric(worker: WorkerProcess, name: str) -> float:
     """The sum of a metric's samples (0 while the worker does not answer)."""
     return sum(value for _, value in worker.samples().get(name, []))
+
+
+def test_a_cluster_with_a_password_takes_it_from_the_settings_and_refuses_a_wrong_one(tmp_path: Path) -> None:
+    if shutil.which("redis-cli") is None:
+        pytest.skip("a local Redis Cluster needs redis-cli (Debian package redis-tools)")
+    guarded = start_redis_cluster(tmp_path / "guarded", password="s3cret")
+    try:
+        settings = RedisSettings(redis_url=guarded.url, redis_password=Secret("s3cret"), redis_cluster=True)
+        client = connect(settings, wait=False)
+        TagWriter(client).write([TagRecord("p1", [("a", 0.9)], "text", "docs", 0, 1, 1000)], "v1")
+        assert TagClient(client).lookup(["p1"])["p1"].tags == [("a", 0.9)]  # type: ignore[union-attr]
+        with pytest.raises(ConfigError, match="refused to authenticate"):
+            connect(RedisSettings(redis_url=guarded.url, redis_password=Secret("wrong"), redis_cluster=True),
+                    wait=False)
+    finally:
+        guarded.stop()
