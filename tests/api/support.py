@@ -14,7 +14,6 @@ from pathlib import Path
 
 import redis
 
-from worker.api.documents import RECENT
 from worker.services import die_with_parent, free_port
 from worker.store.writer import TagRecord, TagWriter
 
@@ -38,13 +37,8 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str, every: 
 
 
 def write_documents(client: redis.Redis, records: list[TagRecord], model: str = "v-test") -> None:
-    """Store ``records`` as the worker does, and record them as recently tagged.
-
-    The ZADD stands in for the line the worker's writer is to gain (see worker.api.documents.RECENT); the
-    tags and texts themselves go through the real TagWriter.
-    """
+    """Store ``records`` as the worker does (tags, texts and the recently tagged list), with the real TagWriter."""
     TagWriter(client).write(records, model)
-    client.zadd(RECENT, {r.doc_id: r.timestamp_ms for r in records})
 
 
 def record(doc_id: str, tags: list[tuple[str, float]], text: str = "some text", offset: int = 0,

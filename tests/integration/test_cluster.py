@@ -25,7 +25,7 @@ from worker.services import RedisClusterService, start_redis_cluster
 from worker.settings import RedisSettings, Secret, Settings
 from worker.store.client import TagClient
 from worker.store.connection import connect
-from worker.store.keys import CORRECTIONS, EXAMPLES, LEARNERS, doc_key
+from worker.store.keys import CORRECTIONS, EXAMPLES, LEARNERS, RECENT, doc_key
 from worker.store.writer import TagRecord, TagWriter
 
 pytestmark = pytest.mark.integration
@@ -62,6 +62,7 @@ def test_every_document_is_tagged_across_the_nodes_and_looked_up_in_one_call(
     ids = [doc_id for doc_id, _ in docs]
     wait_until(lambda: len(chaos.tagged_ids(client, ids)) == 300, 60, "all documents tagged on the cluster")
     assert all(redis.Redis(port=node.port).dbsize() > 0 for node in cluster.nodes)  # every node holds some
+    assert {m.decode() for m in client.zrange(RECENT, 0, -1)} >= set(ids)  # the review page's recent list
     found = TagClient(client).lookup(ids)
     assert all(result is not None and len(result.tags) == 5 for result in found.values())
     assert json.loads(client.get(doc_key(ids[0])))["text"] == json.loads(docs[0][1])["text"]  # type: ignore[arg-type]

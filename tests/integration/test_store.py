@@ -10,6 +10,7 @@ import redis
 
 from worker.services import Service
 from worker.store.client import TagClient, TagResult
+from worker.store.keys import RECENT, RECENT_KEEP
 from worker.store.migrate import Migration, migrate
 from worker.store.writer import TagRecord, TagWriter
 
@@ -102,3 +103,12 @@ def test_migrate_renames_old_keys_keeping_expiry_and_lets_newer_results_win(clie
     assert TagClient(client).lookup([newer])[newer].model == "v1"  # type: ignore[union-attr]
     assert not client.exists(f"tagger:tags:{old}", f"tagger:doc:{old}", f"tagger:tags:{newer}")
     assert migrate(client) == Migration(0, 0)  # a second run finds nothing
+
+
+def test_written_ids_are_kept_as_recently_tagged_newest_first_and_capped(client: redis.Redis) -> None:
+    client.delete(RECENT)
+    writer = TagWriter(client)
+    writer.write([record(f"r{i}", i, ts=1000 + i) for i in range(3)], "v1")
+    assert client.zrevrange(RECENT, 0, -1) == [b"r2", b"r1", b"r0"]
+    writer.write([record(f"s{i}", i, ts=5000 + i) for i in range(RECENT_KEEP)], "v1")
+    assert client.zcard(RECENT) == RECENT_KEEP and client.zscore(RECENT, "r2") is None  # the oldest went

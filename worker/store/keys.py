@@ -8,6 +8,8 @@
                                     ts     the message's Kafka timestamp, ms since the epoch
                             expiry  TAGGER_TAGS_TTL_S (0 = none)
     tagger:{id}:doc         string  JSON {"text": ...}, what the learner retrains on; expiry TAGGER_DOC_TTL_S
+    tagger:recent           zset    id -> message timestamp (ms) of the last RECENT_KEEP documents written,
+                                    for the review page's "recently tagged" list
     tagger:corrections      stream  submitted corrections (fields: id, add, remove, user, ts)
     tagger:corrections:rejected  hash  reason -> count of corrections the learner refused
     tagger:ratelimit:{user}:{minute}  string  corrections a user submitted in that minute (expires)
@@ -33,8 +35,8 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["CORRECTIONS", "EXAMPLES", "LABELS_ALLOWED", "LABELS_PROPOSED", "LEARNERS", "LEGACY_PATTERNS", "REJECTED",
-           "doc_key", "label_users_key", "migrated_key", "rate_key", "slot_tag", "tags_key"]
+__all__ = ["CORRECTIONS", "EXAMPLES", "LABELS_ALLOWED", "LABELS_PROPOSED", "LEARNERS", "LEGACY_PATTERNS", "RECENT",
+           "RECENT_KEEP", "REJECTED", "doc_key", "label_users_key", "migrated_key", "rate_key", "slot_tag", "tags_key"]
 
 CORRECTIONS = "tagger:corrections"
 REJECTED = "tagger:corrections:rejected"
@@ -42,6 +44,8 @@ EXAMPLES = "tagger:examples"
 LEARNERS = "learners"  # the corrections stream's consumer group
 LABELS_PROPOSED = "tagger:labels:proposed"
 LABELS_ALLOWED = "tagger:labels:allowed"
+RECENT = "tagger:recent"
+RECENT_KEEP = 1000  # entries kept in RECENT: a page of recent documents, not a log
 
 
 def slot_tag(doc_id: str) -> str:

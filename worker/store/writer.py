@@ -12,6 +12,9 @@ MOVED, ASK, a node gone) it is re-read from the cluster and the error goes to th
 
 The script is called by its SHA; a server that does not know it (first use, a restart, a failover to a
 replica) gets it loaded and the batch resent (the writes are idempotent).
+
+The same round trip records the batch's ids in ``tagger:recent`` (by message timestamp, capped at
+``RECENT_KEEP``), the review page's list of recently tagged documents.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptError, TryAgainError
 
 from worker.store.connection import Client
-from worker.store.keys import doc_key, tags_key
+from worker.store.keys import RECENT, RECENT_KEEP, doc_key, tags_key
 
 __all__ = ["TagRecord", "TagWriter"]
 
@@ -95,20 +98,25 @@ class TagWriter:
         pipe = self.client.pipeline(transaction=False)
         for r in records:
             self._queue(pipe, r, model_version)
-        return [bool(done) for done in pipe.execute()]
+        _note_recent(pipe, records)
+        return [bool(done) for done in pipe.execute()[:len(records)]]
 
     def _per_node(self, cluster: RedisCluster, records: Sequence[TagRecord], model_version: str) -> list[bool]:
         groups: dict[str, tuple[redis.Redis, list[int]]] = {}
         for i, r in enumerate(records):
             node = cluster.get_node_from_key(tags_key(r.doc_id))
             groups.setdefault(node.name, (cluster.get_redis_connection(node), []))[1].append(i)
+        recent = cluster.get_node_from_key(RECENT)
+        groups.setdefault(recent.name, (cluster.get_redis_connection(recent), []))
         written = [False] * len(records)
         try:
-            for connection, indices in groups.values():
+            for name, (connection, indices) in groups.items():
                 pipe = connection.pipeline(transaction=False)
                 for i in indices:
                     self._queue(pipe, records[i], model_version)
-                for i, done in zip(indices, pipe.execute(), strict=True):
+                if name == recent.name:
+                    _note_recent(pipe, records)
+                for i, done in zip(indices, pipe.execute()[:len(indices)], strict=True):
                     written[i] = bool(done)
         except _STALE_MAP as err:
             with contextlib.suppress(redis.RedisError):  # nodes still away: the next write re-reads again
@@ -124,3 +132,10 @@ class TagWriter:
         pipe.evalsha(self.sha, 2, tags_key(r.doc_id), doc_key(r.doc_id), tags, model_version,
                      f"{where}/{r.offset}", r.timestamp_ms, where, r.offset, self.tags_ttl_s,
                      json.dumps({"text": r.text}), self.doc_ttl_s)
+
+
+def _note_recent(pipe: redis.client.Pipeline, records: Sequence[TagRecord]) -> None:
+    """Queue the batch's ids into ``tagger:recent`` and trim it to the newest ``RECENT_KEEP``."""
+    if records:
+        pipe.zadd(RECENT, {r.doc_id: r.timestamp_ms for r in records})
+        pipe.zremrangebyrank(RECENT, 0, -RECENT_KEEP - 1)
