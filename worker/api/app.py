@@ -64,7 +64,7 @@ def create_app(settings: Settings, state: ApiState) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        state.close()
+        await state.close()
 
     app.router.lifespan_context = lifespan
     app.state.api = state

@@ -1,22 +1,23 @@
 """Reads for the review page: one document (its text and tags) and the recently tagged documents.
 
 The recently tagged documents come from the sorted set ``tagger:recent`` (id -> message timestamp, ms),
-which the worker's tag writer keeps, capped, in the same round trip as the tags (worker/store/writer.py).
-Nothing here scans the key space.
+which the worker's tag writer is to keep, capped, in the same pipeline as the tags (see RECENT below). Until
+a worker writes it the list is simply empty: nothing here scans the key space.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
-from worker.api.state import RedisClient
+from worker.api.store import AsyncClient, read_document_raw, recent_raw
 from worker.store.client import TagResult, read_result
-from worker.store.keys import RECENT, doc_key, tags_key
 
-__all__ = ["Document", "read_document", "recent_ids"]
+__all__ = ["RECENT", "Document", "read_document", "recent_ids"]
 
+# Written by the worker (worker/store/writer.py): ZADD tagger:recent <ts> <id> for each written result, then
+# ZREMRANGEBYRANK to keep the newest entries. The key belongs in worker/store/keys.py once the writer writes it.
+RECENT = "tagger:recent"
 
 
 @dataclass(frozen=True)
@@ -28,18 +29,15 @@ class Document:
     result: TagResult | None
 
 
-def read_document(client: RedisClient, doc_id: str) -> Document | None:
+async def read_document(client: AsyncClient, doc_id: str) -> Document | None:
     """The document's text and tags in one round trip; None when Redis holds neither."""
-    pipe = client.pipeline(transaction=False)
-    pipe.hgetall(tags_key(doc_id))
-    pipe.get(doc_key(doc_id))
-    raw_tags, raw_doc = pipe.execute()
+    raw_tags, raw_doc = await read_document_raw(client, doc_id)
     result, text = read_result(raw_tags), _text(raw_doc)
     return None if result is None and text is None else Document(doc_id, text, result)
 
 
 def _text(raw: bytes | None) -> str | None:
-    """The text of a ``tagger:doc:{id}`` value (JSON {"text": ...}); None when absent or unreadable."""
+    """The text of a document's stored value (JSON {"text": ...}); None when absent or unreadable."""
     if raw is None:
         return None
     try:
@@ -49,7 +47,6 @@ def _text(raw: bytes | None) -> str | None:
     return text if isinstance(text, str) else None
 
 
-def recent_ids(client: RedisClient, limit: int) -> list[tuple[str, int]]:
+async def recent_ids(client: AsyncClient, limit: int) -> list[tuple[str, int]]:
     """The ``limit`` most recently tagged ids with their message timestamps (ms), newest first."""
-    entries: Any = client.zrevrange(RECENT, 0, limit - 1, withscores=True)
-    return [(member.decode(errors="replace"), int(score)) for member, score in entries]
+    return [(member.decode(errors="replace"), int(score)) for member, score in await recent_raw(client, RECENT, limit)]

@@ -74,6 +74,11 @@ class DocumentTags(TagResultOut):
 
     id: str
 
+    @classmethod
+    def of(cls, doc_id: str, result: TagResult) -> DocumentTags:  # type: ignore[override]
+        """One id's stored result."""
+        return cls(id=doc_id, tags=_tags(result.tags), model=result.model, src=result.src, ts=result.ts)
+
 
 class LookupItem(BaseModel):
     """One id of a lookup; ``result`` is null when the document is unknown or its tags expired."""

@@ -17,12 +17,12 @@ from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from model.tagger import Tagger
+from worker.api.store import AsyncClient, async_client
 from worker.learn.corrections import CorrectionClient
 from worker.learn.labels import LabelBook
 from worker.learn.registry import Registry
 from worker.metrics import WorkerMetrics
 from worker.settings import Settings
-from worker.store.client import TagClient
 from worker.store.connection import connect
 from worker.stream.watcher import ModelWatcher
 
@@ -39,7 +39,8 @@ class ApiState:
     """The clients and the model every route uses."""
 
     settings: Settings
-    client: RedisClient
+    client: RedisClient  # for the routes that run in the thread pool (corrections, labels, learner)
+    aclient: AsyncClient  # for the lookup routes, which stay on the event loop
     watcher: ModelWatcher
     token: str | None  # the write token; None: writes are refused
     stopping: threading.Event = field(default_factory=threading.Event)
@@ -59,12 +60,7 @@ class ApiState:
         watcher = ModelWatcher.start(settings.model, WorkerMetrics(), stopping)
         if token is None:
             log.warning("no API token (TAGGER_API_TOKEN / TAGGER_API_TOKEN_FILE): corrections will be refused")
-        return cls(settings, client, watcher, token, stopping)
-
-    @property
-    def tags(self) -> TagClient:
-        """The lookup client (many ids, one round trip)."""
-        return TagClient(self.client)
+        return cls(settings, client, async_client(settings.redis), watcher, token, stopping)
 
     def tagger(self) -> Tagger:
         """The live model, swapping in a newly loaded version first."""
@@ -90,14 +86,15 @@ class ApiState:
             self._corrections = {tagger.version: built}  # a new dict, so a concurrent reader never sees it empty
         return self._corrections[tagger.version]
 
-    def ready(self) -> bool:
+    async def ready(self) -> bool:
         """Whether Redis answers (the model is loaded before the server starts)."""
         try:
-            return bool(self.client.ping())
+            return bool(await self.aclient.ping())
         except redis.RedisError:
             return False
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Stop watching the registry and close the Redis connections."""
         self.stopping.set()
         self.client.close()
+        await self.aclient.aclose()

@@ -20,7 +20,8 @@ _MEANING = {
 }
 
 
-def _state(request: Request) -> ApiState:
+async def _state(request: Request) -> ApiState:
+    """The app's state (async: FastAPI would run a plain function in its thread pool, for every request)."""
     state: ApiState = request.app.state.api
     return state
 

@@ -16,14 +16,14 @@ def router(metrics: ApiMetrics) -> APIRouter:
     routes = APIRouter(tags=["operations"])
 
     @routes.get("/healthz")
-    def healthz() -> Health:
+    async def healthz() -> Health:
         """Alive: the process answers HTTP (not tied to Redis, so an outage there restarts nothing)."""
         return Health(status="ok")
 
     @routes.get("/readyz", responses=errors(503))
-    def readyz(state: State) -> Health:
+    async def readyz(state: State) -> Health:
         """Ready: the model is loaded and Redis answers a PING."""
-        if not state.ready():
+        if not await state.ready():
             raise ApiProblem(503, "redis_unavailable", "not ready: Redis does not answer a PING; check "
                              "TAGGER_REDIS_URL and that Redis is running", {"Retry-After": "5"})
         return Health(status="ready")
