@@ -1,8 +1,8 @@
 """Reads for the review page: one document (its text and tags) and the recently tagged documents.
 
 The recently tagged documents come from the sorted set ``tagger:recent`` (id -> message timestamp, ms),
-which the worker's tag writer is to keep, capped, in the same pipeline as the tags (see RECENT below). Until
-a worker writes it the list is simply empty: nothing here scans the key space.
+which the worker's tag writer keeps, capped, in the same round trip as the tags (worker/store/writer.py).
+Nothing here scans the key space.
 """
 
 from __future__ import annotations
@@ -12,12 +12,9 @@ from dataclasses import dataclass
 
 from worker.api.store import AsyncClient, read_document_raw, recent_raw
 from worker.store.client import TagResult, read_result
+from worker.store.keys import RECENT
 
-__all__ = ["RECENT", "Document", "read_document", "recent_ids"]
-
-# Written by the worker (worker/store/writer.py): ZADD tagger:recent <ts> <id> for each written result, then
-# ZREMRANGEBYRANK to keep the newest entries. The key belongs in worker/store/keys.py once the writer writes it.
-RECENT = "tagger:recent"
+__all__ = ["Document", "read_document", "recent_ids"]
 
 
 @dataclass(frozen=True)
