@@ -54,8 +54,11 @@ def test_a_batch_the_worker_cannot_decode_is_counted_logged_and_fails_readiness_
     worker.wait_ready()
     docs = stream.documents(40)
     readable = [value for _, value in docs[:30]]
+    # Undecodable batches first, on partitions 1, 2 and 3 (keys d, c, f), then the readable ones on
+    # partition 0 (key k): the stuck partitions must not hold up the one that can advance.
+    for key in (b"d", b"c", b"f"):
+        stream.produce([value for _, value in docs[30:]], keys=[key] * 10, compression_type="zstd")
     stream.produce(readable, keys=[b"k"] * len(readable), compression_type="gzip")
-    stream.produce([value for _, value in docs[30:]], compression_type="zstd")
     ids = [doc_id for doc_id, _ in docs[:30]]
 
     def undecodable() -> float:

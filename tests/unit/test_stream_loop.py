@@ -264,3 +264,14 @@ def test_a_failed_write_at_a_rebalance_drops_the_open_batch_too_and_commits_noth
     assert events == [("write", ["d0", "d1"], "v1")]  # d2's batch was launched, then dropped: never written
     assert batches[0] == 2 and worker.offsets.pending == {} and not worker.predictor.busy()
     assert "rebalance: batch not written" in caplog.text
+
+
+def test_the_partition_of_an_undecodable_batch_is_paused_for_good_so_the_others_flow() -> None:
+    def point_at_tp0(worker: Worker) -> None:  # kafka-python's fetcher holds the stuck partition's records
+        worker.consumer._fetcher = SimpleNamespace(_next_partition_records=SimpleNamespace(topic_partition=TP0))
+
+    events, worker = run([UnsupportedCodecError("zstd codec not found"), [record(0)]], failures=1,
+                         before=point_at_tp0)
+    assert worker.stuck == {TP0} and worker.consumer.paused() == {TP0}  # the Redis recovery left it paused
+    assert "resume" not in events and not worker.ready()
+    assert worker.metrics.undecodable._value.get() == 1

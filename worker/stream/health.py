@@ -53,9 +53,9 @@ class KafkaHealth:
             self.next_warning_s *= 2
 
     def undecodable(self, err: Exception, positions: Mapping[TopicPartition, int | None]) -> None:
-        """A fetched record batch cannot be decoded: kafka-python raises it from poll() each time the stuck
-        partition is fetched again, while the other partitions go on. Count it, log it with every assigned
-        partition's position (the stuck one stops advancing), and fail readiness for a while."""
+        """A fetched record batch cannot be decoded (the loop pauses its partition so the others go on).
+        Count it, log it with every assigned partition's position (the stuck one stops advancing), and fail
+        readiness for a while."""
         self.undecodable_at = self.clock()
         self.metrics.undecodable.inc()
         shown = ", ".join(f"{tp.topic}/{tp.partition}@{offset}" for tp, offset in positions.items())

@@ -7,14 +7,14 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import NoBrokersAvailable, TopicAlreadyExistsError
 
 from worker.settings import KafkaSettings
 
 __all__ = ["connect_with_backoff", "consumer", "coordinator_reachable", "create_topic", "producer",
-           "security_options"]
+           "security_options", "undecodable_partition"]
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -107,3 +107,20 @@ def coordinator_reachable(consumer: KafkaConsumer) -> bool:
     coordinator = getattr(consumer, "_coordinator", None)
     check = getattr(coordinator, "coordinator_unknown", None)
     return True if check is None else not check()
+
+
+def undecodable_partition(consumer: KafkaConsumer) -> TopicPartition | None:
+    """The partition whose fetched record batch ``poll()`` just failed to decode; None when the client cannot tell.
+
+    kafka-python raises the error without naming the partition and keeps that partition's records first in
+    line, so every later ``poll()`` raises again and the other partitions' records wait behind them: the
+    caller pauses this partition so that the others flow. The client's fetcher holds the partition (the
+    records in progress, or the error kept for the next poll); a client without those attributes (another
+    version) gives None."""
+    fetcher = getattr(consumer, "_fetcher", None)
+    for holder, field in (("_next_partition_records", "topic_partition"),
+                          ("_next_in_line_exception_metadata", "partition")):
+        partition = getattr(getattr(fetcher, holder, None), field, None)
+        if isinstance(partition, TopicPartition):
+            return partition
+    return None

@@ -62,7 +62,7 @@ from worker.stream.deadline import Abandoned, Deadline
 from worker.stream.guard import BadInputGuard
 from worker.stream.health import KafkaHealth
 from worker.stream.intake import Intake
-from worker.stream.kafka import coordinator_reachable
+from worker.stream.kafka import coordinator_reachable, undecodable_partition
 from worker.stream.offsets import COMMIT_TIMEOUT_MS, Offsets
 from worker.stream.pipeline import Predicted, Predictor
 from worker.stream.tagging import Tagging
@@ -89,11 +89,12 @@ class Worker(ConsumerRebalanceListener):
         self.offsets = Offsets(clients.consumer, metrics)
         self.health = KafkaHealth(metrics, functools.partial(coordinator_reachable, clients.consumer))
         self.assigned: set[TopicPartition] = set()
+        self.stuck: set[TopicPartition] = set()  # paused for good: a record batch there cannot be decoded
         self.in_retry = False  # polling inside a Redis retry: a rebalance then must not flush the batch again
 
     def ready(self) -> bool:
-        """Partitions assigned and no record batch that failed to decode lately (the /readyz check)."""
-        return bool(self.assigned) and self.health.decoding()
+        """Partitions assigned, none stuck on a record batch it cannot decode (the /readyz check)."""
+        return bool(self.assigned) and self.health.decoding() and not self.stuck
 
     def run(self) -> None:
         """Poll → batch → predict → write → commit until stopped; then the last batches, bounded, and close."""
@@ -135,6 +136,7 @@ class Worker(ConsumerRebalanceListener):
             except Abandoned:
                 log.warning("rebalance: batch not written; the partitions' next owner will process it")
         self.assigned -= partitions
+        self.stuck -= partitions  # its next owner meets the batch again, and reports it
         self.metrics.assigned.set(len(self.assigned))
         self.offsets.drop(partitions)
 
@@ -145,7 +147,12 @@ class Worker(ConsumerRebalanceListener):
             fetched = self.consumer.poll(timeout_ms=timeout_ms)
         except (UnsupportedCodecError, CorruptRecordError) as err:
             self.health.undecodable(err, {tp: self.consumer.position(tp) for tp in sorted(self.assigned)})
-            self.stopping.wait(1.0)  # the stuck partition's fetch fails again at once: back off
+            stuck = undecodable_partition(self.consumer)
+            if stuck is None:
+                self.stopping.wait(1.0)  # the stuck partition's fetch fails again at once: back off
+            else:  # pause it for good, or its records, first in line, hold up every other partition
+                self.stuck.add(stuck)
+                self.consumer.pause(stuck)
             return False
         for messages in fetched.values():
             for message in messages:
@@ -209,6 +216,7 @@ class Worker(ConsumerRebalanceListener):
         return owned
 
     def _resume(self) -> None:
-        if self.consumer.paused():
-            self.consumer.resume(*self.consumer.paused())
+        paused = self.consumer.paused() - self.stuck
+        if paused:
+            self.consumer.resume(*paused)
             log.info("redis is back; consumption resumed")
