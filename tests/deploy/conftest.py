@@ -14,6 +14,7 @@ import yaml
 from prometheus_client import generate_latest
 
 from tests.integration.conftest import *  # noqa: F403  (tansu, redis_service, model_dir, stream, start_worker)
+from worker.api.metrics import ApiMetrics
 from worker.metrics import LearnerMetrics, WorkerMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,9 +52,14 @@ class _NoRedis:
 
 
 def exported_series() -> set[str]:
-    """Every series name the worker's and the learner's /metrics expose (with _bucket, _sum, _total ...)."""
-    text = (generate_latest(WorkerMetrics().registry) + generate_latest(LearnerMetrics(_NoRedis()).registry)).decode()
-    return {line.split(" ")[2] for line in text.splitlines() if line.startswith("# TYPE")} | {
+    """Every series name the worker's, the learner's and the API's /metrics expose (_bucket, _sum, _total ...)."""
+    text = (generate_latest(WorkerMetrics().registry) + generate_latest(LearnerMetrics(_NoRedis()).registry)
+            + generate_latest(ApiMetrics().registry)).decode()
+    # A labelled family with nothing observed yet has no samples: its series names follow from its type.
+    suffixes = {"histogram": ("_bucket", "_sum", "_count"), "counter": ("_total",), "gauge": ("",)}
+    types = [line.split(" ")[2:4] for line in text.splitlines() if line.startswith("# TYPE")]
+    typed = {name + suffix for name, kind in types for suffix in suffixes.get(kind, ("",))}
+    return {name for name, _ in types} | typed | {
         re.split(r"[{ ]", line, maxsplit=1)[0] for line in text.splitlines() if line and not line.startswith("#")}
 
 

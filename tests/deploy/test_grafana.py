@@ -48,3 +48,12 @@ def test_provisioning_matches_the_compose_mounts() -> None:
     assert mounts[(GRAFANA / "provisioning").resolve()] == grafana["environment"]["GF_PATHS_PROVISIONING"]
     (source,) = load_yaml(GRAFANA / "provisioning" / "datasources" / "prometheus.yml")["datasources"]
     assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
+
+
+def test_the_api_has_its_panels_and_its_scrape_job() -> None:
+    used = set().union(*map(metric_names, dashboard_queries()))
+    assert {"tagger_api_requests_total", "tagger_api_request_seconds_bucket"} <= used
+    jobs = {job["job_name"]: job for job in load_yaml(DEPLOY / "prometheus" / "prometheus.yml")["scrape_configs"]}
+    api = load_yaml(DOCKER / "compose.yaml")["services"]["api"]
+    (target,) = jobs["rankae-tagger-api"]["dns_sd_configs"]
+    assert target["names"] == ["api"] and str(target["port"]) == api["environment"]["TAGGER_API_PORT"]
