@@ -10,11 +10,8 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from model import checkpoint
-from model.config import ModelConfig, TrainConfig
-from model.synthetic import generate_corpus
-from model.trainer import train
 from tests.api.support import TOKEN
+from tests.support.fixtures import empty_database, tiny_model
 from worker.api.app import create_app
 from worker.api.state import ApiState
 from worker.learn.registry import Registry
@@ -36,12 +33,7 @@ def redis_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small model trained on a generated 10-label corpus (labels topic-00 ... topic-09)."""
-    corpus = generate_corpus(600, 10, seed=11)
-    trained = train(corpus, ModelConfig(embed_dim=32, latent_dim=16, label_hidden=32, pooling="sum", dropout=0.1),
-                    TrainConfig(epochs=4, lr=0.01, min_df=1))
-    out = tmp_path_factory.mktemp("model") / "model"
-    checkpoint.save(trained, out)
-    return out
+    return tiny_model(tmp_path_factory.mktemp("model"), docs=600, epochs=4)
 
 
 @pytest.fixture()
@@ -55,10 +47,8 @@ def registry(model_dir: Path, tmp_path: Path) -> Registry:
 @pytest.fixture()
 def client(redis_service: Service) -> Iterator[redis.Redis]:
     """A Redis client on an emptied database."""
-    connection = redis.Redis.from_url(f"redis://{redis_service.address}/0")
-    connection.flushdb()
-    yield connection
-    connection.close()
+    with empty_database(redis_service.address, 0) as connection:
+        yield connection
 
 
 @pytest.fixture()

@@ -16,10 +16,8 @@ from kafka import KafkaConsumer, TopicPartition
 from benchmarks.rig import chaos
 from benchmarks.rig.chaos import FAST_GROUP, ScenarioError, wait_for
 from benchmarks.rig.process import ServeProcess
-from model import checkpoint
-from model.config import ModelConfig, TrainConfig
 from model.synthetic import generate_corpus
-from model.trainer import train
+from tests.support.fixtures import tiny_model
 from worker.services import Service, ServiceError, start_redis, start_tansu
 from worker.settings import KafkaSettings
 from worker.stream import kafka as kafka_clients
@@ -56,12 +54,7 @@ def redis_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small model trained on a generated 10-label corpus."""
-    corpus = generate_corpus(800, 10, seed=11)
-    trained = train(corpus, ModelConfig(embed_dim=32, latent_dim=16, label_hidden=32, pooling="sum", dropout=0.1),
-                    TrainConfig(epochs=6, lr=0.01, min_df=1))
-    out = tmp_path_factory.mktemp("model") / "model"
-    checkpoint.save(trained, out)
-    return out
+    return tiny_model(tmp_path_factory.mktemp("model"), docs=800, epochs=6)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from benchmarks.poison import Case, interleave, poison_cases
 from model import checkpoint
 from tests.integration.conftest import Stream, WorkerProcess, tagged_ids, wait_until
+from tests.support.fixtures import empty_database
 from worker.learn.corrections import Correction, CorrectionClient, CorrectionRejected, entry_fields
 from worker.learn.learner import Learner
 from worker.learn.registry import Registry
@@ -108,10 +109,8 @@ def test_poison_corpus_every_good_document_tagged_every_bad_one_dead_lettered_wi
 @pytest.fixture()
 def corrections_db(redis_service: Service) -> Iterator[redis.Redis]:
     """A Redis database of its own (the corrections keys are global), emptied before and after."""
-    client = redis.Redis.from_url(f"redis://{redis_service.address}/7")
-    client.flushdb()
-    yield client
-    client.flushdb()
+    with empty_database(redis_service.address, 7) as client:
+        yield client
 
 
 def labels_of(model_dir: Path) -> list[str]:

@@ -17,6 +17,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from worker.settings import RedisSettings
 from worker.store.client import TagResult, read_result
+from worker.store.connection import client_options
 from worker.store.keys import doc_key, tags_key
 
 __all__ = ["AsyncClient", "async_client", "lookup", "read_document_raw", "recent_raw"]
@@ -27,13 +28,7 @@ AsyncClient = redis.asyncio.Redis | redis.asyncio.RedisCluster
 def async_client(settings: RedisSettings) -> AsyncClient:
     """An asyncio client for the configured Redis (one server or a cluster)."""
     # Two quick retries, not redis-py's ten over seconds: during an outage a caller gets a 503 at once.
-    options: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0,
-                               "retry": Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), 2)}
-    password = settings.secret()
-    if password:
-        options["password"] = password
-    if settings.redis_ssl_ca_certs:
-        options["ssl_ca_certs"] = settings.redis_ssl_ca_certs
+    options = {**client_options(settings), "retry": Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), 2)}
     if settings.redis_cluster:
         return redis.asyncio.RedisCluster.from_url(settings.redis_url, **options)
     return redis.asyncio.Redis.from_url(settings.redis_url, **options)

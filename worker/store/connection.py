@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -31,7 +32,7 @@ from redis.retry import Retry
 from model.errors import ConfigError
 from worker.settings import RedisSettings
 
-__all__ = ["Client", "connect", "permanent"]
+__all__ = ["Client", "client_options", "connect", "permanent"]
 
 # What every component is handed: one server or a cluster (their command APIs are the same).
 Client = redis.Redis | RedisCluster
@@ -52,7 +53,19 @@ def connect(settings: RedisSettings, check: bool = True, wait: bool = True) -> C
     worker pauses and retries its writes until Redis is back); a one-shot command passes ``wait=False`` and
     gets a ConfigError saying what to check.
     """
-    options: dict[str, object] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
+    options = client_options(settings)
+    if check:
+        _check(redis.Redis.from_url(settings.redis_url, retry=Retry(NoBackoff(), 0), **options), wait,
+               settings.redis_cluster)
+    if settings.redis_cluster:
+        return _cluster(settings.redis_url, options)
+    return redis.Redis.from_url(settings.redis_url, **options)
+
+
+def client_options(settings: RedisSettings) -> dict[str, Any]:
+    """redis-py's keyword options for the settings (timeouts, password or password file, TLS CA bundle), for
+    any client of the configured server: sync or asyncio, one server or a cluster."""
+    options: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
     password = settings.secret()
     if password:
         options["password"] = password
@@ -62,12 +75,7 @@ def connect(settings: RedisSettings, check: bool = True, wait: bool = True) -> C
         if not Path(settings.redis_ssl_ca_certs).is_file():
             raise ConfigError(f"TAGGER_REDIS_SSL_CA_CERTS: no such file {settings.redis_ssl_ca_certs}")
         options["ssl_ca_certs"] = settings.redis_ssl_ca_certs
-    if check:
-        _check(redis.Redis.from_url(settings.redis_url, retry=Retry(NoBackoff(), 0), **options), wait,
-               settings.redis_cluster)
-    if settings.redis_cluster:
-        return _cluster(settings.redis_url, options)
-    return redis.Redis.from_url(settings.redis_url, **options)
+    return options
 
 
 def permanent(err: redis.RedisError) -> str | None:
@@ -84,7 +92,7 @@ def permanent(err: redis.RedisError) -> str | None:
     return f"Redis refused a command ({err}); retrying will not help"
 
 
-def _cluster(url: str, options: dict[str, object]) -> RedisCluster:
+def _cluster(url: str, options: dict[str, Any]) -> RedisCluster:
     try:
         return RedisCluster.from_url(url, **options)
     except RedisClusterException as err:
