@@ -36,7 +36,6 @@ import random
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ import redis
 
 from benchmarks.output import add_output_arguments, begin
 from benchmarks.rig.process import ServeProcess
-from benchmarks.stream import WorkerRun, payloads, produce
+from benchmarks.stream import WorkerRun, new_topic, payloads, produce
 from model import checkpoint
 from model.config import ModelConfig, TrainConfig
 from model.data import Corpus, hash_split
@@ -58,13 +57,10 @@ from worker.learn.corrections import CorrectionClient, CorrectionRejected
 from worker.learn.registry import Registry
 from worker.metrics import histogram_quantile
 from worker.services import Service, start_redis, start_tansu
-from worker.settings import KafkaSettings
 from worker.store.client import read_tags
 from worker.store.keys import tags_key
-from worker.stream.kafka import create_topic
 
 log = logging.getLogger("benchmarks.soak")
-PARTITIONS = 4
 # The learner's settings: small rounds often, as the corrections integration test (which promotes); one
 # torch thread, so that on a 2-core machine its rounds leave the worker a core (they starved it otherwise).
 LEARNER = {"TAGGER_TORCH_THREADS": "1", "TAGGER_FINETUNE_EVERY": "40", "TAGGER_FINETUNE_MIN_EXAMPLES": "20",
@@ -78,13 +74,6 @@ def weak_model(train_set: Corpus, out: Path) -> Path:
     trained = train(train_set, ModelConfig(embed_dim=32, latent_dim=16, label_hidden=32, pooling="sum"), config)
     checkpoint.save(trained, out, feedback_corpora(train_set, config))
     return out
-
-
-def topic(broker: Broker) -> str:
-    """A fresh input topic."""
-    name = f"soak-{uuid.uuid4().hex[:6]}"
-    create_topic(KafkaSettings(kafka_bootstrap_servers=broker.address), name, PARTITIONS)
-    return name
 
 
 class Corrector(threading.Thread):
@@ -184,7 +173,7 @@ def broker_for(phase: str, workdir: Path) -> Iterator[Broker]:
 def max_rate(args: argparse.Namespace, broker: Broker, redis_service: Service, registry: Registry,
              stream: Corpus, workdir: Path) -> float:
     """Step 1: docs/s while an unpaced producer writes ``--max-docs`` documents."""
-    backlog = topic(broker)
+    backlog = new_topic(broker)
     drain = WorkerRun(broker, redis_service, registry.root, backlog, workdir / "worker-max.log")
     unpaced = threading.Thread(target=produce, args=(broker.address, backlog, payloads(stream, args.max_docs,
                                                                                        backlog)), daemon=True)
@@ -228,7 +217,7 @@ def soak(args: argparse.Namespace, redis_service: Service, workdir: Path) -> dic
 def soak_at(args: argparse.Namespace, rate: float, broker: Broker, redis_service: Service, registry: Registry,
             stream: Corpus, workdir: Path) -> dict[str, Any]:
     """Steps 2-3 at ``rate``."""
-    paced = topic(broker)
+    paced = new_topic(broker)
     worker = WorkerRun(broker, redis_service, registry.root, paced, workdir / "worker-soak.log")
     learner = ServeProcess({"TAGGER_MODEL_DIR": str(registry.root), "TAGGER_REDIS_URL":
                             f"redis://{redis_service.address}/0", **LEARNER}, workdir / "learner.log", "learn")

@@ -138,7 +138,7 @@ class WorkerRun(ServeProcess):
 
 
 
-def new_topic(broker: Service) -> str:
+def new_topic(broker: Addressed) -> str:
     """A new topic with ``PARTITIONS`` partitions on ``broker``."""
     name = f"bench-{uuid.uuid4().hex[:6]}"
     create_topic(KafkaSettings(kafka_bootstrap_servers=broker.address), name, PARTITIONS)

@@ -7,7 +7,6 @@ stays fast.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ import redis
 
 from model.errors import TaggerError
 from worker.cli import api, bench, demo, feedback, model, predict, serve
+from worker.cli.running import configure_logging
 
 __all__ = ["main"]
 
@@ -49,10 +49,7 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpar
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``tagger`` command; returns the process exit status."""
     args = parse(build_parser(), argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    if not args.verbose:  # kafka-python narrates every connection and group join at INFO
-        logging.getLogger("kafka").setLevel(logging.WARNING)
+    configure_logging(args.verbose)
     try:
         return int(args.handler(args) or 0)
     except TaggerError as err:

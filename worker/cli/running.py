@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import signal
+import sys
 from typing import Protocol
 
-__all__ = ["Stoppable", "run_until_signalled"]
+__all__ = ["Stoppable", "configure_logging", "run_until_signalled"]
 
 
 class Stoppable(Protocol):
@@ -14,6 +16,15 @@ class Stoppable(Protocol):
     def run(self) -> None: ...
 
     def stop(self) -> None: ...
+
+
+def configure_logging(verbose: bool, tag: str = "") -> None:
+    """Log to stderr at INFO (DEBUG when ``verbose``); ``tag`` (e.g. ``"[process 1] "``) marks the lines of one
+    of several processes."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format=f"%(asctime)s %(levelname)s {tag}%(name)s: %(message)s", stream=sys.stderr)
+    if not verbose:  # kafka-python narrates every connection and group join at INFO
+        logging.getLogger("kafka").setLevel(logging.WARNING)
 
 
 def run_until_signalled(loop: Stoppable) -> None:

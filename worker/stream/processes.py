@@ -44,13 +44,12 @@ _SCRAPE_TIMEOUT_S = 2.0
 _JOIN_MARGIN_S = 10.0  # beyond the children's own shutdown timeout, before they are killed
 
 
-def _child(settings: Settings, index: int, level: int) -> None:
+def _child(settings: Settings, index: int, verbose: bool) -> None:
     """A child process's body: one worker until SIGTERM/SIGINT (module level: spawn pickles a reference)."""
-    from worker.cli.running import run_until_signalled
+    from worker.cli.running import configure_logging, run_until_signalled
     from worker.stream.service import Service
 
-    logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s [process {index}] %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(max(level, logging.WARNING))
+    configure_logging(verbose, f"[process {index}] ")
     settings.ops.apply_torch_threads()
     run_until_signalled(Service(settings))
 
@@ -109,10 +108,10 @@ class ProcessGroup:
     def run(self) -> None:
         """Start the children, wait for a stop or for one of them to exit, then stop them all."""
         context = multiprocessing.get_context("spawn")  # not fork: torch and client threads do not survive it
-        level = logging.getLogger().getEffectiveLevel()
+        verbose = logging.getLogger().getEffectiveLevel() <= logging.DEBUG  # the children log as the parent does
         try:
             for index, port in enumerate(self.ports):
-                child = context.Process(target=_child, args=(self._child_settings(port), index, level),
+                child = context.Process(target=_child, args=(self._child_settings(port), index, verbose),
                                         name=f"tagger-worker-{index}")
                 child.start()
                 self.children.append(child)
