@@ -1,9 +1,13 @@
 """Quality benchmark: Rank-AE beside peer XML methods on the shared datasets, in one run.
 
     python -m benchmarks.quality [--datasets bibtex reuters ...] [--no-peers] [--quick] [--json FILE]
+                                 [--encoder minilm]
 
 Every method sees the same split and, except fastText (raw text), the same tf-idf features: the
-featurizer Rank-AE fits on the training documents. Rank-AE's hyperparameters per dataset are in
+featurizer Rank-AE fits on the training documents. With ``--encoder`` Rank-AE also reads a pretrained
+sentence encoder's vectors (``tagger train --encoder``); the peers keep the tf-idf features they are
+run with as open tools, and one more row, OvR logistic regression on the tf-idf features and the same
+vectors side by side, shows what a linear model makes of them. Rank-AE's hyperparameters per dataset are in
 ``SETTINGS``; they were chosen on validation splits of the training data only (docs/results.md).
 Prints one markdown table per dataset: P@1/3/5, nDCG@1/3/5, training seconds and predict docs/s.
 """
@@ -24,6 +28,7 @@ import numpy as np
 from benchmarks import peers
 from model.config import ModelConfig, TrainConfig, preset
 from model.data import Corpus, hash_split, label_matrix, read_corpus
+from model.encoder import ENCODERS
 from model.metrics import evaluate
 from model.noise import add_label_noise
 from model.tagger import Tagger
@@ -73,10 +78,12 @@ def default_configs(**overrides: Any) -> tuple[ModelConfig, TrainConfig]:
     return preset("default", **overrides)
 
 
-def run_rank_ae(train_corpus: Corpus, test: Corpus, quick: bool) -> dict[str, Any]:
-    """Train the default model; metrics, training seconds and predict docs/s."""
-    model_config, train_config = default_configs(**({"epochs": 2, "patience": 2} if quick else {}))
-    return run_model("Rank-AE", train_corpus, test, model_config.to_dict(), train_config.to_dict())
+def run_rank_ae(train_corpus: Corpus, test: Corpus, quick: bool, encoder: str = "") -> dict[str, Any]:
+    """Train the default model (with ``encoder``, if named); metrics, training seconds and predict docs/s."""
+    overrides: dict[str, Any] = {"epochs": 2, "patience": 2} if quick else {}
+    model_config, train_config = default_configs(**overrides, **({"encoder": encoder} if encoder else {}))
+    method = f"Rank-AE + {encoder}" if encoder else "Rank-AE"
+    return run_model(method, train_corpus, test, model_config.to_dict(), train_config.to_dict())
 
 
 def run_model(method: str, train_corpus: Corpus, test: Corpus, model_kw: dict[str, Any],
@@ -107,7 +114,8 @@ def run_peers(train_corpus: Corpus, test: Corpus, tagger: Tagger, workdir: Path,
     """
     wanted = set(names) if names is not None else {*peers.FEATURE_PEERS, peers.FASTTEXT}
     labels = tagger.label_names
-    x_train, x_test = tagger.features(train_corpus.inputs), tagger.features(test.inputs)
+    words = tagger.featurizer.without_encoder()
+    x_train, x_test = words.transform(train_corpus.inputs), words.transform(test.inputs)
     y_train = add_label_noise(label_matrix(train_corpus.labels, labels), noise, seed)
     y_test = label_matrix(test.labels, labels)
     results = []
@@ -119,6 +127,19 @@ def run_peers(train_corpus: Corpus, test: Corpus, tagger: Tagger, workdir: Path,
         results.append(_peer_row(peers.FASTTEXT, lambda: peers.run_fasttext(
             train_corpus.texts, label_ids, test.texts, len(labels), 5, seed, workdir / "fasttext"), y_test))
     return [r for r in results if r]
+
+
+def _linear_with_encoder(train_corpus: Corpus, test: Corpus, tagger: Tagger) -> dict[str, Any]:
+    """OvR logistic regression on Rank-AE's own input rows: the tf-idf features and the encoder's vectors.
+
+    The rows come from Rank-AE's featurizer, which encodes both sets once more here; that encoding is
+    not in this row's train s and predict docs/s, which are liblinear's alone."""
+    labels = tagger.label_names
+    y_train, y_test = label_matrix(train_corpus.labels, labels), label_matrix(test.labels, labels)
+    x_train, x_test = tagger.features(train_corpus.inputs), tagger.features(test.inputs)
+    encoder = tagger.featurizer.encoder
+    return _peer_row(f"ovr-logistic (tf-idf + {encoder})", lambda: peers.run_feature_peer(
+        "ovr-logistic", x_train, y_train, x_test, 5, 0), y_test)
 
 
 def _peer_row(name: str, run: Callable[[], peers.PeerResult], y_test: Any) -> dict[str, Any]:
@@ -170,15 +191,18 @@ def main() -> None:
     parser = benchmark_parser(__doc__, QUALITY_DEFAULT)
     parser.add_argument("--no-peers", action="store_true", help="Rank-AE only")
     parser.add_argument("--workdir", type=Path, default=Path("runs/quality"))
+    parser.add_argument("--encoder", choices=sorted(ENCODERS), help="Rank-AE with this text encoder (text sets)")
     args = parser.parse_args()
     start_benchmark()
     everything = {}
     for name in args.datasets:
         train_corpus, test = DATASETS[name].load()
-        ours = run_rank_ae(train_corpus, test, args.quick)
+        ours = run_rank_ae(train_corpus, test, args.quick, args.encoder or "")
         tagger = ours.pop("tagger")
         ours.pop("history")
         rows = [ours] + ([] if args.no_peers else run_peers(train_corpus, test, tagger, args.workdir / name))
+        if args.encoder and not args.no_peers:
+            rows.append(_linear_with_encoder(train_corpus, test, tagger))
         print(markdown(name, DATASETS[name].split, len(train_corpus), len(test), rows), flush=True)
         everything[name] = rows
     if args.json:

@@ -3,7 +3,7 @@
 A checkpoint is a directory::
 
     config.json    {"format": 1, "version": "...", "created": "...", "model": {...}, "train": {...}}
-    vocab.json     the fitted featurizer (tokens, idf)
+    vocab.json     the fitted featurizer (tokens, idf, and the text encoder it runs, if any)
     labels.json    label names, in label-id order
     weights.pt     the state dict, read back with torch.load(weights_only=True): no code runs on load
     metrics.json   validation metrics the model was accepted with, and the per-epoch history
@@ -95,6 +95,8 @@ def interface_changes(live: Checkpoint, new: Checkpoint) -> list[str]:
     if (old_f.kind, old_f.n_features, old_f.tokens) != (new_f.kind, new_f.n_features, new_f.tokens):
         changes.append(f"featurizer {old_f.kind} with {old_f.n_features} features → {new_f.kind} with "
                        f"{new_f.n_features}" + (" (another vocabulary)" if old_f.kind == new_f.kind else ""))
+    if old_f.encoder != new_f.encoder:
+        changes.append(f"text encoder {old_f.encoder or 'none'} → {new_f.encoder or 'none'}")
     return changes
 
 
@@ -206,6 +208,9 @@ def _check_sizes(directory: Path, config: ModelConfig, featurizer: Featurizer, l
     if featurizer.n_features != config.n_features:
         raise CheckpointError(f"{directory}: vocab.json has {featurizer.n_features} features, "
                               f"config says {config.n_features}")
+    if featurizer.dense_features != config.dense_features:
+        raise CheckpointError(f"{directory}: vocab.json's encoder gives {featurizer.dense_features} dense features, "
+                              f"config says {config.dense_features}")
 
 
 def _read_weights(path: Path, model: RankAE) -> dict[str, torch.Tensor]:

@@ -49,6 +49,7 @@ class ModelConfig:
 
     n_features: int = 0  # vocabulary size (text) or feature count (feature matrices)
     n_labels: int = 0  # L, size of the label set
+    dense_features: int = 0  # a pretrained text encoder's vector, input columns after the n_features sparse ones
     embed_dim: int = 1024  # C, word-embedding size (paper: 100)
     reduction: int = 4  # r, SE channel-attention reduction ratio (paper: 4)
     latent_dim: int = 200  # h, size of x_h and y_h (paper: 100 for few labels, 200 for many)
@@ -120,6 +121,7 @@ class TrainConfig:
     noise: str = ""  # label noise on training labels only: "missing:0.3" or "flip:0.3"
     min_df: int = 2  # text: minimum document frequency of a vocabulary token
     max_vocab: int = 50_000  # text: vocabulary size cap (most frequent tokens kept)
+    encoder: str = ""  # text: a pretrained sentence encoder beside the tf-idf features ("minilm"), or none
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes stored with the model
 
     def __post_init__(self) -> None:

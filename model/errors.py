@@ -8,12 +8,14 @@ what to do, and the CLI prints it on one line::
     ├── DataError          an input file or record is malformed (names file and line)
     ├── StoreError         Redis refused an operation that retrying cannot fix (auth, wrong mode, slots)
     └── ModelError         a model cannot be built, trained or used
-        └── CheckpointError  a checkpoint directory is missing, damaged or incompatible
+        ├── CheckpointError  a checkpoint directory is missing, damaged or incompatible
+        └── EncoderUnavailable  a model needs a text encoder whose package is not installed
 """
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "ConfigError", "DataError", "ModelError", "StoreError", "TaggerError"]
+__all__ = ["CheckpointError", "ConfigError", "DataError", "EncoderUnavailable", "ModelError", "StoreError",
+           "TaggerError"]
 
 
 class TaggerError(Exception):
@@ -38,3 +40,7 @@ class ModelError(TaggerError):
 
 class CheckpointError(ModelError):
     """A checkpoint directory is missing, damaged or was written by an incompatible version."""
+
+
+class EncoderUnavailable(ModelError):
+    """A model needs a pretrained text encoder whose package (or runtime) is not installed."""

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 import torch
 
 from model.errors import ModelError
-from model.rank_ae import RankAE, SparseBatch
+from model.rank_ae import RankAE
 from model.tagger import Tagger
 
 __all__ = ["Explanation", "explain", "require_attention", "require_explainable", "tag_attribution",
@@ -44,7 +44,7 @@ def require_explainable(model: RankAE) -> None:
 
 
 def token_attention(model: RankAE, rows: sp.csr_matrix) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per-word channel-attention mass of each row of ``rows`` (n, n_features).
+    """Per-word channel-attention mass of each row of ``rows`` (n, n_features [+ dense_features]).
 
     Returns one ``(feature_ids, weights)`` pair per document, both (nnz_doc,): the document's
     feature ids in CSR order and Σ_c A[j, c] for each, in (0, C). Raises ModelError when the model
@@ -53,13 +53,14 @@ def token_attention(model: RankAE, rows: sp.csr_matrix) -> list[tuple[np.ndarray
     attention = require_attention(model)
     device = next(model.parameters()).device
     rows = sp.csr_matrix(rows, dtype=np.float32)
+    words_only = rows[:, : model.config.n_features]  # a text encoder's columns are no words
     model.eval()
     with torch.inference_mode():
-        batch = SparseBatch.from_csr(rows, device)
+        batch = model.batch(rows, device)
         weighted = model.features.embedding(batch.ids) * batch.weights[:, None]  # V': (nnz, C)
         mass = attention(weighted).sum(dim=1).float().cpu().numpy()  # Σ_c A: (nnz,)
-    return [(rows.indices[lo:hi].copy(), mass[lo:hi])
-            for lo, hi in zip(rows.indptr[:-1], rows.indptr[1:], strict=True)]
+    return [(words_only.indices[lo:hi].copy(), mass[lo:hi])
+            for lo, hi in zip(words_only.indptr[:-1], words_only.indptr[1:], strict=True)]
 
 
 def tag_attribution(model: RankAE, rows: sp.csr_matrix, labels: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -73,15 +74,16 @@ def tag_attribution(model: RankAE, rows: sp.csr_matrix, labels: np.ndarray) -> l
         raise ModelError("this model has no tag head to attribute its tags to words")
     device = next(model.parameters()).device
     rows = sp.csr_matrix(rows, dtype=np.float32)
+    words_only = rows[:, : model.config.n_features]  # a text encoder's columns are no words
     model.eval()
     with torch.inference_mode():
-        batch = SparseBatch.from_csr(rows, device)
+        batch = model.batch(rows, device)
         active = (model.features.pooled(batch) + head.bias) > 0  # (n, C) channels past the ReLU
         direction = head.out.weight[torch.as_tensor(labels, device=device)] * active  # (n, C)
         words = model.features.embedding(batch.ids) * batch.weights[:, None]  # w_j·e_j: (nnz, C)
         contribution = (words * direction[batch.doc]).sum(dim=1).float().cpu().numpy()  # (nnz,)
-    return [(rows.indices[lo:hi].copy(), contribution[lo:hi])
-            for lo, hi in zip(rows.indptr[:-1], rows.indptr[1:], strict=True)]
+    return [(words_only.indices[lo:hi].copy(), contribution[lo:hi])
+            for lo, hi in zip(words_only.indptr[:-1], words_only.indptr[1:], strict=True)]
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@
     V' = V ∘ emb(I)                       spatial attention: tf-idf-weighted word embeddings (n, C)
     A  = σ(F2 δ(F1 V'ᵀ))ᵀ                 SE channel attention, reduction r (Eq. 5)       (n, C)
     x' = pool(V' ∘ A)                     average pooling over the document's words         (C,)
+       [+ W_e e]                          with a pretrained text encoder: its vector e projected (C,)
     x_h = F(x) = W x' + b                 feature embedding                                 (h,)
     y_h = E(y), y' = σ(D(y_h))            label encoder / decoder, two FC layers each
     loss = L_h(x_h, y_h) + λ·L_ae(y, y')  Eq. 1; L_ae is the margin ranking loss (or BCE)
@@ -20,7 +21,10 @@ The ``pmi-cosine`` head replaces E/D with a fixed PMI label embedding: F regress
 label-set embedding under a cosine loss, and labels are scored by cosine similarity to x_h.
 
 Documents travel as a :class:`SparseBatch` (flat word ids, weights and the document each belongs to),
-so nothing of shape (batch, vocabulary) is ever materialised.
+so nothing of shape (batch, vocabulary) is ever materialised. A model with ``dense_features`` reads the
+last columns of its input rows (a pretrained encoder's vector, model/encoder.py) as a dense (batch, d)
+block, projected into x' by one linear layer beside the word embeddings: the encoder's semantics and the
+tf-idf words feed the same x', F, tag head and label autoencoder.
 """
 
 from __future__ import annotations
@@ -52,10 +56,15 @@ class SparseBatch:
     doc: torch.Tensor  # (nnz,) int64 row of each entry
     offsets: torch.Tensor  # (batch,) int64 start of each row in ids
     counts: torch.Tensor  # (batch,) float32 entries per row
+    dense: torch.Tensor | None = None  # (batch, d) float32 dense columns (a text encoder's vectors), if any
 
     @classmethod
-    def from_csr(cls, rows: sp.csr_matrix, device: torch.device | str = "cpu") -> SparseBatch:
-        """Build from a CSR slice (batch, n_features)."""
+    def from_csr(cls, rows: sp.csr_matrix, device: torch.device | str = "cpu", dense: int = 0) -> SparseBatch:
+        """Build from a CSR slice (batch, n_features + dense): its last ``dense`` columns become ``dense``."""
+        block = None
+        if dense:
+            block = _to(rows[:, rows.shape[1] - dense:].toarray(), torch.float32, device)
+            rows = rows[:, : rows.shape[1] - dense]
         lengths = np.diff(rows.indptr)
         return cls(
             ids=_to(rows.indices, torch.int64, device),
@@ -63,6 +72,7 @@ class SparseBatch:
             doc=_to(np.repeat(np.arange(len(lengths)), lengths), torch.int64, device),
             offsets=_to(rows.indptr[:-1], torch.int64, device),
             counts=_to(lengths, torch.float32, device),
+            dense=block,
         )
 
     @property
@@ -106,6 +116,8 @@ class FeatureEncoder(nn.Module):
         self.word_dropout = config.word_dropout
         self.dropout = nn.Dropout(config.dropout)
         self.project = nn.Linear(config.embed_dim, config.latent_dim)
+        # The encoder's vector enters x' through its own weights, with no bias: x' stays a sum of inputs.
+        self.dense = nn.Linear(config.dense_features, config.embed_dim, bias=False) if config.dense_features else None
 
     def pooled(self, batch: SparseBatch) -> torch.Tensor:
         """x': (batch, C) pooled, re-scaled word embeddings."""
@@ -120,7 +132,11 @@ class FeatureEncoder(nn.Module):
             rescaled = weighted * self.attention(weighted)  # M = V' ∘ A: (nnz, C)
             summed = rescaled.new_zeros(batch.size, rescaled.shape[1]).index_add_(0, batch.doc, rescaled)
         if self.pooling == "mean":
-            return summed / batch.counts.clamp(min=1.0)[:, None]
+            summed = summed / batch.counts.clamp(min=1.0)[:, None]
+        if self.dense is not None:
+            if batch.dense is None:
+                raise ValueError("this model reads a text encoder's vectors: build batches with RankAE.batch")
+            summed = summed + self.dense(batch.dense)
         return summed
 
     def forward(self, batch: SparseBatch) -> torch.Tensor:
@@ -193,6 +209,10 @@ class RankAE(nn.Module):
             self.encoder = LabelEncoder(config)
             self.decoder = LabelDecoder(config)
         self.tag_head = TagHead(config) if config.tag_head else None
+
+    def batch(self, rows: sp.csr_matrix, device: torch.device | str = "cpu") -> SparseBatch:
+        """Input rows (batch, n_features + dense_features) as this model reads them."""
+        return SparseBatch.from_csr(rows, device, self.config.dense_features)
 
     def init_label_prior(self, frequency: np.ndarray) -> None:
         """Start the output biases of each BCE-trained head (D under BCE-AE, the tag head) at each label's
@@ -290,7 +310,7 @@ def predict_topk(model: RankAE, x: sp.csr_matrix, k: int, batch_size: int = 512,
     ids, scores = [], []
     with torch.inference_mode():
         for start in range(0, x.shape[0], batch_size):
-            batch = SparseBatch.from_csr(x[start:start + batch_size], device)
+            batch = model.batch(x[start:start + batch_size], device)
             top = torch.topk(model.scores(batch).float(), k, dim=1)
             ids.append(top.indices.cpu().numpy())
             scores.append(top.values.cpu().numpy())
@@ -315,7 +335,7 @@ def blend_topk(model: RankAE, x: sp.csr_matrix, k: int, shares: tuple[float, ...
     ids: dict[float, list[np.ndarray]] = {share: [] for share in shares}
     with torch.inference_mode():
         for start in range(0, x.shape[0], batch_size):
-            ae, tags = model.head_scores(SparseBatch.from_csr(x[start:start + batch_size], device))
+            ae, tags = model.head_scores(model.batch(x[start:start + batch_size], device))
             for share in shares:
                 blended = ae if tags is None else blend(ae, tags, share)
                 ids[share].append(torch.topk(blended.float(), k, dim=1).indices.cpu().numpy())

@@ -5,6 +5,10 @@ frequency, size cap) and weighted by sublinear tf × idf; feature-matrix data ke
 either gets the same tf-idf weighting (count-like features) or keeps its values. Every row is then
 L2-normalised. The result is a float32 CSR matrix (n_docs, n_features); nothing dense of that shape is
 ever built.
+
+A text featurizer may also name a pretrained sentence encoder (``model.encoder``): its L2-normalised
+vector (``dim`` values) is appended to each row as ``dim`` extra columns after the vocabulary's, which
+Rank-AE projects with a dense layer (``ModelConfig.dense_features``).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-from model.errors import CheckpointError, DataError
+from model.encoder import load_encoder, require_encoder
+from model.errors import CheckpointError, ConfigError, DataError, TaggerError
 
 __all__ = ["Featurizer", "tokenize"]
 
@@ -55,19 +60,30 @@ class Featurizer:
     """A fitted, deterministic document → (feature ids, weights) transform, saved with the model."""
 
     kind: Kind
-    n_features: int
+    n_features: int  # vocabulary size (text) or feature count: the sparse columns
     weighting: Weighting = "tfidf"
     tokens: tuple[str, ...] = ()  # text only: feature id → token
     idf: np.ndarray | None = None  # (n_features,) float32 when weighting == "tfidf"
+    encoder: str = ""  # text only: a pretrained sentence encoder whose vector follows the sparse columns
     _index: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind == "text" and not self._index:
             object.__setattr__(self, "_index", {t: i for i, t in enumerate(self.tokens)})
+        if self.encoder and self.kind != "text":
+            raise DataError(f"a text encoder ({self.encoder}) needs raw-text documents, not a feature matrix")
+
+    @property
+    def dense_features(self) -> int:
+        """Columns the encoder's vector takes after the sparse ones (0 without an encoder)."""
+        return require_encoder(self.encoder).dim if self.encoder else 0
 
     @classmethod
-    def fit_text(cls, texts: Sequence[str], min_df: int = 2, max_size: int = 50_000) -> Featurizer:
-        """Fit a vocabulary (tokens with document frequency ≥ min_df, the max_size most frequent) and idf."""
+    def fit_text(cls, texts: Sequence[str], min_df: int = 2, max_size: int = 50_000, encoder: str = "") -> Featurizer:
+        """Fit a vocabulary (tokens with document frequency ≥ min_df, the max_size most frequent) and idf;
+        ``encoder`` names a pretrained sentence encoder whose vector each row also gets."""
+        if encoder:
+            require_encoder(encoder)
         doc_freq: dict[str, int] = {}
         for text in texts:
             for token in set(tokenize(text)):
@@ -79,7 +95,7 @@ class Featurizer:
         if not tokens:
             raise DataError(f"no token occurs in at least {min_df} training documents; lower min_df")
         df = np.array([doc_freq[t] for t in tokens], dtype=np.float64)
-        return cls("text", len(tokens), "tfidf", tokens, _idf(df, len(texts)))
+        return cls("text", len(tokens), "tfidf", tokens, _idf(df, len(texts)), encoder)
 
     @classmethod
     def fit_matrix(cls, x: sp.csr_matrix, weighting: Weighting | None = None) -> Featurizer:
@@ -93,12 +109,21 @@ class Featurizer:
         return cls("features", x.shape[1], weighting, (), idf)
 
     def transform(self, docs: Sequence[str] | sp.csr_matrix) -> sp.csr_matrix:
-        """Weighted, L2-normalised rows: (n_docs, n_features) float32 CSR."""
+        """Weighted, L2-normalised rows, then the encoder's unit vector when there is one:
+        (n_docs, n_features + dense_features) float32 CSR."""
         counts = self._count_tokens(docs) if self.kind == "text" else self._check_matrix(docs)
         if self.idf is not None:  # weighting == "tfidf"
             counts = counts.copy()
             counts.data = (1.0 + np.log(np.maximum(counts.data, 1e-12))) * self.idf[counts.indices]
-        return _l2_normalise(counts)
+        rows = _l2_normalise(counts)
+        if not self.encoder:
+            return rows
+        vectors = load_encoder(self.encoder).encode(list(docs))  # texts: checked above
+        return sp.hstack([rows, sp.csr_matrix(vectors)], format="csr", dtype=np.float32)
+
+    def without_encoder(self) -> Featurizer:
+        """The same vocabulary and weighting with no encoder columns (what sparse-only models read)."""
+        return Featurizer(self.kind, self.n_features, self.weighting, self.tokens, self.idf)
 
     def token_ids(self, text: str) -> list[int]:
         """Feature ids of a text's known tokens, in order (for explanations, and per document when counting)."""
@@ -130,7 +155,7 @@ class Featurizer:
         """Write as JSON (tokens and idf), readable without running any code."""
         idf = None if self.idf is None else [float(v) for v in self.idf]
         body = {"kind": self.kind, "n_features": self.n_features, "weighting": self.weighting,
-                "tokens": list(self.tokens), "idf": idf}
+                "tokens": list(self.tokens), "idf": idf, "encoder": self.encoder}
         path.write_text(json.dumps(body), encoding="utf-8")
 
     @classmethod
@@ -140,9 +165,16 @@ class Featurizer:
             body = json.loads(path.read_text(encoding="utf-8"))
             idf = None if body["idf"] is None else np.asarray(body["idf"], dtype=np.float32)
             featurizer = cls(body["kind"], int(body["n_features"]), body["weighting"],
-                             tuple(body["tokens"]), idf)
+                             tuple(body["tokens"]), idf, str(body.get("encoder", "")))
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise CheckpointError(f"{path}: unreadable vocabulary file ({err})") from err
+        except TaggerError as err:
+            raise CheckpointError(f"{path}: {err}") from err
+        if featurizer.encoder:  # refuse a model whose encoder is not installed, saying what to install
+            try:
+                require_encoder(featurizer.encoder)
+            except ConfigError as err:
+                raise CheckpointError(f"{path}: {err}") from err
         if featurizer.kind == "text" and len(featurizer.tokens) != featurizer.n_features:
             raise CheckpointError(f"{path}: {len(featurizer.tokens)} tokens but n_features={featurizer.n_features}")
         if idf is not None and idf.shape != (featurizer.n_features,):

@@ -31,7 +31,7 @@ from model.errors import ConfigError, DataError, ModelError
 from model.label_embedding import label_embedding
 from model.metrics import evaluate
 from model.noise import add_label_noise
-from model.rank_ae import RankAE, SparseBatch, blend_topk, labels_batch
+from model.rank_ae import RankAE, blend_topk, labels_batch
 from model.text import Featurizer
 
 __all__ = ["EpochLoop", "build_model", "corpus_labels", "diverged", "feedback_corpora", "frequency_baseline",
@@ -88,7 +88,9 @@ def feedback_corpora(corpus: Corpus, config: TrainConfig, replay_size: int = 500
 def fit_featurizer(corpus: Corpus, config: TrainConfig) -> Featurizer:
     """Fit the text vocabulary or feature weighting on training documents."""
     if corpus.texts is not None:
-        return Featurizer.fit_text(corpus.texts, config.min_df, config.max_vocab)
+        return Featurizer.fit_text(corpus.texts, config.min_df, config.max_vocab, config.encoder)
+    if config.encoder:
+        raise ConfigError(f"the {config.encoder} encoder reads raw text; these documents are feature rows")
     return Featurizer.fit_matrix(corpus.features)
 
 
@@ -139,7 +141,7 @@ class EpochLoop:
         for rows in _batches(self.x.shape[0], self.config.batch_size, self.rng):
             labels, targets = labels_batch(self.y[rows], self.device)
             with self.autocast:
-                parts = self.model.loss(SparseBatch.from_csr(self.x[rows], self.device), labels, targets)
+                parts = self.model.loss(self.model.batch(self.x[rows], self.device), labels, targets)
             loss = parts["loss"].item()
             if not np.isfinite(loss):  # a step on it would poison every weight; the caller recovers
                 return loss
@@ -203,7 +205,7 @@ class _Run:
         x_train = featurizer.transform(corpus.inputs)
         y_clean = label_matrix(corpus.labels, names)
         y_train = add_label_noise(y_clean, train_config.noise, train_config.seed)
-        config = _sized(model_config, featurizer.n_features, len(names))
+        config = _sized(model_config, featurizer.n_features, len(names), featurizer.dense_features)
         model = build_model(config, y_train, train_config.seed).to(target)
         log.info("training %s on %d documents (%d features, %d labels) on %s", config.head,
                  x_train.shape[0], config.n_features, config.n_labels, target)
@@ -211,8 +213,9 @@ class _Run:
         return cls(featurizer, names, counts, EpochLoop(model, x_train, y_train, train_config, target))
 
 
-def _sized(config: ModelConfig, n_features: int, n_labels: int) -> ModelConfig:
-    return ModelConfig.from_dict({**config.to_dict(), "n_features": n_features, "n_labels": n_labels})
+def _sized(config: ModelConfig, n_features: int, n_labels: int, dense_features: int = 0) -> ModelConfig:
+    return ModelConfig.from_dict({**config.to_dict(), "n_features": n_features, "n_labels": n_labels,
+                                  "dense_features": dense_features})
 
 
 def build_model(config: ModelConfig, y_train: sp.csr_matrix, seed: int) -> RankAE:

