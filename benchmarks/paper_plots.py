@@ -1,9 +1,13 @@
-"""Figures of the paper benchmark (matplotlib, headless): method P@1, ablation bars, convergence and
-label-noise curves. Each function takes plain result dicts and writes one PNG."""
+"""Figures of the paper and quality benchmarks (matplotlib, headless): method P@1, ablation bars,
+convergence and label-noise curves, and the quality/throughput frontier. Each function takes plain
+result dicts and writes one PNG; ``python -m benchmarks.paper_plots frontier QUALITY.json OUT.png`` plots
+the frontier of a quality benchmark's ``--json`` output."""
 
 from __future__ import annotations
 
+import json
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +19,7 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-__all__ = ["plot_ablation", "plot_convergence", "plot_methods", "plot_noise"]
+__all__ = ["plot_ablation", "plot_convergence", "plot_frontier", "plot_methods", "plot_noise"]
 
 Rows = Mapping[str, Sequence[Mapping[str, Any]]]  # dataset -> result rows
 
@@ -107,3 +111,26 @@ def plot_noise(noise: Mapping[str, Mapping[str, Mapping[str, Mapping[float, Mapp
             ax.set_ylabel(f"clean test {metric.upper()} (%)")
         row[0].legend(fontsize=7)
     _save(fig, path)
+
+
+def plot_frontier(results: Rows, path: Path) -> None:
+    """Test P@1 (%) against prediction docs/s (log scale, featurizing included), one panel per dataset,
+    one labelled point per method: the quality/throughput frontier of a quality benchmark run."""
+    fig, axes = _grid(len(results), width=5.0, height=3.8)
+    for ax, (name, rows) in zip(axes, results.items(), strict=True):
+        for i, row in enumerate(r for r in rows if "error" not in r):
+            ours = row["method"].startswith("Rank-AE")
+            ax.scatter(row["predict_docs_per_s"], row["p@1"] * 100, color=f"C{i}", marker="*" if ours else "o",
+                       s=120 if ours else 40, label=row["method"])
+        ax.set_xscale("log")
+        ax.set_title(name)
+        ax.set_xlabel("predict docs/s, 2 CPU cores (log)")
+        ax.set_ylabel("test P@1 (%)")
+        ax.legend(fontsize=6)
+    _save(fig, path)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4 or sys.argv[1] != "frontier":
+        raise SystemExit("usage: python -m benchmarks.paper_plots frontier QUALITY.json OUT.png")
+    plot_frontier(json.loads(Path(sys.argv[2]).read_text()), Path(sys.argv[3]))

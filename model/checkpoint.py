@@ -178,7 +178,7 @@ def load(directory: Path | str, device: torch.device | str = "cpu") -> Checkpoin
         train_config = TrainConfig.from_dict(config["train"])
     except (KeyError, TypeError, ConfigError) as err:
         raise CheckpointError(f"{directory}/config.json: invalid model or train section ({err})") from err
-    featurizer = Featurizer.load(directory / "vocab.json")
+    featurizer = Featurizer.load(directory / "vocab.json").on(device)
     labels = _read_labels(directory)
     _check_sizes(directory, model_config, featurizer, labels)
     model = RankAE(model_config)

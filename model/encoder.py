@@ -26,6 +26,7 @@ import logging
 import os
 import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,9 @@ class SentenceEncoder:
         from tokenizers import Tokenizer
 
         self.spec, self.backend, self.batch_size = wanted, backend, batch_size
+        self._kept: OrderedDict[str, np.ndarray] = OrderedDict()  # text → vector, most recent last
+        self._keep = 0
+        self._lock = threading.Lock()  # the worker's prediction thread and others may share one encoder
         self.tokenizer = Tokenizer.from_file(str(wanted.model_dir() / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=wanted.max_length)
         # The shipped tokenizer.json pads every text to 128 pieces; pad each batch to its longest instead.
@@ -108,17 +112,42 @@ class SentenceEncoder:
         """Size of one output vector."""
         return self.spec.dim
 
+    def remember(self, texts: int) -> None:
+        """Keep the vectors of the last ``texts`` distinct texts encoded, and reuse them (0: keep none).
+
+        For runs that encode the same documents more than once (a refit, a benchmark's second model);
+        a worker sees each document once, so it keeps none."""
+        with self._lock:
+            self._keep = texts
+            while len(self._kept) > texts:
+                self._kept.popitem(last=False)
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Texts → (n, dim) float32, each row L2-normalised; batched by length, returned in input order."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        order = np.argsort([len(text) for text in texts], kind="stable")
-        for start in range(0, len(texts), self.batch_size):
+        with self._lock:
+            known = [i for i, text in enumerate(texts) if text in self._kept] if self._keep else []
+            for i in known:
+                out[i] = self._kept[texts[i]]
+        todo = np.setdiff1d(np.arange(len(texts)), known) if known else np.arange(len(texts))
+        order = todo[np.argsort([len(texts[i]) for i in todo.tolist()], kind="stable")]
+        for start in range(0, len(order), self.batch_size):
             rows = order[start:start + self.batch_size]
-            pieces = self.tokenizer.encode_batch([texts[i] for i in rows])
+            pieces = self.tokenizer.encode_batch([texts[i] for i in rows.tolist()])
             ids = np.array([p.ids for p in pieces], dtype=np.int64)
             mask = np.array([p.attention_mask for p in pieces], dtype=np.int64)
             out[rows] = self.backend.embed(ids, mask)
+        if self._keep:
+            self._store(texts, todo, out)
         return out
+
+    def _store(self, texts: Sequence[str], rows: np.ndarray, vectors: np.ndarray) -> None:
+        with self._lock:
+            for i in rows.tolist():
+                self._kept[texts[i]] = vectors[i]
+                self._kept.move_to_end(texts[i])
+            while len(self._kept) > self._keep:
+                self._kept.popitem(last=False)
 
 
 def default_cache_dir() -> Path:

@@ -13,6 +13,7 @@ Rank-AE projects with a dense layer (``ModelConfig.dense_features``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Sequence
@@ -65,6 +66,7 @@ class Featurizer:
     tokens: tuple[str, ...] = ()  # text only: feature id → token
     idf: np.ndarray | None = None  # (n_features,) float32 when weighting == "tfidf"
     encoder: str = ""  # text only: a pretrained sentence encoder whose vector follows the sparse columns
+    device: str = field(default="", compare=False)  # where the encoder runs ("": CUDA when present); not saved
     _index: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -118,8 +120,12 @@ class Featurizer:
         rows = _l2_normalise(counts)
         if not self.encoder:
             return rows
-        vectors = load_encoder(self.encoder).encode(list(docs))  # texts: checked above
+        vectors = load_encoder(self.encoder, self.device or None).encode(list(docs))  # texts: checked above
         return sp.hstack([rows, sp.csr_matrix(vectors)], format="csr", dtype=np.float32)
+
+    def on(self, device: object) -> Featurizer:
+        """The same featurizer, running its encoder (if any) on ``device`` (a torch device or its name)."""
+        return dataclasses.replace(self, device=str(device))
 
     def without_encoder(self) -> Featurizer:
         """The same vocabulary and weighting with no encoder columns (what sparse-only models read)."""

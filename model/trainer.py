@@ -200,7 +200,7 @@ class _Run:
                 target: torch.device, label_names: Sequence[str] | None = None) -> _Run:
         """Fit features (and, unless given, labels) on ``corpus``, build a freshly seeded model and its optimiser."""
         torch.manual_seed(train_config.seed)
-        featurizer = fit_featurizer(corpus, train_config)
+        featurizer = fit_featurizer(corpus, train_config).on(target)
         names = list(label_names) if label_names is not None else corpus_labels(corpus)
         x_train = featurizer.transform(corpus.inputs)
         y_clean = label_matrix(corpus.labels, names)

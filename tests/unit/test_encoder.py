@@ -184,3 +184,32 @@ def test_a_checkpoint_whose_config_disagrees_with_its_encoder_is_refused(encoder
     (damaged / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="encoder gives 384 dense features, config says 0"):
         checkpoint.load(damaged)
+
+
+class _Counting:
+    """The real ONNX backend, counting the texts it is asked to embed."""
+
+    def __init__(self, backend: object) -> None:
+        self.backend, self.texts = backend, 0
+
+    def embed(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        self.texts += ids.shape[0]
+        return self.backend.embed(ids, mask)  # type: ignore[attr-defined]
+
+
+@needs_minilm
+def test_remembered_vectors_are_reused_and_the_memory_is_bounded() -> None:
+    from model.encoder import SentenceEncoder, load_encoder, require_encoder
+
+    counting = _Counting(load_encoder("minilm", "cpu").backend)
+    encoder = SentenceEncoder(require_encoder("minilm"), counting)
+    first = encoder.encode(BREAD[:2])
+    encoder.encode(BREAD[:2])
+    assert counting.texts == 4  # nothing is kept by default
+    encoder.remember(2)
+    encoder.encode(BREAD[:2])
+    again = encoder.encode([BREAD[1], BREAD[0]])
+    assert counting.texts == 6 and np.array_equal(again, first[::-1])
+    encoder.encode(BREAD[2:])  # evicts the oldest, BREAD[0]
+    encoder.encode(BREAD[:2])
+    assert counting.texts == 8
