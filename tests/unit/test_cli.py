@@ -89,9 +89,9 @@ def test_train_flags_reach_the_configs() -> None:
     from worker.cli.model import configs_from_args
 
     args = build_parser().parse_args(["train", "--train", "t.jsonl", "--out", "m", "--lambda-direct", "0.5",
-                                      "--refit"])
+                                      "--refit", "--encoder", "minilm"])
     model_config, train_config = configs_from_args(args)
-    assert (model_config.lambda_direct, train_config.refit) == (0.5, True)
+    assert (model_config.lambda_direct, train_config.refit, train_config.encoder) == (0.5, True, "minilm")
     defaults = configs_from_args(build_parser().parse_args(["train", "--train", "t.jsonl", "--out", "m"]))
     assert (defaults[0].lambda_direct, defaults[1].refit) == (ModelConfig().lambda_direct, TrainConfig().refit)
 
@@ -158,3 +158,11 @@ def test_an_unreachable_broker_ends_a_command_with_one_line_naming_what_to_check
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("tagger: error: cannot reach a Kafka broker at 127.0.0.1:1")
     assert "TAGGER_KAFKA_BOOTSTRAP_SERVERS" in line
+
+
+def test_an_encoder_on_feature_rows_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "rows.txt"
+    data.write_text("4 3 2\n0 0:1 1:1\n1 1:1 2:1\n0 0:1\n1 2:1\n")
+    assert main(["train", "--train", str(data), "--out", str(tmp_path / "m"), "--encoder", "minilm"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["tagger: error: the minilm encoder reads raw text; these documents are feature rows"]
