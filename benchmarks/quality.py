@@ -137,9 +137,9 @@ def _linear_with_encoder(train_corpus: Corpus, test: Corpus, tagger: Tagger) -> 
     labels = tagger.label_names
     y_train, y_test = label_matrix(train_corpus.labels, labels), label_matrix(test.labels, labels)
     x_train, x_test = tagger.features(train_corpus.inputs), tagger.features(test.inputs)
-    encoder = tagger.featurizer.encoder
-    return _peer_row(f"ovr-logistic (tf-idf + {encoder})", lambda: peers.run_feature_peer(
-        "ovr-logistic", x_train, y_train, x_test, 5, 0), y_test)
+    name = f"ovr-logistic (tf-idf + {tagger.featurizer.encoder})"
+    row = _peer_row(name, lambda: peers.run_feature_peer("ovr-logistic", x_train, y_train, x_test, 5, 0), y_test)
+    return {**row, "method": name} if row else row
 
 
 def _peer_row(name: str, run: Callable[[], peers.PeerResult], y_test: Any) -> dict[str, Any]:
