@@ -115,10 +115,11 @@ def plot_noise(noise: Mapping[str, Mapping[str, Mapping[str, Mapping[float, Mapp
 
 def plot_frontier(results: Rows, path: Path) -> None:
     """Test P@1 (%) against prediction docs/s (log scale, featurizing included), one panel per dataset,
-    one labelled point per method: the quality/throughput frontier of a quality benchmark run."""
+    one labelled point per method: the quality/throughput frontier of a quality benchmark run. Rows whose
+    rate leaves their featurizing out (``encoding_excluded``) are not comparable, so not drawn."""
     fig, axes = _grid(len(results), width=5.0, height=3.8)
     for ax, (name, rows) in zip(axes, results.items(), strict=True):
-        for i, row in enumerate(r for r in rows if "error" not in r):
+        for i, row in enumerate(r for r in rows if "error" not in r and not r.get("encoding_excluded")):
             ours = row["method"].startswith("Rank-AE")
             ax.scatter(row["predict_docs_per_s"], row["p@1"] * 100, color=f"C{i}", marker="*" if ours else "o",
                        s=120 if ours else 40, label=row["method"])
