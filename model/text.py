@@ -123,6 +123,12 @@ class Featurizer:
         vectors = load_encoder(self.encoder, self.device or None).encode(list(docs))  # texts: checked above
         return sp.hstack([rows, sp.csr_matrix(vectors)], format="csr", dtype=np.float32)
 
+    def prepare(self) -> None:
+        """Load the encoder now (exporting its CPU runtime on first use), so the first transform does not
+        pay for it; nothing to do without an encoder."""
+        if self.encoder:
+            load_encoder(self.encoder, self.device or None)
+
     def on(self, device: object) -> Featurizer:
         """The same featurizer, running its encoder (if any) on ``device`` (a torch device or its name)."""
         return dataclasses.replace(self, device=str(device))

@@ -34,6 +34,14 @@ class Versions(Protocol):
     def path(self, version: str) -> Path: ...
 
 
+def _ready(directory: Path, device: str | None) -> Tagger:
+    """A model loaded with its text encoder (if any) ready, so neither the worker's readiness nor a hot
+    swap leaves the first batch to pay for loading or exporting the encoder."""
+    tagger = Tagger.load(directory, device)
+    tagger.featurizer.prepare()
+    return tagger
+
+
 class ModelWatcher:
     """Holds the served model and a newer one loaded by the watcher thread until the loop swaps it in."""
 
@@ -48,10 +56,10 @@ class ModelWatcher:
     def start(cls, model: ModelSettings, metrics: WorkerMetrics, stopping: threading.Event) -> ModelWatcher:
         """Load the model to serve; when ``model_dir`` is a registry, watch it (until ``stopping``)."""
         device = model.device or None
-        watcher = cls(Tagger.load(resolve(model.model_dir), device), metrics)
+        watcher = cls(_ready(resolve(model.model_dir), device), metrics)
         if Registry.is_registry(model.model_dir):
             threading.Thread(target=watcher.watch, name="model-watcher", daemon=True,
-                             args=(Registry(model.model_dir), lambda path: Tagger.load(path, device), stopping)).start()
+                             args=(Registry(model.model_dir), lambda path: _ready(path, device), stopping)).start()
         return watcher
 
     def watch(self, versions: Versions, load: Callable[[Path], Tagger], stopping: threading.Event,
