@@ -88,6 +88,8 @@ def require_encoder(name: str) -> EncoderSpec:
 
 
 class _Backend(Protocol):
+    batch_size: int  # texts per call that keep this backend busy
+
     def embed(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Word-piece ids and attention mask (batch, tokens) int64 → L2-normalised vectors (batch, dim)."""
 
@@ -95,10 +97,11 @@ class _Backend(Protocol):
 class SentenceEncoder:
     """A loaded encoder: :meth:`encode` turns texts into an (n, dim) float32 matrix of unit rows."""
 
-    def __init__(self, wanted: EncoderSpec, backend: _Backend, batch_size: int = 64) -> None:
+    def __init__(self, wanted: EncoderSpec, backend: _Backend, batch_size: int = 0) -> None:
         from tokenizers import Tokenizer
 
-        self.spec, self.backend, self.batch_size = wanted, backend, batch_size
+        self.spec, self.backend = wanted, backend
+        self.batch_size = batch_size or backend.batch_size  # 0: the backend's own
         self._kept: OrderedDict[str, np.ndarray] = OrderedDict()  # text → vector, most recent last
         self._keep = 0
         self._lock = threading.Lock()  # the worker's prediction thread and others may share one encoder

@@ -21,6 +21,8 @@ __all__ = ["OnnxBackend", "TorchBackend"]
 
 log = logging.getLogger(__name__)
 
+CPU_BATCH = 64  # texts per encoder call on the CPU (2 cores: 124 docs/s at 32, 109 at 256 with ONNX int8)
+
 
 class _MeanPooled(torch.nn.Module):
     """The transformer with sentence-transformers' pooling: ids, mask (batch, tokens) → unit rows (batch, dim)."""
@@ -48,16 +50,19 @@ def _torch_model(wanted: EncoderSpec) -> _MeanPooled:
 
 
 class TorchBackend:
-    """The torch model on ``device``: bfloat16 on CUDA, float32 on the CPU."""
+    """The torch model on ``device``: weights in bfloat16 on CUDA (cast once, not per call as autocast
+    would), float32 on the CPU."""
 
     def __init__(self, wanted: EncoderSpec, device: torch.device) -> None:
         self.device = device
-        self.model = _torch_model(wanted).to(device)
-        self.autocast = device.type == "cuda"
+        model = _torch_model(wanted).to(device)
+        self.model = model.to(torch.bfloat16) if device.type == "cuda" else model
+        # A GPU is kept busy only by big batches (H200: 5,900 docs/s at 256, 10,800 at 1,024 on Reuters).
+        self.batch_size = 512 if device.type == "cuda" else CPU_BATCH
 
     def embed(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Ids, mask (batch, tokens) int64 → unit sentence vectors (batch, dim) float32."""
-        with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.autocast):
+        with torch.inference_mode():
             vectors = self.model(torch.as_tensor(ids, device=self.device), torch.as_tensor(mask, device=self.device))
         return vectors.float().cpu().numpy()
 
@@ -73,6 +78,7 @@ class OnnxBackend:
         options.intra_op_num_threads = torch.get_num_threads()  # the same thread budget as the model
         options.inter_op_num_threads = 1
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.batch_size = CPU_BATCH
 
     def embed(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Ids, mask (batch, tokens) int64 → unit sentence vectors (batch, dim) float32."""

@@ -189,11 +189,12 @@ def test_a_checkpoint_whose_config_disagrees_with_its_encoder_is_refused(encoder
 class _Counting:
     """The real ONNX backend, counting the texts it is asked to embed."""
 
-    def __init__(self, backend: object) -> None:
-        self.backend, self.texts = backend, 0
+    def __init__(self, backend: object, batch_size: int = 64) -> None:
+        self.backend, self.texts, self.batch_size, self.calls = backend, 0, batch_size, 0
 
     def embed(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         self.texts += ids.shape[0]
+        self.calls += 1
         return self.backend.embed(ids, mask)  # type: ignore[attr-defined]
 
 
@@ -213,3 +214,14 @@ def test_remembered_vectors_are_reused_and_the_memory_is_bounded() -> None:
     encoder.encode(BREAD[2:])  # evicts the oldest, BREAD[0]
     encoder.encode(BREAD[:2])
     assert counting.texts == 8
+
+
+@needs_minilm
+def test_texts_go_to_the_backend_in_its_own_batch_size_unless_one_is_given() -> None:
+    from model.encoder import SentenceEncoder, load_encoder, require_encoder
+
+    counting = _Counting(load_encoder("minilm", "cpu").backend, batch_size=2)
+    SentenceEncoder(require_encoder("minilm"), counting).encode(BREAD[:3])
+    assert counting.calls == 2  # 3 texts in batches of 2
+    SentenceEncoder(require_encoder("minilm"), counting, batch_size=3).encode(BREAD[:3])
+    assert counting.calls == 3
