@@ -1,7 +1,7 @@
 """Streaming benchmark on the embedded broker: throughput, latency under load, batching gain, memory.
 
     python -m benchmarks.stream --data reuters [--model DIR] [--docs 20000] [--epochs N] [--processes N]
-                                [--redis-cluster]
+                                [--redis-cluster] [--worker-cpus CPU ...]
 
 For one model (trained here with the quality benchmark's settings, or given with --model) it measures:
 (a) the maximum sustained end-to-end rate — the worker (``tagger serve``, a subprocess) drains a
@@ -15,7 +15,8 @@ For one model (trained here with the quality benchmark's settings, or given with
 (f) the drain's Redis stage (ms per batch write, µs per document) and the keys on each Redis node.
 
 Every phase runs on a fresh broker and Redis: one redis-server, or with ``--redis-cluster`` a local
-3-node Redis Cluster (``TAGGER_REDIS_CLUSTER=1`` for the workers).
+3-node Redis Cluster (``TAGGER_REDIS_CLUSTER=1`` for the workers). With ``--worker-cpus`` the workers run
+on those CPUs and the broker, Redis and the load generator on the rest, as they would on separate machines.
 """
 
 from __future__ import annotations
@@ -100,13 +101,15 @@ class Addressed(Protocol):
 class WorkerRun(ServeProcess):
     """``tagger serve`` as a subprocess on its own topic and group, scraped over HTTP."""
 
+    cpus: frozenset[int] | None = None  # the CPUs every worker of this run is pinned to (--worker-cpus)
+
     def __init__(self, broker: Addressed, redis: Service, model: Path, topic: str, log_path: Path,
                  **settings: str) -> None:
         super().__init__({"TAGGER_KAFKA_BOOTSTRAP_SERVERS": broker.address, "TAGGER_INPUT_TOPIC": topic,
                           "TAGGER_DLQ_TOPIC": f"{topic}.dlq", "TAGGER_GROUP_ID": f"g-{topic}",
                           "TAGGER_REDIS_URL": f"redis://{redis.address}/0", "TAGGER_MODEL_DIR": str(model),
                           "TAGGER_SESSION_TIMEOUT_MS": "6000", "TAGGER_HEARTBEAT_INTERVAL_MS": "1000", **settings},
-                         log_path)
+                         log_path, cpus=self.cpus)
         self._wait(lambda: self.get("/readyz")[1] == "ready\n", 120, "worker ready")
 
     def _wait(self, condition: Any, timeout: float, what: str) -> None:
@@ -192,6 +195,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model = args.model or model_for(train_corpus, workdir / "model", args.epochs)
     loaded = checkpoint.load(model)
     result: dict[str, Any] = {"data": args.data, "processes": args.processes, "redis_cluster": args.redis_cluster,
+                              "worker_cpus": sorted(WorkerRun.cpus or ()),
                               "labels": len(loaded.label_names),
                               "docs": args.docs,
                               "model": loaded.model.config.to_dict()}
@@ -268,6 +272,17 @@ def hot_swap(broker: Service, redis: Service, model: Path, test: Corpus, topic: 
     return result
 
 
+def isolate_workers(cpus: frozenset[int]) -> None:
+    """Pin this process (and so every service it starts later) to the CPUs outside ``cpus``, and the workers
+    to ``cpus``."""
+    others = os.sched_getaffinity(0) - cpus
+    if not others or not cpus <= os.sched_getaffinity(0):
+        raise SystemExit(f"--worker-cpus {sorted(cpus)} must name some, not all, of the CPUs "
+                         f"{sorted(os.sched_getaffinity(0))}")
+    os.sched_setaffinity(0, others)
+    WorkerRun.cpus = cpus
+
+
 def main() -> None:
     """Run the benchmark and print the result as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -278,7 +293,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="train for this many epochs (speed does not depend on it)")
     parser.add_argument("--processes", type=int, default=1, help="worker processes (TAGGER_PROCESSES)")
     parser.add_argument("--redis-cluster", action="store_true", help="a local 3-node Redis Cluster, not one server")
+    parser.add_argument("--worker-cpus", type=int, nargs="+",
+                        help="pin the workers to these CPUs and everything else (broker, Redis, the load generator, "
+                             "this process) to the others, so the worker's latency is not the machine's contention")
     args = parser.parse_args()
+    if args.worker_cpus:
+        isolate_workers(frozenset(args.worker_cpus))
     os.environ["TAGGER_PROCESSES"] = str(args.processes)  # every worker this run starts inherits them
     os.environ["TAGGER_REDIS_CLUSTER"] = "1" if args.redis_cluster else "0"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -24,14 +24,21 @@ class ServeProcess:
     benchmarks, configured by ``TAGGER_*`` settings, with its /metrics, /healthz and /readyz endpoint on a
     free loopback port."""
 
-    def __init__(self, settings: dict[str, str], log_path: Path, command: str = "serve") -> None:
+    def __init__(self, settings: dict[str, str], log_path: Path, command: str = "serve",
+                 cpus: frozenset[int] | None = None) -> None:
         self.metrics_port = free_port()
         env = {**os.environ, **settings, "TAGGER_METRICS_HOST": "127.0.0.1",
                "TAGGER_METRICS_PORT": str(self.metrics_port)}
         self.log_path = log_path
+
+        def start_child() -> None:
+            die_with_parent()
+            if cpus:  # before exec, so every thread of the child inherits it
+                os.sched_setaffinity(0, cpus)
+
         with log_path.open("ab") as output:
             self.process = subprocess.Popen([sys.executable, "-m", "worker.cli", command], cwd=_ROOT, env=env,
-                                            stdout=output, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+                                            stdout=output, stderr=subprocess.STDOUT, preexec_fn=start_child)
 
     def get(self, path: str) -> tuple[int, str]:
         """(HTTP status, body) of a GET on the worker's endpoint; (0, "") when it does not answer."""
