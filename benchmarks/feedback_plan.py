@@ -121,7 +121,7 @@ def ceiling_curve(plan: Plan, configs: tuple[ModelConfig, TrainConfig], start: d
     for number in range(1, len(plan.reviewed) + 1):
         corpus = Corpus.concat([plan.seed, *plan.reviewed[:number]])
         trained = train(corpus, *configs)
-        points.append({**scores(Tagger(trained.model, trained.featurizer, trained.label_names), plan),
+        points.append({**scores(Tagger.from_trained(trained), plan),
                        "train_docs": len(corpus)})
         log.info("ceiling after round %d: %s", number, points[-1])
     return points

@@ -93,14 +93,16 @@ def run_model(method: str, train_corpus: Corpus, test: Corpus, model_kw: dict[st
     started = time.perf_counter()
     trained = train(train_corpus, ModelConfig(**model_kw), TrainConfig(**train_kw))
     seconds = time.perf_counter() - started
-    tagger = Tagger(trained.model, trained.featurizer, trained.label_names)
+    tagger = Tagger.from_trained(trained)
     started = time.perf_counter()
     ids, _ = tagger.topk(tagger.features(test.inputs), 5)
     rate = len(test) / (time.perf_counter() - started)
     scores = evaluate(ids, label_matrix(test.labels, trained.label_names))
     best = max(trained.history, key=lambda entry: entry["valid_p@1"])
     chosen = {"epoch": int(best["epoch"]), "valid_p@1": best["valid_p@1"], "epochs_run": len(trained.history),
-              "ae_share": trained.model.config.ae_share}
+              "ae_share": trained.model.config.ae_share,
+              "neighbours": None if trained.neighbours is None else
+              {"k": trained.neighbours.k, "power": trained.neighbours.power, "share": trained.neighbours.share}}
     return {"method": method, **scores, "train_seconds": seconds, "predict_docs_per_s": rate,
             "settings": {"model": model_kw, "train": train_kw}, "chosen": chosen, "history": trained.history,
             "tagger": tagger}
@@ -166,9 +168,15 @@ def markdown(name: str, split: str, n_train: int, n_test: int, rows: list[dict[s
              + f" | {r['train_seconds']:.1f} | {r['predict_docs_per_s']:,.0f} |" for r in rows if "error" not in r]
     lines += [f"| {r['method']} | failed: {r['error'][:120]} |||||||| " for r in rows if "error" in r]
     notes = [f"\n{r['method']}: best validation epoch {r['chosen']['epoch']} of {r['chosen']['epochs_run']} run "
-             f"(validation P@1 {r['chosen']['valid_p@1'] * 100:.2f}), decoder share {r['chosen']['ae_share']:.1f}"
-             for r in rows if "chosen" in r]
+             f"(validation P@1 {r['chosen']['valid_p@1'] * 100:.2f}), decoder share {r['chosen']['ae_share']:.1f}, "
+             + _neighbour_note(r["chosen"].get("neighbours")) for r in rows if "chosen" in r]
     return head + "\n".join(lines) + "\n" + "".join(notes) + "\n"
+
+
+def _neighbour_note(chosen: dict[str, float] | None) -> str:
+    if not chosen:
+        return "no neighbour votes"
+    return f"neighbour votes k={chosen['k']:.0f}, power {chosen['power']:g}, network share {chosen['share']:.1f}"
 
 
 def benchmark_parser(doc: str, datasets: Sequence[str]) -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ A checkpoint is a directory::
     labels.json    label names, in label-id order
     weights.pt     the state dict, read back with torch.load(weights_only=True): no code runs on load
     metrics.json   validation metrics the model was accepted with, and the per-epoch history
+    neighbours.npz optional: the nearest-neighbour index (training rows, their labels) and its blend setting
     heldout.jsonl  optional: the fixed held-out documents a fine-tuned candidate is judged on
     replay.jsonl   optional: a sample of the training documents, replayed during fine-tuning
 
@@ -29,9 +30,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import scipy.sparse as sp
+
 from model.config import ModelConfig, TrainConfig
 from model.data import Corpus, read_jsonl, write_jsonl
 from model.errors import CheckpointError, ConfigError
+from model.neighbours import Neighbours
 from model.text import Featurizer
 
 if TYPE_CHECKING:  # torch is imported where weights are read or written, so read_meta stays cheap to import
@@ -44,6 +49,7 @@ __all__ = ["FORMAT", "Checkpoint", "CheckpointMeta", "TrainedModel", "load", "lo
 FORMAT = 1
 _FILES = ("config.json", "vocab.json", "labels.json", "weights.pt", "metrics.json")
 _META_FILES = ("config.json", "labels.json", "metrics.json")  # what read_meta reads
+NEIGHBOURS = "neighbours.npz"
 
 
 @dataclass
@@ -58,6 +64,7 @@ class TrainedModel:
     history: list[dict[str, float]] = field(default_factory=list)  # one entry per epoch
     label_counts: list[int] = field(default_factory=list)  # training documents per label (for PSP@k)
     n_train: int = 0  # training documents (for PSP@k)
+    neighbours: Neighbours | None = None  # nearest-neighbour votes blended into the score, when chosen
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,7 @@ class Checkpoint:
     version: str
     train_config: TrainConfig
     metrics: dict[str, Any]
+    neighbours: Neighbours | None = None
 
 
 def interface_changes(live: Checkpoint, new: Checkpoint) -> list[str]:
@@ -133,9 +141,39 @@ def _write_files(trained: TrainedModel, out: Path) -> str:
     _write_json(out / "labels.json", trained.label_names)
     _write_json(out / "metrics.json", {"valid": trained.metrics, "history": trained.history,
                                        "label_counts": trained.label_counts, "n_train": trained.n_train})
+    if trained.neighbours is not None:
+        _write_neighbours(trained.neighbours, out / NEIGHBOURS)
+        _fsync(out / NEIGHBOURS)
     for name in _FILES:
         _fsync(out / name)
     return version
+
+
+def _write_neighbours(neighbours: Neighbours, path: Path) -> None:
+    rows, labels = neighbours.rows, neighbours.labels
+    with path.open("wb") as out:  # a file object: np.savez would append ".npz" to a name
+        np.savez(out, rows_data=rows.data, rows_indices=rows.indices, rows_indptr=rows.indptr,
+                 rows_shape=np.array(rows.shape), labels_indices=labels.indices, labels_indptr=labels.indptr,
+                 labels_shape=np.array(labels.shape),
+                 setting=np.array([neighbours.k, neighbours.power, neighbours.share], dtype=np.float64))
+
+
+def _read_neighbours(path: Path, n_features: int, n_labels: int) -> Neighbours | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            rows = sp.csr_matrix((npz["rows_data"], npz["rows_indices"], npz["rows_indptr"]),
+                                 shape=tuple(npz["rows_shape"]))
+            labels = sp.csr_matrix((np.ones(len(npz["labels_indices"]), dtype=np.float32), npz["labels_indices"],
+                                    npz["labels_indptr"]), shape=tuple(npz["labels_shape"]))
+            k, power, share = npz["setting"].tolist()
+    except (OSError, KeyError, ValueError) as err:
+        raise CheckpointError(f"{path}: damaged neighbour index ({err})") from err
+    if rows.shape[1] != n_features or labels.shape != (rows.shape[0], n_labels):
+        raise CheckpointError(f"{path}: the neighbour index has rows {rows.shape} and labels {labels.shape}, "
+                              f"the model reads {n_features} features and {n_labels} labels")
+    return Neighbours(rows, labels, int(k), float(power), float(share))
 
 
 def _write_json(path: Path, body: Any) -> None:
@@ -184,8 +222,10 @@ def load(directory: Path | str, device: torch.device | str = "cpu") -> Checkpoin
     model = RankAE(model_config)
     model.load_state_dict(_read_weights(directory / "weights.pt", model))
     metrics = _read_json(directory / "metrics.json")
+    neighbours = _read_neighbours(directory / NEIGHBOURS, featurizer.n_features + featurizer.dense_features,
+                                  len(labels))
     return Checkpoint(model.to(device).eval(), featurizer, labels, str(config.get("version")),
-                      train_config, metrics)
+                      train_config, metrics, neighbours)
 
 
 def _read_json(path: Path) -> Any:

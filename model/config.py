@@ -122,6 +122,7 @@ class TrainConfig:
     min_df: int = 2  # text: minimum document frequency of a vocabulary token
     max_vocab: int = 50_000  # text: vocabulary size cap (most frequent tokens kept)
     encoder: str = ""  # text: a pretrained sentence encoder beside the tf-idf features ("minilm"), or none
+    neighbours: bool = True  # blend nearest-neighbour votes into the score when validation prefers it
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes stored with the model
 
     def __post_init__(self) -> None:
@@ -152,7 +153,7 @@ PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "default": ({}, {}),
     "paper": ({"embed_dim": 100, "reduction": 4, "latent_dim": 200, "attention": True, "pooling": "mean",
                "tag_head": False, "margin_reduction": "sum"},
-              {"epochs": 40, "lr": 2e-3, "weight_decay": 0.01, "patience": 5}),
+              {"epochs": 40, "lr": 2e-3, "weight_decay": 0.01, "patience": 5, "neighbours": False}),
 }
 
 

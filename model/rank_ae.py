@@ -39,8 +39,9 @@ from torch import nn
 
 from model.config import ModelConfig
 from model.loss import bce_loss, cosine_loss, latent_loss, margin_ranking_loss
+from model.neighbours import Neighbours
 
-__all__ = ["RankAE", "SparseBatch", "blend", "blend_topk", "labels_batch", "predict_topk"]
+__all__ = ["RankAE", "SparseBatch", "blend", "blend_topk", "labels_batch", "predict_scores", "predict_topk"]
 
 
 def _to(array: np.ndarray, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
@@ -302,21 +303,37 @@ class RankAE(nn.Module):
 
 
 def predict_topk(model: RankAE, x: sp.csr_matrix, k: int, batch_size: int = 512,
-                 device: torch.device | str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k label ids and scores, best first, for rows of x (n, n_features): two (n, k') arrays, k' = min(k, L)."""
+                 device: torch.device | str | None = None,
+                 neighbours: Neighbours | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k label ids and scores, best first, for rows of x (n, n_features): two (n, k') arrays, k' = min(k, L).
+    With ``neighbours`` the scores are the network's blended with their votes."""
     device = device or next(model.parameters()).device
     k = min(k, model.config.n_labels)
     model.eval()
     ids, scores = [], []
     with torch.inference_mode():
         for start in range(0, x.shape[0], batch_size):
-            batch = model.batch(x[start:start + batch_size], device)
-            top = torch.topk(model.scores(batch).float(), k, dim=1)
+            rows = x[start:start + batch_size]
+            served = model.scores(model.batch(rows, device)).float()
+            if neighbours is not None:
+                served = neighbours.blend(served, rows)
+            top = torch.topk(served, k, dim=1)
             ids.append(top.indices.cpu().numpy())
             scores.append(top.values.cpu().numpy())
     if not ids:
         return np.zeros((0, k), dtype=np.int64), np.zeros((0, k), dtype=np.float32)
     return np.concatenate(ids), np.concatenate(scores)
+
+
+def predict_scores(model: RankAE, x: sp.csr_matrix, batch_size: int = 512,
+                   device: torch.device | str | None = None) -> np.ndarray:
+    """The network's scores ŷ (n, L) float32 for rows of x (n, n_features), on the CPU."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    with torch.inference_mode():
+        parts = [model.scores(model.batch(x[start:start + batch_size], device)).float().cpu().numpy()
+                 for start in range(0, x.shape[0], batch_size)]
+    return np.concatenate(parts) if parts else np.zeros((0, model.config.n_labels), dtype=np.float32)
 
 
 def blend(ae: torch.Tensor, tags: torch.Tensor, share: float) -> torch.Tensor:

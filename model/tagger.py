@@ -20,6 +20,7 @@ from model.data import Corpus, label_matrix
 from model.device import resolve_device
 from model.errors import ModelError
 from model.metrics import evaluate, ndcg_rows, precision_rows, propensities
+from model.neighbours import Neighbours
 from model.rank_ae import RankAE, predict_topk
 from model.text import Featurizer
 
@@ -32,18 +33,31 @@ class Tagger:
     """A loaded model that turns texts (or feature rows) into ranked ``(label, score)`` lists."""
 
     def __init__(self, model: RankAE, featurizer: Featurizer, label_names: Sequence[str],
-                 version: str = "", metrics: dict[str, Any] | None = None) -> None:
+                 version: str = "", metrics: dict[str, Any] | None = None,
+                 neighbours: Neighbours | None = None) -> None:
         self.model = model.eval()
         self.featurizer = featurizer
         self.label_names = list(label_names)
         self.version = version
         self.metrics = metrics or {}
+        self.neighbours = neighbours  # nearest-neighbour votes blended into the network's scores, if chosen
 
     @classmethod
     def load(cls, directory: Path | str, device: str | None = None) -> Tagger:
         """Load a checkpoint onto ``device`` (CUDA when present and none is named)."""
-        loaded = checkpoint.load(directory, resolve_device(device))
-        return cls(loaded.model, loaded.featurizer, loaded.label_names, loaded.version, loaded.metrics)
+        return cls.from_checkpoint(checkpoint.load(directory, resolve_device(device)))
+
+    @classmethod
+    def from_checkpoint(cls, loaded: checkpoint.Checkpoint) -> Tagger:
+        """The tagger of a loaded checkpoint."""
+        return cls(loaded.model, loaded.featurizer, loaded.label_names, loaded.version, loaded.metrics,
+                   loaded.neighbours)
+
+    @classmethod
+    def from_trained(cls, trained: checkpoint.TrainedModel, metrics: dict[str, Any] | None = None) -> Tagger:
+        """The tagger of a model just trained (not yet saved): no version; ``metrics`` or its validation ones."""
+        return cls(trained.model, trained.featurizer, trained.label_names, "",
+                   trained.metrics if metrics is None else metrics, trained.neighbours)
 
     @property
     def device(self) -> torch.device:
@@ -60,7 +74,7 @@ class Tagger:
         """Top-k label ids and scores for featurized rows: two (n, min(k, L)) arrays, best first."""
         if k < 1:
             raise ModelError(f"k must be at least 1, got {k}")
-        return predict_topk(self.model, rows, k, batch_size, self.device)
+        return predict_topk(self.model, rows, k, batch_size, self.device, self.neighbours)
 
     def predict(self, docs: Sequence[str] | sp.csr_matrix, k: int = 5, batch_size: int = 512) -> list[Tags]:
         """Each document's top-k ``(label, score)`` pairs, best first; no autograd, batched."""

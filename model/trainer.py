@@ -30,8 +30,10 @@ from model.device import resolve_device
 from model.errors import ConfigError, DataError, ModelError
 from model.label_embedding import label_embedding
 from model.metrics import evaluate
+from model.neighbours import Neighbours
+from model.neighbours import choose as choose_neighbours
 from model.noise import add_label_noise
-from model.rank_ae import RankAE, blend_topk, labels_batch
+from model.rank_ae import RankAE, blend_topk, labels_batch, predict_scores
 from model.text import Featurizer
 
 __all__ = ["EpochLoop", "build_model", "corpus_labels", "diverged", "feedback_corpora", "frequency_baseline",
@@ -178,12 +180,27 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
     y_valid = label_matrix(valid_corpus.labels, run.names)
     history, best = _fit(run.loop, x_valid, y_valid, progress)
     run.loop.model.load_state_dict(best["state"])
+    run.loop.model.config = dataclasses.replace(run.loop.model.config, ae_share=best["share"])
+    neighbours = _neighbours(run.loop, x_valid, y_valid) if train_config.neighbours else None
     if train_config.refit:
         run = _Run.prepare(train_corpus, model_config, train_config, target, label_names)
         _fit_blind(run.loop, best["epoch"], progress)
-    run.loop.model.config = dataclasses.replace(run.loop.model.config, ae_share=best["share"])
+        run.loop.model.config = dataclasses.replace(run.loop.model.config, ae_share=best["share"])
+        if neighbours is not None:  # the setting chosen on validation, over the refit's documents
+            neighbours = Neighbours.index(run.loop.x, run.loop.y, neighbours.k, neighbours.power, neighbours.share)
     return TrainedModel(run.loop.model.eval(), run.featurizer, run.names, train_config, best["metrics"],
-                        history, run.label_counts, run.loop.x.shape[0])
+                        history, run.label_counts, run.loop.x.shape[0], neighbours)
+
+
+def _neighbours(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix) -> Neighbours | None:
+    """Neighbour votes over the training rows, when blending them in beats the network on validation."""
+    chosen = choose_neighbours(predict_scores(loop.model, x_valid, device=loop.device), loop.x, loop.y,
+                               x_valid, y_valid)
+    if chosen is None:
+        log.info("neighbour votes: not used (the network alone is best on validation)")
+    else:
+        log.info("neighbour votes: k=%d, power %g, network share %.1f", chosen.k, chosen.power, chosen.share)
+    return chosen
 
 
 @dataclass

@@ -199,7 +199,7 @@ class Learner:
             return RoundResult("rejected", "too few corrected documents to hold a slice out", {}, {})
         trained = rounds.candidate(live, replay, train_set, names, self.rounds)
         clock.lap("train")
-        tagger = Tagger(live.model, live.featurizer, live.label_names, live.version, live.metrics)
+        tagger = Tagger.from_checkpoint(live)
         judged = {name: _judge(t, heldout, judge_set)
                   for name, t in (("live", tagger), ("candidate", rounds.as_tagger(trained)))}
         reason = rounds.verdict({n: j.heldout_rows for n, j in judged.items()},

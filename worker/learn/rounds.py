@@ -63,18 +63,19 @@ def candidate(live: Checkpoint, replay: Corpus, examples: Corpus, names: list[st
 def as_tagger(trained: TrainedModel) -> Tagger:
     """A candidate as a Tagger, to judge it (with what PSP@k needs: training counts per label)."""
     counts = {"label_counts": trained.label_counts, "n_train": trained.n_train}
-    return Tagger(trained.model, trained.featurizer, trained.label_names, "", {**trained.metrics, **counts})
+    return Tagger.from_trained(trained, {**trained.metrics, **counts})
 
 
 def _fine_tuned(live: Checkpoint, replay: Corpus, examples: Corpus, settings: LearnerSettings) -> TrainedModel:
     config = FineTuneConfig(epochs=settings.finetune_epochs, lr=settings.finetune_lr,
                             replay_ratio=settings.replay_ratio, loss=settings.finetune_loss)
-    tagger = Tagger(live.model, live.featurizer, live.label_names, live.version, live.metrics)
+    tagger = Tagger.from_checkpoint(live)
     model = fine_tune(live.model, tagger.features(examples.texts or []),
                       label_matrix(examples.labels, live.label_names), tagger.features(replay.texts or []),
                       label_matrix(replay.labels, live.label_names), config)
     return TrainedModel(model, live.featurizer, live.label_names, live.train_config, {}, [],
-                        list(live.metrics.get("label_counts", [])), int(live.metrics.get("n_train", 0)))
+                        list(live.metrics.get("label_counts", [])), int(live.metrics.get("n_train", 0)),
+                        live.neighbours)  # the same featurizer and labels: the live index still fits
 
 
 def paired_drop(live: np.ndarray, new: np.ndarray) -> tuple[float, float]:

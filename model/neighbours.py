@@ -1,0 +1,100 @@
+"""Nearest-neighbour votes beside the network: a document's labels as voted by its k most similar training
+documents (cosine over the featurizer's rows), blended into the served score where validation says so.
+
+Not in the paper. Measured on the shared sets' validation splits (docs/results.md, "Nearest-neighbour
+votes"): the network is strong on frequent labels, the votes on the long tail of small text sets, and the
+trainer keeps them only when the blend beats the network alone on its validation split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
+
+from model.metrics import precision_rows
+
+if TYPE_CHECKING:  # torch only where votes meet the network's scores: checkpoint.read_meta stays torch-free
+    import torch
+
+__all__ = ["SETTINGS", "SHARES", "Neighbours", "choose"]
+
+# (k, power) pairs the trainer tries: k neighbours, each voting with its cosine raised to ``power``.
+SETTINGS = ((20, 1.0), (50, 2.0))
+# Weights a of the served score a·network + (1 − a)·votes tried on validation; 1 (no votes) is the baseline.
+SHARES = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
+_CHUNK = 128  # documents per similarity block: the block is (chunk, N) floats, N the indexed documents
+
+
+def unit_rows(x: sp.csr_matrix) -> sp.csr_matrix:
+    """x (n, F) with each row scaled to unit L2 norm (rows of zeros stay zero), float32 CSR."""
+    x = sp.csr_matrix(x, dtype=np.float32)
+    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1), dtype=np.float32).ravel())
+    return sp.csr_matrix(sp.diags(1.0 / np.maximum(norms, 1e-12)) @ x, dtype=np.float32)
+
+
+@dataclass
+class Neighbours:
+    """An index of training rows and their labels, and how their votes enter the served score."""
+
+    rows: sp.csr_matrix  # (N, F) unit rows of the indexed training documents
+    labels: sp.csr_matrix  # (N, L) their labels, 0/1
+    k: int
+    power: float
+    share: float  # a in a·network + (1 − a)·votes
+
+    def __post_init__(self) -> None:
+        self._columns = self.rows.T.tocsr()  # (F, N): a block's similarities are one sparse product
+
+    @classmethod
+    def index(cls, x: sp.csr_matrix, y: sp.csr_matrix, k: int, power: float, share: float) -> Neighbours:
+        """Index rows x (N, F) with labels y (N, L)."""
+        return cls(unit_rows(x), sp.csr_matrix(y, dtype=np.float32), k, power, share)
+
+    def votes(self, x: sp.csr_matrix) -> np.ndarray:
+        """Rows x (n, F) → (n, L) float32 votes in [0, 1]: the similarity-weighted share of the k nearest
+        indexed documents that carry each label."""
+        out = np.zeros((x.shape[0], self.labels.shape[1]), dtype=np.float32)
+        k = min(self.k, self.rows.shape[0])
+        if k == 0:
+            return out
+        queries = unit_rows(x)
+        for start in range(0, x.shape[0], _CHUNK):
+            sims = (queries[start:start + _CHUNK] @ self._columns).toarray()  # (chunk, N)
+            nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            weights = np.take_along_axis(sims, nearest, axis=1).clip(min=0.0) ** self.power
+            weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
+            picks = sp.csr_matrix((weights.ravel(), nearest.ravel(), np.arange(0, weights.size + 1, k)),
+                                  shape=(sims.shape[0], self.rows.shape[0]))
+            out[start:start + sims.shape[0]] = (picks @ self.labels).toarray()
+        return out
+
+    def blend(self, scores: torch.Tensor, x: sp.csr_matrix) -> torch.Tensor:
+        """The served score a·network + (1 − a)·votes; scores: (n, L) network scores of rows x (n, F)."""
+        import torch
+
+        votes = torch.from_numpy(self.votes(x)).to(scores.device)
+        return self.share * scores + (1.0 - self.share) * votes
+
+
+def choose(scores: np.ndarray, x_index: sp.csr_matrix, y_index: sp.csr_matrix, x_valid: sp.csr_matrix,
+           y_valid: sp.csr_matrix, settings: Iterable[tuple[int, float]] = SETTINGS,
+           shares: Iterable[float] = SHARES) -> Neighbours | None:
+    """The neighbour index over (x_index, y_index) and the setting and share with the best validation P@1
+    of the blend, or None when no blend beats the network's own ``scores`` (n_valid, L) on x_valid."""
+    best_p1, best = _p_at_1(scores, y_valid), None
+    for k, power in settings:
+        candidate = Neighbours.index(x_index, y_index, k, power, 1.0)
+        votes = candidate.votes(x_valid)
+        for share in shares:
+            p1 = _p_at_1(share * scores + (1.0 - share) * votes, y_valid)
+            if p1 > best_p1 + 1e-9:  # strictly better: ties keep the network alone, or the larger share
+                best_p1, best = p1, Neighbours(candidate.rows, candidate.labels, k, power, share)
+    return best
+
+
+def _p_at_1(scores: np.ndarray, y: sp.csr_matrix) -> float:
+    return float(precision_rows(np.argmax(scores, axis=1)[:, None], y, 1).mean())
