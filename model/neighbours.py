@@ -27,6 +27,10 @@ SETTINGS = ((20, 1.0), (50, 2.0))
 # Weights a of the served score a·network + (1 − a)·votes tried on validation; 1 (no votes) is the baseline.
 SHARES = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
 _CHUNK = 128  # documents per similarity block: the block is (chunk, N) floats, N the indexed documents
+# Features in more than this share of the indexed documents are left out of the index: nearly every pair of
+# documents shares one, so they made the similarity product dense. Cooking validation: votes alone P@1
+# 68.42 with every feature, 68.74 without the 0.7% above 10%, at 171 instead of 426 µs per document.
+MAX_DOC_FREQ = 0.1
 
 
 def unit_rows(x: sp.csr_matrix) -> sp.csr_matrix:
@@ -50,9 +54,14 @@ class Neighbours:
         self._columns = self.rows.T.tocsr()  # (F, N): a block's similarities are one sparse product
 
     @classmethod
-    def index(cls, x: sp.csr_matrix, y: sp.csr_matrix, k: int, power: float, share: float) -> Neighbours:
-        """Index rows x (N, F) with labels y (N, L)."""
-        return cls(unit_rows(x), sp.csr_matrix(y, dtype=np.float32), k, power, share)
+    def index(cls, x: sp.csr_matrix, y: sp.csr_matrix, k: int, power: float, share: float,
+              max_doc_freq: float = MAX_DOC_FREQ) -> Neighbours:
+        """Index rows x (N, F) with labels y (N, L), leaving out features of more than ``max_doc_freq`` of them."""
+        x = sp.csr_matrix(x, dtype=np.float32)
+        common = np.asarray((x != 0).sum(axis=0)).ravel() > max_doc_freq * x.shape[0]
+        kept = x @ sp.diags((~common).astype(np.float32))
+        kept.eliminate_zeros()
+        return cls(unit_rows(kept), sp.csr_matrix(y, dtype=np.float32), k, power, share)
 
     def votes(self, x: sp.csr_matrix) -> np.ndarray:
         """Rows x (n, F) → (n, L) float32 votes in [0, 1]: the similarity-weighted share of the k nearest
@@ -82,12 +91,12 @@ class Neighbours:
 
 def choose(scores: np.ndarray, x_index: sp.csr_matrix, y_index: sp.csr_matrix, x_valid: sp.csr_matrix,
            y_valid: sp.csr_matrix, settings: Iterable[tuple[int, float]] = SETTINGS,
-           shares: Iterable[float] = SHARES) -> Neighbours | None:
+           shares: Iterable[float] = SHARES, max_doc_freq: float = MAX_DOC_FREQ) -> Neighbours | None:
     """The neighbour index over (x_index, y_index) and the setting and share with the best validation P@1
     of the blend, or None when no blend beats the network's own ``scores`` (n_valid, L) on x_valid."""
     best_p1, best = _p_at_1(scores, y_valid), None
     for k, power in settings:
-        candidate = Neighbours.index(x_index, y_index, k, power, 1.0)
+        candidate = Neighbours.index(x_index, y_index, k, power, 1.0, max_doc_freq)
         votes = candidate.votes(x_valid)
         for share in shares:
             p1 = _p_at_1(share * scores + (1.0 - share) * votes, y_valid)

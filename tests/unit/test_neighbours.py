@@ -1,0 +1,104 @@
+"""Nearest-neighbour votes: the votes by hand, the blend, the trainer's choice, the checkpoint file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from model import checkpoint
+from model.config import preset
+from model.errors import CheckpointError
+from model.neighbours import Neighbours, choose
+from model.synthetic import generate_corpus
+from model.tagger import Tagger
+from model.trainer import train
+
+# (max_doc_freq=1 below: in an index of three, every feature is "common" and would be left out.)
+# Three indexed documents over two features: (1, 0) tagged {0}, (0, 1) tagged {1}, (1, 1) tagged {0, 1}.
+ROWS = sp.csr_matrix(np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+LABELS = sp.csr_matrix(np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+QUERY = sp.csr_matrix(np.array([[2.0, 0.0]]))  # cosine 1 to the first, 0 to the second, 1/√2 to the third
+
+
+def test_votes_are_the_similarity_weighted_share_of_the_k_nearest() -> None:
+    # k=2 keeps the first and third (cosines 1 and 0.7071): weights 1/1.7071 and 0.7071/1.7071.
+    votes = Neighbours.index(ROWS, LABELS, k=2, power=1.0, share=0.5, max_doc_freq=1).votes(QUERY)
+    np.testing.assert_allclose(votes, [[1.0, 0.7071 / 1.7071]], atol=1e-4)
+    # power 2 squares the cosines: weights 1 and 0.5, so label 1 gets 0.5 / 1.5.
+    squared = Neighbours.index(ROWS, LABELS, k=2, power=2.0, share=0.5, max_doc_freq=1).votes(QUERY)
+    np.testing.assert_allclose(squared, [[1.0, 1 / 3]], atol=1e-4)
+
+
+def test_k_beyond_the_index_uses_every_document_and_an_empty_query_votes_nothing_useful() -> None:
+    votes = Neighbours.index(ROWS, LABELS, k=10, power=1.0, share=0.5, max_doc_freq=1).votes(QUERY)
+    np.testing.assert_allclose(votes, [[1.0, 0.7071 / 1.7071]], atol=1e-4)  # the orthogonal one weighs 0
+    empty = Neighbours.index(ROWS, LABELS, k=2, power=1.0, share=0.5, max_doc_freq=1).votes(sp.csr_matrix((1, 2)))
+    assert np.isfinite(empty).all() and empty.sum() == 0
+
+
+def test_features_in_most_indexed_documents_are_left_out_of_the_index() -> None:
+    # 20 documents: feature 0 in all of them, feature 1 in two (10%, kept: not more than 10%).
+    x = sp.csr_matrix(np.array([[1.0, 1.0]] * 2 + [[1.0, 0.0]] * 18))
+    rows = Neighbours.index(x, sp.csr_matrix(np.ones((20, 1))), k=1, power=1.0, share=0.5).rows
+    assert rows[:, 0].nnz == 0 and rows[:2, 1].toarray().ravel().tolist() == [1.0, 1.0]
+
+
+def test_the_served_score_blends_network_and_votes_by_the_share() -> None:
+    neighbours = Neighbours.index(ROWS, LABELS, k=2, power=2.0, share=0.25, max_doc_freq=1)
+    served = neighbours.blend(torch.tensor([[0.0, 1.0]]), QUERY)
+    # 0.25·(0, 1) + 0.75·(1, 1/3) = (0.75, 0.5)
+    np.testing.assert_allclose(served.numpy(), [[0.75, 0.5]], atol=1e-4)
+
+
+def test_validation_chooses_votes_only_when_they_beat_the_network() -> None:
+    x_valid = sp.csr_matrix(np.array([[3.0, 0.0], [0.0, 2.0]]))
+    y_valid = sp.csr_matrix(np.array([[1.0, 0.0], [0.0, 1.0]]))
+    right = np.array([[0.9, 0.1], [0.1, 0.9]])  # the network already ranks both documents right
+    assert choose(right, ROWS, LABELS, x_valid, y_valid, max_doc_freq=1) is None
+    wrong = np.array([[0.1, 0.9], [0.9, 0.1]])  # the network ranks both wrong; the neighbours both right
+    chosen = choose(wrong, ROWS, LABELS, x_valid, y_valid, settings=((1, 1.0),), shares=(0.9, 0.3),
+                     max_doc_freq=1)
+    assert chosen is not None and (chosen.k, chosen.power, chosen.share) == (1, 1.0, 0.3)
+
+
+@pytest.fixture(scope="module")
+def corpus_split():  # type: ignore[no-untyped-def]
+    corpus = generate_corpus(400, 8, seed=5)
+    return corpus.subset(range(300)), corpus.subset(range(300, 400))
+
+
+def test_a_saved_index_is_loaded_and_served_as_trained(corpus_split, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    model_config, train_config = preset("default", epochs=2, patience=2)
+    trained = train(corpus_split[0], model_config, train_config)
+    x = trained.featurizer.transform(corpus_split[0].inputs)
+    labels = sp.csr_matrix(np.eye(x.shape[0], len(trained.label_names)))
+    trained.neighbours = Neighbours.index(x, labels, 5, 2.0, 0.5)  # one to keep, whatever validation chose
+    checkpoint.save(trained, tmp_path / "m")
+    loaded = Tagger.load(tmp_path / "m", "cpu")
+    assert loaded.neighbours is not None
+    assert (loaded.neighbours.k, loaded.neighbours.power, loaded.neighbours.share) == (5, 2.0, 0.5)
+    assert (loaded.neighbours.rows != trained.neighbours.rows).nnz == 0
+    texts = corpus_split[1].texts or []
+    assert loaded.predict(texts, 3) == Tagger.from_trained(trained).predict(texts, 3)
+
+
+def test_a_damaged_or_mismatched_index_is_refused(corpus_split, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    model_config, train_config = preset("default", epochs=1, patience=1)
+    trained = train(corpus_split[0], model_config, train_config)
+    trained.neighbours = Neighbours.index(ROWS, LABELS, 1, 1.0, 0.5)  # 2 features, 2 labels: not this model's
+    checkpoint.save(trained, tmp_path / "m")
+    with pytest.raises(CheckpointError, match="neighbour index has rows"):
+        checkpoint.load(tmp_path / "m")
+    (tmp_path / "m" / checkpoint.NEIGHBOURS).write_bytes(b"not an npz")
+    with pytest.raises(CheckpointError, match="damaged neighbour index"):
+        checkpoint.load(tmp_path / "m")
+
+
+def test_the_paper_preset_and_the_flag_leave_votes_out(corpus_split) -> None:  # type: ignore[no-untyped-def]
+    model_config, train_config = preset("default", epochs=2, patience=2, neighbours=False)
+    assert train(corpus_split[0], model_config, train_config).neighbours is None
+    assert preset("paper")[1].neighbours is False and preset("default")[1].neighbours is True
