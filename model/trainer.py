@@ -30,7 +30,7 @@ from model.device import resolve_device
 from model.errors import ConfigError, DataError, ModelError
 from model.label_embedding import label_embedding
 from model.metrics import evaluate
-from model.neighbours import Neighbours
+from model.neighbours import MAX_DOC_FREQ, Neighbours
 from model.neighbours import choose as choose_neighbours
 from model.noise import add_label_noise
 from model.rank_ae import RankAE, blend_topk, labels_batch, predict_scores
@@ -181,21 +181,26 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
     history, best = _fit(run.loop, x_valid, y_valid, progress)
     run.loop.model.load_state_dict(best["state"])
     run.loop.model.config = dataclasses.replace(run.loop.model.config, ae_share=best["share"])
-    neighbours = _neighbours(run.loop, x_valid, y_valid) if train_config.neighbours else None
+    # Text rows are sparse, and their most common words make the similarity product dense; a feature
+    # matrix (dense columns, or words as given) is indexed whole.
+    max_doc_freq = MAX_DOC_FREQ if run.featurizer.kind == "text" else 1.0
+    neighbours = _neighbours(run.loop, x_valid, y_valid, max_doc_freq) if train_config.neighbours else None
     if train_config.refit:
         run = _Run.prepare(train_corpus, model_config, train_config, target, label_names)
         _fit_blind(run.loop, best["epoch"], progress)
         run.loop.model.config = dataclasses.replace(run.loop.model.config, ae_share=best["share"])
         if neighbours is not None:  # the setting chosen on validation, over the refit's documents
-            neighbours = Neighbours.index(run.loop.x, run.loop.y, neighbours.k, neighbours.power, neighbours.share)
+            neighbours = Neighbours.index(run.loop.x, run.loop.y, neighbours.k, neighbours.power, neighbours.share,
+                                          max_doc_freq)
     return TrainedModel(run.loop.model.eval(), run.featurizer, run.names, train_config, best["metrics"],
                         history, run.label_counts, run.loop.x.shape[0], neighbours)
 
 
-def _neighbours(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix) -> Neighbours | None:
+def _neighbours(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,
+                max_doc_freq: float) -> Neighbours | None:
     """Neighbour votes over the training rows, when blending them in beats the network on validation."""
     chosen = choose_neighbours(predict_scores(loop.model, x_valid, device=loop.device), loop.x, loop.y,
-                               x_valid, y_valid)
+                               x_valid, y_valid, max_doc_freq=max_doc_freq)
     if chosen is None:
         log.info("neighbour votes: not used (the network alone is best on validation)")
     else:
