@@ -7,7 +7,8 @@ For one model (trained here with the quality benchmark's settings, or given with
 (a) the maximum sustained end-to-end rate — the worker (``tagger serve``, a subprocess) drains a
     pre-loaded backlog into Redis — beside a bare kafka-python consumer reading the same messages;
 (b) p50/p99 end-to-end latency (message timestamp → Redis write acknowledged, from the worker's
-    histogram) with documents produced at 25%, 50% and 80% of that maximum;
+    histogram) with documents produced at 25%, 50% and 80% of that maximum, and of the part before the
+    worker's poll returned the message (producer, broker, fetch, and the wait for the loop's next poll);
 (c) the same drain with batches of one document, to show what batching buys;
 (d) the worker's peak resident memory (VmHWM);
 (e) a model hot swap at 50% load: p99 and worst-bucket latency of documents tagged in the seconds
@@ -98,6 +99,10 @@ class Addressed(Protocol):
     def address(self) -> str: ...
 
 
+END_TO_END = "tagger_end_to_end_latency_seconds"  # message timestamp → Redis write acknowledged
+CONSUME_DELAY = "tagger_consume_delay_seconds"  # message timestamp → the worker's poll returning it
+
+
 class WorkerRun(ServeProcess):
     """``tagger serve`` as a subprocess on its own topic and group, scraped over HTTP."""
 
@@ -126,14 +131,15 @@ class WorkerRun(ServeProcess):
         self._wait(lambda: self.tagged() >= n, timeout, f"{n} tagged documents")
         return n / (time.perf_counter() - started)
 
-    def buckets(self) -> list[tuple[float, float]]:
-        """Cumulative end-to-end latency buckets (le, count)."""
-        return [(float(labels["le"]), v) for labels, v in
-                self.samples().get("tagger_end_to_end_latency_seconds_bucket", [])]
+    def buckets(self, metric: str = END_TO_END) -> list[tuple[float, float]]:
+        """Cumulative buckets (le, count) of a latency histogram: end to end unless ``metric`` names another."""
+        return [(float(labels["le"]), v) for labels, v in self.samples().get(f"{metric}_bucket", [])]
 
-    def latency(self, q: float, since: list[tuple[float, float]] | None = None) -> float | None:
-        """The q-quantile of end-to-end latency in seconds (of observations after ``since``, if given)."""
-        now = self.buckets()
+    def latency(self, q: float, since: list[tuple[float, float]] | None = None,
+                metric: str = END_TO_END) -> float | None:
+        """The q-quantile of end-to-end latency (or of ``metric``) in seconds, of observations after ``since``
+        if given."""
+        now = self.buckets(metric)
         if since:
             now = [(le, count - before) for (le, count), (_, before) in zip(now, since, strict=True)]
         return histogram_quantile(now, q)
@@ -231,8 +237,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             n = int(rate * args.seconds)
             produce(broker.address, paced, payloads(test, n, paced), rate=rate)
             worker.drain_rate(n, 300)
-            result["latency"][str(share)] = {"rate": rate, "docs": n, "p50_ms": 1000 * (worker.latency(0.5) or 0),
-                                             "p99_ms": 1000 * (worker.latency(0.99) or 0)}
+            result["latency"][str(share)] = {
+                "rate": rate, "docs": n, "p50_ms": 1000 * (worker.latency(0.5) or 0),
+                "p99_ms": 1000 * (worker.latency(0.99) or 0),
+                "before_worker_p50_ms": 1000 * (worker.latency(0.5, metric=CONSUME_DELAY) or 0),
+                "before_worker_p99_ms": 1000 * (worker.latency(0.99, metric=CONSUME_DELAY) or 0)}
             result["peak_rss_mib"] = max(result["peak_rss_mib"], worker.memory_mib("VmHWM"))
             worker.terminate()
     with services(workdir / "swap") as (broker, redis):

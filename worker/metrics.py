@@ -34,6 +34,11 @@ class WorkerMetrics:
         self.end_to_end = Histogram("tagger_end_to_end_latency_seconds",
                                     "Kafka message timestamp to Redis write acknowledged", buckets=_LATENCY_BUCKETS,
                                     registry=r)
+        # The part of end_to_end spent before the worker's poll returned the message: the producer's batching,
+        # the broker, the fetch, and the wait for the loop's next poll (a loop busy elsewhere shows up here).
+        self.consume_delay = Histogram("tagger_consume_delay_seconds",
+                                       "Kafka message timestamp to the worker's poll returning it",
+                                       buckets=_LATENCY_BUCKETS, registry=r)
         self.batch_wait = Histogram("tagger_batch_wait_seconds", "Time a batch stayed open before it was flushed",
                                     buckets=_STAGE_BUCKETS, registry=r)
         self.inference = Histogram("tagger_inference_seconds", "Featurize and model time per batch",

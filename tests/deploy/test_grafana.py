@@ -28,7 +28,8 @@ def test_dashboard_shows_every_view_of_the_issue() -> None:
     used = set().union(*map(metric_names, dashboard_queries()))
     assert {"tagger_messages_total", "tagger_end_to_end_latency_seconds_bucket", "tagger_batch_size_bucket",
             "tagger_inference_seconds_bucket", "tagger_redis_write_seconds_bucket", "tagger_consumer_lag",
-            "tagger_bad_messages_total", "tagger_model_info", "tagger_finetune_runs_total"} <= used
+            "tagger_bad_messages_total", "tagger_model_info", "tagger_finetune_runs_total",
+            "tagger_consume_delay_seconds_bucket"} <= used
     latency = [expr for expr in dashboard_queries() if "tagger_end_to_end_latency_seconds_bucket" in expr]
     assert {expr.split(",")[0] for expr in latency} >= {f"histogram_quantile({q}" for q in ("0.5", "0.95", "0.99")}
 

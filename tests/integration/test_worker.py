@@ -155,6 +155,7 @@ def test_metrics_are_scraped_and_sane(stream: Stream, start_worker: Callable[...
     assert samples["tagger_bad_messages_total"][(("reason", "invalid_json"),)] == 1
     assert samples["tagger_end_to_end_latency_seconds_count"][()] == 120
     assert 0 < samples["tagger_end_to_end_latency_seconds_sum"][()] / 120 < 30
+    assert samples["tagger_consume_delay_seconds_count"][()] == 121  # every consumed message, the bad one too
     batches = samples["tagger_batch_size_count"][()]
     assert 1 <= batches <= 120 and samples["tagger_batch_size_sum"][()] == 120
     assert samples["tagger_inference_seconds_count"][()] == batches

@@ -154,8 +154,10 @@ class Worker(ConsumerRebalanceListener):
                 self.stuck.add(stuck)
                 self.consumer.pause(stuck)
             return False
+        received = time.time()
         for messages in fetched.values():
             for message in messages:
+                self.metrics.consume_delay.observe(max(0.0, received - message.timestamp / 1000))
                 self.batcher.add(self.intake.item(message))
                 if self.batcher.full():
                     self._flush(Deadline.unbounded())
