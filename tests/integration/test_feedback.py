@@ -32,8 +32,9 @@ TRAIN, TEST = hash_split(CORPUS, 0.3, seed=0)
 
 
 def weak_model(out: Path, seed: int = 0) -> Path:
-    """An under-trained model (one epoch): good enough to tag, with room for corrections to help."""
-    config = TrainConfig(epochs=1, lr=1e-3, min_df=1, seed=seed)
+    """An under-trained model (one epoch): good enough to tag, with room for corrections to help (no
+    neighbour votes: on this generated corpus they alone would tag well, leaving corrections no room)."""
+    config = TrainConfig(epochs=1, lr=1e-3, min_df=1, seed=seed, neighbours=False)
     trained = train(TRAIN, ModelConfig(embed_dim=32, latent_dim=16, label_hidden=32, pooling="sum"), config)
     checkpoint.save(trained, out, feedback_corpora(TRAIN, config))
     return out

@@ -48,7 +48,7 @@ def test_scores_have_one_column_per_label(trained: TrainedModel, corpus_split: t
 
 
 def test_predict_returns_k_ranked_known_labels(trained: TrainedModel, corpus_split: tuple[Corpus, Corpus]) -> None:
-    tagger = Tagger(trained.model, trained.featurizer, trained.label_names)
+    tagger = Tagger.from_trained(trained)
     tags = tagger.predict(corpus_split[1].texts[:5], k=3)
     assert [len(doc) for doc in tags] == [3] * 5
     for doc in tags:
@@ -59,7 +59,7 @@ def test_predict_returns_k_ranked_known_labels(trained: TrainedModel, corpus_spl
 
 def test_save_then_load_predicts_identically(trained: TrainedModel, corpus_split: tuple[Corpus, Corpus],
                                              tmp_path: Path) -> None:
-    before = Tagger(trained.model, trained.featurizer, trained.label_names).predict(corpus_split[1].texts, 5)
+    before = Tagger.from_trained(trained).predict(corpus_split[1].texts, 5)
     version = checkpoint.save(trained, tmp_path / "model")
     loaded = Tagger.load(tmp_path / "model", "cpu")
     assert loaded.version == version
@@ -75,13 +75,13 @@ def test_training_is_seeded(trained: TrainedModel, corpus_split: tuple[Corpus, C
 def test_inputs_are_not_mutated(trained: TrainedModel, corpus_split: tuple[Corpus, Corpus]) -> None:
     rows = trained.featurizer.transform(corpus_split[1].texts[:9])
     copy = rows.copy()
-    Tagger(trained.model, trained.featurizer, trained.label_names).topk(rows, 3)
+    Tagger.from_trained(trained).topk(rows, 3)
     assert (rows != copy).nnz == 0
     assert np.array_equal(rows.indptr, copy.indptr)
 
 
 def test_an_empty_document_still_gets_tags(trained: TrainedModel) -> None:
-    tags = Tagger(trained.model, trained.featurizer, trained.label_names).predict(["", "zzzz qqqq"], k=2)
+    tags = Tagger.from_trained(trained).predict(["", "zzzz qqqq"], k=2)
     assert [len(doc) for doc in tags] == [2, 2]
 
 

@@ -26,9 +26,8 @@ from tests.conftest import TINY_MODEL, TINY_TRAIN, tiny_configs
 def test_training_beats_chance_by_far(corpus_split: tuple[Corpus, Corpus], variant: dict[str, object]) -> None:
     model_config, _ = tiny_configs(embed_dim=64, latent_dim=32, label_hidden=64, **variant)
     trained = train(corpus_split[0], model_config, TrainConfig(epochs=12, patience=12, min_df=1))
-    scores = Tagger(trained.model, trained.featurizer, trained.label_names,
-                    metrics={"label_counts": trained.label_counts, "n_train": trained.n_train}
-                    ).evaluate(corpus_split[1])
+    scores = Tagger.from_trained(trained, {"label_counts": trained.label_counts, "n_train": trained.n_train}
+                                 ).evaluate(corpus_split[1])
     # 12 labels: guessing scores P@1 ≈ 0.08; a model that learns the topic words scores far higher
     assert scores["p@1"] >= 0.85, scores
     assert scores["ndcg@3"] >= 0.75, scores
@@ -44,7 +43,7 @@ def test_dense_label_sets_train_well_past_the_frequency_baseline() -> None:
                                         dropout=0.1)
     trained = train(train_corpus, model_config, dataclasses.replace(train_config, epochs=10, patience=10))
     y_test = label_matrix(test.labels, trained.label_names)
-    scores = Tagger(trained.model, trained.featurizer, trained.label_names).evaluate(test)
+    scores = Tagger.from_trained(trained).evaluate(test)
     baseline = evaluate(np.tile(np.arange(5), (len(test), 1)), y_test)
     assert {len(labels) for labels in corpus.labels} == {20}
     assert scores["p@1"] >= baseline["p@1"] + 0.15, (scores, baseline)
