@@ -248,9 +248,10 @@ def test_a_model_with_a_text_encoder_is_served_as_it_predicts(stream: Stream, tm
         found = served[doc_id]
         assert found is not None
         # The int8 encoder quantises activations per batch, so a document's scores move slightly with the
-        # documents batched beside it: the same top tag, and the same scores to 0.02.
-        assert found.tags[0][0] == tags[0][0]
+        # documents batched beside it: the same scores to 0.02, so the served top tag is one that scored
+        # within 0.02 of the best here (two near-tied tags may swap).
         served_scores, scores = dict(found.tags), dict(tags)
+        assert scores.get(found.tags[0][0], 0.0) >= tags[0][1] - 0.02
         common = served_scores.keys() & scores.keys()
         assert len(common) >= 4
         assert [served_scores[label] for label in common] == pytest.approx([scores[label] for label in common],
