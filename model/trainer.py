@@ -33,7 +33,7 @@ from model.metrics import evaluate
 from model.neighbours import MAX_DOC_FREQ, Neighbours
 from model.neighbours import choose as choose_neighbours
 from model.noise import add_label_noise
-from model.rank_ae import RankAE, blend_topk, labels_batch, predict_scores
+from model.rank_ae import RankAE, blend_topk, labels_batch, predict_scores, predict_topk
 from model.text import Featurizer
 
 __all__ = ["EpochLoop", "build_model", "corpus_labels", "diverged", "feedback_corpora", "frequency_baseline",
@@ -185,6 +185,10 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
     # matrix (dense columns, or words as given) is indexed whole.
     max_doc_freq = MAX_DOC_FREQ if run.featurizer.kind == "text" else 1.0
     neighbours = _neighbours(run.loop, x_valid, y_valid, max_doc_freq) if train_config.neighbours else None
+    metrics = best["metrics"]
+    if neighbours is not None:  # what the model is accepted with is what it serves: the blend
+        metrics = evaluate(predict_topk(run.loop.model, x_valid, 5, device=run.loop.device, neighbours=neighbours)[0],
+                           y_valid)
     if train_config.refit:
         run = _Run.prepare(train_corpus, model_config, train_config, target, label_names)
         _fit_blind(run.loop, best["epoch"], progress)
@@ -192,7 +196,7 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
         if neighbours is not None:  # the setting chosen on validation, over the refit's documents
             neighbours = Neighbours.index(run.loop.x, run.loop.y, neighbours.k, neighbours.power, neighbours.share,
                                           max_doc_freq)
-    return TrainedModel(run.loop.model.eval(), run.featurizer, run.names, train_config, best["metrics"],
+    return TrainedModel(run.loop.model.eval(), run.featurizer, run.names, train_config, metrics,
                         history, run.label_counts, run.loop.x.shape[0], neighbours)
 
 

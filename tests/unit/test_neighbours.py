@@ -98,6 +98,20 @@ def test_a_damaged_or_mismatched_index_is_refused(corpus_split, tmp_path: Path) 
         checkpoint.load(tmp_path / "m")
 
 
+def test_the_validation_metrics_kept_are_those_of_the_served_blend() -> None:
+    from model.trainer import split_validation
+
+    corpus = generate_corpus(600, 10, seed=3)
+    # One epoch leaves the network weak enough that a blend with the votes wins on validation.
+    model_config, train_config = preset("default", epochs=1, patience=1)
+    trained = train(corpus, model_config, train_config)
+    assert trained.neighbours is not None
+    valid = split_validation(corpus, train_config.valid_fraction, train_config.seed)[1]
+    served = Tagger.from_trained(trained).evaluate(valid)
+    assert trained.metrics["p@1"] == pytest.approx(served["p@1"]) and trained.metrics["ndcg@5"] == pytest.approx(
+        served["ndcg@5"])
+
+
 def test_the_paper_preset_and_the_flag_leave_votes_out(corpus_split) -> None:  # type: ignore[no-untyped-def]
     model_config, train_config = preset("default", epochs=2, patience=2, neighbours=False)
     assert train(corpus_split[0], model_config, train_config).neighbours is None
