@@ -8,6 +8,7 @@ and not for the other four (docs/results.md, "Nearest-neighbour votes beside the
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -16,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from model.metrics import precision_rows
+from model.text import l2_normalise
 
 if TYPE_CHECKING:  # torch only where votes meet the network's scores: checkpoint.read_meta stays torch-free
     import torch
@@ -33,13 +35,6 @@ _CHUNK = 128  # documents per similarity block: the block is (chunk, N) floats, 
 MAX_DOC_FREQ = 0.1
 
 
-def unit_rows(x: sp.csr_matrix) -> sp.csr_matrix:
-    """x (n, F) with each row scaled to unit L2 norm (rows of zeros stay zero), float32 CSR."""
-    x = sp.csr_matrix(x, dtype=np.float32)
-    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1), dtype=np.float32).ravel())
-    return sp.csr_matrix(sp.diags(1.0 / np.maximum(norms, 1e-12)) @ x, dtype=np.float32)
-
-
 @dataclass
 class Neighbours:
     """An index of training rows and their labels, and how their votes enter the served score."""
@@ -50,8 +45,10 @@ class Neighbours:
     power: float
     share: float  # a in a·network + (1 − a)·votes
 
-    def __post_init__(self) -> None:
-        self._columns = self.rows.T.tocsr()  # (F, N): a block's similarities are one sparse product
+    @functools.cached_property
+    def _columns(self) -> sp.csr_matrix:
+        """rows.T (F, N), made once: a block's similarities are one sparse product with it."""
+        return self.rows.T.tocsr()
 
     @classmethod
     def index(cls, x: sp.csr_matrix, y: sp.csr_matrix, k: int, power: float, share: float,
@@ -61,7 +58,7 @@ class Neighbours:
         common = np.asarray((x != 0).sum(axis=0)).ravel() > max_doc_freq * x.shape[0]
         kept = x @ sp.diags((~common).astype(np.float32))
         kept.eliminate_zeros()
-        return cls(unit_rows(kept), sp.csr_matrix(y, dtype=np.float32), k, power, share)
+        return cls(l2_normalise(kept), sp.csr_matrix(y, dtype=np.float32), k, power, share)
 
     def votes(self, x: sp.csr_matrix) -> np.ndarray:
         """Rows x (n, F) → (n, L) float32 votes in [0, 1]: the similarity-weighted share of the k nearest
@@ -70,7 +67,7 @@ class Neighbours:
         k = min(self.k, self.rows.shape[0])
         if k == 0:
             return out
-        queries = unit_rows(x)
+        queries = l2_normalise(x)
         for start in range(0, x.shape[0], _CHUNK):
             sims = (queries[start:start + _CHUNK] @ self._columns).toarray()  # (chunk, N)
             nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]

@@ -27,7 +27,7 @@ import scipy.sparse as sp
 from model.encoder import load_encoder, require_encoder
 from model.errors import CheckpointError, ConfigError, DataError, TaggerError
 
-__all__ = ["Featurizer", "tokenize"]
+__all__ = ["Featurizer", "l2_normalise", "tokenize"]
 
 _TOKEN = re.compile(r"[^\W_]{2,}|\d")
 Kind = Literal["text", "features"]
@@ -48,7 +48,8 @@ def _idf(doc_freq: np.ndarray, n_docs: int) -> np.ndarray:
     return (np.log((1.0 + n_docs) / (1.0 + doc_freq)) + 1.0).astype(np.float32)
 
 
-def _l2_normalise(x: sp.csr_matrix) -> sp.csr_matrix:
+def l2_normalise(x: sp.csr_matrix) -> sp.csr_matrix:
+    """x (n, F) with each row scaled to unit L2 norm (rows of zeros stay zero), float32 CSR, indices sorted."""
     norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
     norms[norms == 0] = 1.0
     rows = sp.csr_matrix(sp.diags(1.0 / norms) @ x, dtype=np.float32)
@@ -117,7 +118,7 @@ class Featurizer:
         if self.idf is not None:  # weighting == "tfidf"
             counts = counts.copy()
             counts.data = (1.0 + np.log(np.maximum(counts.data, 1e-12))) * self.idf[counts.indices]
-        rows = _l2_normalise(counts)
+        rows = l2_normalise(counts)
         if not self.encoder:
             return rows
         vectors = load_encoder(self.encoder, self.device or None).encode(list(docs))  # texts: checked above
