@@ -155,7 +155,8 @@ def _write_neighbours(neighbours: Neighbours, path: Path) -> None:
         np.savez(out, rows_data=rows.data, rows_indices=rows.indices, rows_indptr=rows.indptr,
                  rows_shape=np.array(rows.shape), labels_indices=labels.indices, labels_indptr=labels.indptr,
                  labels_shape=np.array(labels.shape),
-                 setting=np.array([neighbours.k, neighbours.power, neighbours.share], dtype=np.float64))
+                 setting=np.array([neighbours.k, neighbours.power, neighbours.share, neighbours.centroids],
+                                  dtype=np.float64))
 
 
 def _read_neighbours(path: Path, n_features: int, n_labels: int) -> Neighbours | None:
@@ -167,13 +168,14 @@ def _read_neighbours(path: Path, n_features: int, n_labels: int) -> Neighbours |
                                  shape=tuple(npz["rows_shape"]))
             labels = sp.csr_matrix((np.ones(len(npz["labels_indices"]), dtype=np.float32), npz["labels_indices"],
                                     npz["labels_indptr"]), shape=tuple(npz["labels_shape"]))
-            k, power, share = npz["setting"].tolist()
+            # (k, power, share, centroid weight); indexes written before the centroids have no fourth
+            k, power, share, centroids = [*npz["setting"].tolist(), 0.0][:4]
     except (OSError, KeyError, ValueError) as err:
         raise CheckpointError(f"{path}: damaged neighbour index ({err})") from err
     if rows.shape[1] != n_features or labels.shape != (rows.shape[0], n_labels):
         raise CheckpointError(f"{path}: the neighbour index has rows {rows.shape} and labels {labels.shape}, "
                               f"the model reads {n_features} features and {n_labels} labels")
-    return Neighbours(rows, labels, int(k), float(power), float(share))
+    return Neighbours(rows, labels, int(k), float(power), float(share), float(centroids))
 
 
 def _write_json(path: Path, body: Any) -> None:

@@ -1,13 +1,18 @@
-"""Nearest-neighbour votes beside the network: a document's labels as voted by its k most similar training
-documents (cosine over the featurizer's rows), blended into the served score where validation says so.
+"""Nearest-neighbour scores beside the network, from an index of the training rows (the featurizer's, unit
+length): the votes of a document's k most similar training documents, and its cosine to each label's
+centroid (the normalised sum of the rows carrying the label). Served score:
 
-Not in the paper. The trainer keeps them only when the blend beats the network alone on its validation
-split: on the shared sets it chose them for cooking, biology, Delicious and RCV1-v2 (test P@1 +0.8 to +3.7)
-and not for the other four (docs/results.md, "Nearest-neighbour votes beside the network").
+    share·network + (1 − share − centroids)·votes + centroids·centroid cosine
+
+Not in the paper. The trainer keeps them only where the blend beats the network alone on its validation
+split (docs/results.md, "Nearest-neighbour votes beside the network"). The centroid is the few-shot part: a
+label learnt from a dozen corrected documents has a usable centroid long before the network ranks it or the
+votes of its few documents outweigh those of frequent labels (docs/results.md, "Learning from corrections").
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -26,8 +31,10 @@ __all__ = ["MAX_DOC_FREQ", "SETTINGS", "SHARES", "Neighbours", "choose"]
 
 # (k, power) pairs the trainer tries: k neighbours, each voting with its cosine raised to ``power``.
 SETTINGS = ((20, 1.0), (50, 2.0))
-# Weights a of the served score a·network + (1 − a)·votes tried on validation; 1 (no votes) is the baseline.
-SHARES = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
+# Network weights tried on validation; 1 (the network alone) is the baseline. The network always keeps a share:
+# it is the model, the neighbours are beside it.
+SHARES = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
+_STEP = 0.1  # centroid weights tried: 0, 0.1, … up to 1 − share (the rest is the votes')
 _CHUNK = 128  # documents per similarity block: the block is (chunk, N) floats, N the indexed documents
 # Text features (words) in more than this share of the indexed documents are left out of the index: nearly
 # every pair of documents shares one, so they made the similarity product dense. Cooking validation: votes alone P@1
@@ -43,22 +50,48 @@ class Neighbours:
     labels: sp.csr_matrix  # (N, L) their labels, 0/1
     k: int
     power: float
-    share: float  # a in a·network + (1 − a)·votes
+    share: float  # the network's weight in the served score
+    centroids: float = 0.0  # the centroid cosine's weight; the votes get 1 − share − centroids
+
+    @property
+    def votes_weight(self) -> float:
+        """The votes' weight in the served score."""
+        return max(0.0, round(1.0 - self.share - self.centroids, 6))  # 1 − 0.3 − 0.7 is 5.6e-17 in floats
 
     @functools.cached_property
     def _columns(self) -> sp.csr_matrix:
         """rows.T (F, N), made once: a block's similarities are one sparse product with it."""
         return self.rows.T.tocsr()
 
+    @functools.cached_property
+    def _centroid_columns(self) -> sp.csr_matrix:
+        """(F, L): each label's centroid, the unit-length sum of the indexed rows carrying it, as a column."""
+        return l2_normalise(sp.csr_matrix(self.labels.T @ self.rows)).T.tocsr()
+
+    @functools.cached_property
+    def _indexed_features(self) -> sp.dia_matrix:
+        """(F, F) diagonal: 1 for the features the index holds, 0 for those left out or never seen."""
+        return sp.diags((self.rows.getnnz(axis=0) > 0).astype(np.float32))
+
     @classmethod
     def index(cls, x: sp.csr_matrix, y: sp.csr_matrix, k: int, power: float, share: float,
-              max_doc_freq: float = MAX_DOC_FREQ) -> Neighbours:
+              max_doc_freq: float = MAX_DOC_FREQ, centroids: float = 0.0) -> Neighbours:
         """Index rows x (N, F) with labels y (N, L), leaving out features of more than ``max_doc_freq`` of them."""
         x = sp.csr_matrix(x, dtype=np.float32)
         common = np.asarray((x != 0).sum(axis=0)).ravel() > max_doc_freq * x.shape[0]
         kept = x @ sp.diags((~common).astype(np.float32))
         kept.eliminate_zeros()
-        return cls(l2_normalise(kept), sp.csr_matrix(y, dtype=np.float32), k, power, share)
+        return cls(l2_normalise(kept), sp.csr_matrix(y, dtype=np.float32), k, power, share, centroids)
+
+    def with_weights(self, share: float, centroids: float) -> Neighbours:
+        """The same index served with other weights."""
+        return dataclasses.replace(self, share=share, centroids=centroids)
+
+    def centroid_scores(self, x: sp.csr_matrix) -> np.ndarray:
+        """Rows x (n, F) → (n, L) float32: each row's cosine, over the indexed features, to each label's
+        centroid (0 for a label on no indexed document)."""
+        queries = l2_normalise(sp.csr_matrix(x @ self._indexed_features))
+        return np.asarray((queries @ self._centroid_columns).toarray(), dtype=np.float32)
 
     def votes(self, x: sp.csr_matrix) -> np.ndarray:
         """Rows x (n, F) → (n, L) float32 votes in [0, 1]: the similarity-weighted share of the k nearest
@@ -79,27 +112,41 @@ class Neighbours:
         return out
 
     def blend(self, scores: torch.Tensor, x: sp.csr_matrix) -> torch.Tensor:
-        """The served score a·network + (1 − a)·votes; scores: (n, L) network scores of rows x (n, F)."""
+        """The served score (see the module); scores: (n, L) network scores of rows x (n, F)."""
         import torch
 
-        votes = torch.from_numpy(self.votes(x)).to(scores.device)
-        return self.share * scores + (1.0 - self.share) * votes
+        served = self.share * scores
+        if self.votes_weight > 0:
+            served = served + self.votes_weight * torch.from_numpy(self.votes(x)).to(scores.device)
+        if self.centroids > 0:
+            served = served + self.centroids * torch.from_numpy(self.centroid_scores(x)).to(scores.device)
+        return served
 
 
 def choose(scores: np.ndarray, x_index: sp.csr_matrix, y_index: sp.csr_matrix, x_valid: sp.csr_matrix,
            y_valid: sp.csr_matrix, settings: Iterable[tuple[int, float]] = SETTINGS,
            shares: Iterable[float] = SHARES, max_doc_freq: float = MAX_DOC_FREQ) -> Neighbours | None:
-    """The neighbour index over (x_index, y_index) and the setting and share with the best validation P@1
+    """The neighbour index over (x_index, y_index) and the setting and weights with the best validation P@1
     of the blend, or None when no blend beats the network's own ``scores`` (n_valid, L) on x_valid."""
     best_p1, best = _p_at_1(scores, y_valid), None
+    centroid_scores: np.ndarray | None = None
     for k, power in settings:
         candidate = Neighbours.index(x_index, y_index, k, power, 1.0, max_doc_freq)
         votes = candidate.votes(x_valid)
+        if centroid_scores is None:  # the same for every (k, power)
+            centroid_scores = candidate.centroid_scores(x_valid)
         for share in shares:
-            p1 = _p_at_1(share * scores + (1.0 - share) * votes, y_valid)
-            if p1 > best_p1 + 1e-9:  # strictly better: ties keep the network alone, or the larger share
-                best_p1, best = p1, Neighbours(candidate.rows, candidate.labels, k, power, share)
+            for centroids in _centroid_weights(share):
+                served = share * scores + (1.0 - share - centroids) * votes + centroids * centroid_scores
+                p1 = _p_at_1(served, y_valid)
+                if p1 > best_p1 + 1e-9:  # strictly better: ties keep the network alone, or its larger share
+                    best_p1, best = p1, candidate.with_weights(share, centroids)
     return best
+
+
+def _centroid_weights(share: float) -> list[float]:
+    """0, 0.1, … up to 1 − share: the centroid weights tried beside a network share."""
+    return [round(step * _STEP, 6) for step in range(round((1.0 - share) / _STEP) + 1)]
 
 
 def _p_at_1(scores: np.ndarray, y: sp.csr_matrix) -> float:

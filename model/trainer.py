@@ -195,7 +195,7 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
         run.loop.model.config = dataclasses.replace(run.loop.model.config, ae_share=best["share"])
         if neighbours is not None:  # the setting chosen on validation, over the refit's documents
             neighbours = Neighbours.index(run.loop.x, run.loop.y, neighbours.k, neighbours.power, neighbours.share,
-                                          max_doc_freq)
+                                          max_doc_freq, neighbours.centroids)
     return TrainedModel(run.loop.model.eval(), run.featurizer, run.names, train_config, metrics,
                         history, run.label_counts, run.loop.x.shape[0], neighbours)
 
@@ -206,9 +206,10 @@ def _neighbours(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,
     chosen = choose_neighbours(predict_scores(loop.model, x_valid, device=loop.device), loop.x, loop.y,
                                x_valid, y_valid, max_doc_freq=max_doc_freq)
     if chosen is None:
-        log.info("neighbour votes: not used (the network alone is best on validation)")
+        log.info("neighbour scores: not used (the network alone is best on validation)")
     else:
-        log.info("neighbour votes: k=%d, power %g, network share %.1f", chosen.k, chosen.power, chosen.share)
+        log.info("neighbour scores: k=%d, power %g; weights network %.1f, votes %.1f, label centroids %.1f",
+                 chosen.k, chosen.power, chosen.share, chosen.votes_weight, chosen.centroids)
     return chosen
 
 

@@ -1,4 +1,5 @@
-"""Nearest-neighbour votes: the votes by hand, the blend, the trainer's choice, the checkpoint file."""
+"""Nearest-neighbour scores: the votes and label centroids by hand, the blend, the trainer's choice, the
+checkpoint file."""
 
 from __future__ import annotations
 
@@ -54,6 +55,39 @@ def test_the_served_score_blends_network_and_votes_by_the_share() -> None:
     np.testing.assert_allclose(served.numpy(), [[0.75, 0.5]], atol=1e-4)
 
 
+def test_a_label_centroid_is_the_unit_sum_of_its_rows_and_scored_by_cosine() -> None:
+    # Label 0: (1, 0) + (1, 1)/√2 = (1.7071, 0.7071), unit (0.9239, 0.3827); label 1 the mirror image.
+    neighbours = Neighbours.index(ROWS, LABELS, k=1, power=1.0, share=0.5, max_doc_freq=1)
+    np.testing.assert_allclose(neighbours.centroid_scores(QUERY), [[0.9239, 0.3827]], atol=1e-4)
+    # A feature the index never saw does not dilute the cosine; a label on no indexed document scores 0.
+    wider = Neighbours.index(sp.hstack([ROWS, sp.csr_matrix((3, 1))]).tocsr(),
+                             sp.hstack([LABELS, sp.csr_matrix((3, 1))]).tocsr(), 1, 1.0, 0.5, max_doc_freq=1)
+    np.testing.assert_allclose(wider.centroid_scores(sp.csr_matrix(np.array([[2.0, 0.0, 5.0]]))),
+                               [[0.9239, 0.3827, 0.0]], atol=1e-4)
+
+
+def test_the_served_score_weighs_network_votes_and_centroids() -> None:
+    neighbours = Neighbours.index(ROWS, LABELS, k=2, power=2.0, share=0.5, max_doc_freq=1, centroids=0.25)
+    served = neighbours.blend(torch.tensor([[0.0, 1.0]]), QUERY)
+    # 0.5·(0, 1) + 0.25·(1, 1/3) + 0.25·(0.9239, 0.3827) = (0.4810, 0.6790)
+    np.testing.assert_allclose(served.numpy(), [[0.4810, 0.6790]], atol=1e-4)
+    assert neighbours.votes_weight == pytest.approx(0.25)
+
+
+def test_validation_takes_the_centroids_where_the_votes_cannot_help() -> None:
+    x_valid = sp.csr_matrix(np.array([[3.0, 0.0], [0.0, 2.0]]))
+    y_valid = sp.csr_matrix(np.array([[1.0, 0.0], [0.0, 1.0]]))
+    wrong = np.array([[0.1, 0.9], [0.9, 0.1]])
+    # k = the whole index with power 0: every document votes 1/3, so both labels get 2/3 for every query.
+    # Centroids put the right label 0.9239 − 0.3827 = 0.5412 ahead; the network, 0.8·share behind:
+    # with share 0.1 the centroid weight must exceed 0.148, and the first tried that does is 0.2.
+    chosen = choose(wrong, ROWS, LABELS, x_valid, y_valid, settings=((3, 0.0),), shares=(0.1,), max_doc_freq=1)
+    assert chosen is not None and (chosen.share, chosen.centroids) == (0.1, 0.2)
+    assert chosen.votes_weight == pytest.approx(0.7)
+    # A network share of 0.9 leaves at most 0.1 to the centroids: not enough, so the network stays alone.
+    assert choose(wrong, ROWS, LABELS, x_valid, y_valid, settings=((3, 0.0),), shares=(0.9,), max_doc_freq=1) is None
+
+
 def test_validation_chooses_votes_only_when_they_beat_the_network() -> None:
     x_valid = sp.csr_matrix(np.array([[3.0, 0.0], [0.0, 2.0]]))
     y_valid = sp.csr_matrix(np.array([[1.0, 0.0], [0.0, 1.0]]))
@@ -62,7 +96,7 @@ def test_validation_chooses_votes_only_when_they_beat_the_network() -> None:
     wrong = np.array([[0.1, 0.9], [0.9, 0.1]])  # the network ranks both wrong; the neighbours both right
     chosen = choose(wrong, ROWS, LABELS, x_valid, y_valid, settings=((1, 1.0),), shares=(0.9, 0.3),
                      max_doc_freq=1)
-    assert chosen is not None and (chosen.k, chosen.power, chosen.share) == (1, 1.0, 0.3)
+    assert chosen is not None and (chosen.k, chosen.power, chosen.share, chosen.centroids) == (1, 1.0, 0.3, 0.0)
 
 
 @pytest.fixture(scope="module")
@@ -76,14 +110,33 @@ def test_a_saved_index_is_loaded_and_served_as_trained(corpus_split, tmp_path: P
     trained = train(corpus_split[0], model_config, train_config)
     x = trained.featurizer.transform(corpus_split[0].inputs)
     labels = sp.csr_matrix(np.eye(x.shape[0], len(trained.label_names)))
-    trained.neighbours = Neighbours.index(x, labels, 5, 2.0, 0.5)  # one to keep, whatever validation chose
+    # one to keep, whatever validation chose
+    trained.neighbours = Neighbours.index(x, labels, 5, 2.0, 0.5, centroids=0.3)
     checkpoint.save(trained, tmp_path / "m")
     loaded = Tagger.load(tmp_path / "m", "cpu")
     assert loaded.neighbours is not None
-    assert (loaded.neighbours.k, loaded.neighbours.power, loaded.neighbours.share) == (5, 2.0, 0.5)
+    assert (loaded.neighbours.k, loaded.neighbours.power, loaded.neighbours.share,
+            loaded.neighbours.centroids) == (5, 2.0, 0.5, 0.3)
     assert (loaded.neighbours.rows != trained.neighbours.rows).nnz == 0
     texts = corpus_split[1].texts or []
     assert loaded.predict(texts, 3) == Tagger.from_trained(trained).predict(texts, 3)
+
+
+def test_an_index_saved_before_the_centroids_serves_votes_alone(corpus_split, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    model_config, train_config = preset("default", epochs=1, patience=1)
+    trained = train(corpus_split[0], model_config, train_config)
+    x = trained.featurizer.transform(corpus_split[0].inputs)
+    trained.neighbours = Neighbours.index(x, sp.csr_matrix(np.eye(x.shape[0], len(trained.label_names))), 5, 1.0,
+                                          0.6)
+    checkpoint.save(trained, tmp_path / "m")
+    path = tmp_path / "m" / checkpoint.NEIGHBOURS
+    with np.load(path) as npz:
+        fields = {name: npz[name] for name in npz.files}
+    with path.open("wb") as out:  # the earlier layout: setting = (k, power, share)
+        np.savez(out, **{**fields, "setting": fields["setting"][:3]})
+    loaded = checkpoint.load(tmp_path / "m").neighbours
+    assert loaded is not None
+    assert (loaded.share, loaded.centroids, loaded.votes_weight) == (0.6, 0.0, pytest.approx(0.4))
 
 
 def test_a_damaged_or_mismatched_index_is_refused(corpus_split, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
