@@ -83,6 +83,13 @@ class Neighbours:
         kept.eliminate_zeros()
         return cls(l2_normalise(kept), sp.csr_matrix(y, dtype=np.float32), k, power, share, centroids)
 
+    def prepare(self) -> None:
+        """Build the matrices the served score reads, so the first prediction does not pay for them."""
+        if self.votes_weight > 0:
+            _ = self._columns
+        if self.centroids > 0:
+            _ = self._centroid_columns, self._indexed_features
+
     def with_weights(self, share: float, centroids: float) -> Neighbours:
         """The same index served with other weights."""
         return dataclasses.replace(self, share=share, centroids=centroids)

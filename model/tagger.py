@@ -64,6 +64,13 @@ class Tagger:
         """Where the model's weights live."""
         return next(self.model.parameters()).device
 
+    def prepare(self) -> None:
+        """Do now what the first prediction would otherwise pay for: load the text encoder (if any) and build
+        the neighbour index's matrices (if any)."""
+        self.featurizer.prepare()
+        if self.neighbours is not None:
+            self.neighbours.prepare()
+
     def features(self, docs: Sequence[str] | sp.csr_matrix) -> sp.csr_matrix:
         """Documents → weighted sparse rows (n, n_features), as the model was trained on."""
         if self.featurizer.kind == "features" and not isinstance(docs, sp.spmatrix):

@@ -169,3 +169,12 @@ def test_the_paper_preset_and_the_flag_leave_votes_out(corpus_split) -> None:  #
     model_config, train_config = preset("default", epochs=2, patience=2, neighbours=False)
     assert train(corpus_split[0], model_config, train_config).neighbours is None
     assert preset("paper")[1].neighbours is False and preset("default")[1].neighbours is True
+
+
+def test_prepare_builds_only_the_matrices_the_served_score_reads() -> None:
+    centroids_only = Neighbours.index(ROWS, LABELS, k=2, power=1.0, share=0.5, max_doc_freq=1, centroids=0.5)
+    centroids_only.prepare()
+    assert "_centroid_columns" in vars(centroids_only) and "_columns" not in vars(centroids_only)
+    votes_only = Neighbours.index(ROWS, LABELS, k=2, power=1.0, share=0.5, max_doc_freq=1)
+    votes_only.prepare()
+    assert "_columns" in vars(votes_only) and "_centroid_columns" not in vars(votes_only)

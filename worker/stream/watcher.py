@@ -35,10 +35,10 @@ class Versions(Protocol):
 
 
 def _ready(directory: Path, device: str | None) -> Tagger:
-    """A model loaded with its text encoder (if any) ready, so neither the worker's readiness nor a hot
-    swap leaves the first batch to pay for loading or exporting the encoder."""
+    """A model loaded with its text encoder and neighbour index (if any) ready, so neither the worker's
+    readiness nor a hot swap leaves the first batch to pay for loading them."""
     tagger = Tagger.load(directory, device)
-    tagger.featurizer.prepare()
+    tagger.prepare()
     return tagger
 
 
