@@ -79,24 +79,35 @@ def test_validation_takes_the_centroids_where_the_votes_cannot_help() -> None:
     y_valid = sp.csr_matrix(np.array([[1.0, 0.0], [0.0, 1.0]]))
     wrong = np.array([[0.1, 0.9], [0.9, 0.1]])
     # k = the whole index with power 0: every document votes 1/3, so both labels get 2/3 for every query.
-    # Centroids put the right label 0.9239 − 0.3827 = 0.5412 ahead; the network, 0.8·share behind:
-    # with share 0.1 the centroid weight must exceed 0.148, and the first tried that does is 0.2.
+    # Centroids put the right label 0.9239 − 0.3827 = 0.5412 ahead; the network, 0.8·share behind: with
+    # share 0.1, centroid weights from 0.2 up rank both right, and the one without votes (0.9) is taken.
     chosen = choose(wrong, ROWS, LABELS, x_valid, y_valid, settings=((3, 0.0),), shares=(0.1,), max_doc_freq=1)
-    assert chosen is not None and (chosen.share, chosen.centroids) == (0.1, 0.2)
-    assert chosen.votes_weight == pytest.approx(0.7)
+    assert chosen is not None and (chosen.share, chosen.centroids, chosen.votes_weight) == (0.1, 0.9, 0.0)
     # A network share of 0.9 leaves at most 0.1 to the centroids: not enough, so the network stays alone.
     assert choose(wrong, ROWS, LABELS, x_valid, y_valid, settings=((3, 0.0),), shares=(0.9,), max_doc_freq=1) is None
 
 
-def test_validation_chooses_votes_only_when_they_beat_the_network() -> None:
+def test_votes_are_kept_only_where_they_beat_the_blend_without_them() -> None:
     x_valid = sp.csr_matrix(np.array([[3.0, 0.0], [0.0, 2.0]]))
     y_valid = sp.csr_matrix(np.array([[1.0, 0.0], [0.0, 1.0]]))
     right = np.array([[0.9, 0.1], [0.1, 0.9]])  # the network already ranks both documents right
     assert choose(right, ROWS, LABELS, x_valid, y_valid, max_doc_freq=1) is None
-    wrong = np.array([[0.1, 0.9], [0.9, 0.1]])  # the network ranks both wrong; the neighbours both right
+    wrong = np.array([[0.1, 0.9], [0.9, 0.1]])  # ranked wrong; the nearest neighbour and the centroids right
+    # Share 0.3 with votes 0.7 (k=1) ranks both right: 0.7 + 0.03 against 0.27; so does share 0.3 with
+    # centroids 0.7: 0.03 + 0.6467 against 0.27 + 0.2679. Equal P@1, so the blend without votes is kept.
     chosen = choose(wrong, ROWS, LABELS, x_valid, y_valid, settings=((1, 1.0),), shares=(0.9, 0.3),
-                     max_doc_freq=1)
-    assert chosen is not None and (chosen.k, chosen.power, chosen.share, chosen.centroids) == (1, 1.0, 0.3, 0.0)
+                    max_doc_freq=1)
+    assert chosen is not None and (chosen.share, chosen.centroids, chosen.votes_weight) == (0.3, 0.7, 0.0)
+    # One document whose nearest neighbour is right and whose nearest centroid is wrong: label 0 on (1, 0)
+    # and (0.6, 0.8), centroid (0.894, 0.447); label 1 on (0.8, 0.6) and (0, 1), centroid (0.447, 0.894).
+    # The query (0.8, 0.6) is closer to label 0's centroid (0.983 against 0.894) but is label 1's document.
+    rows = sp.csr_matrix(np.array([[1.0, 0.0], [0.6, 0.8], [0.8, 0.6], [0.0, 1.0]]))
+    labels = sp.csr_matrix(np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]))
+    query, truth = sp.csr_matrix(np.array([[0.8, 0.6]])), sp.csr_matrix(np.array([[0.0, 1.0]]))
+    chosen = choose(np.array([[0.9, 0.1]]), rows, labels, query, truth, settings=((1, 1.0),), shares=(0.3,),
+                    max_doc_freq=1)
+    assert chosen is not None
+    assert (chosen.k, chosen.share, chosen.centroids, chosen.votes_weight) == (1, 0.3, 0.0, 0.7)
 
 
 @pytest.fixture(scope="module")
