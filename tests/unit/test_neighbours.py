@@ -55,7 +55,10 @@ def test_the_served_score_blends_network_and_votes_by_the_share() -> None:
     np.testing.assert_allclose(served.numpy(), [[0.75, 0.5]], atol=1e-4)
 
 
-def test_a_label_centroid_is_the_unit_sum_of_its_rows_and_scored_by_cosine() -> None:
+@pytest.mark.parametrize("dense_limit", [1 << 24, 0], ids=["dense", "sparse"])
+def test_a_label_centroid_is_the_unit_sum_of_its_rows_and_scored_by_cosine(dense_limit: int,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("model.neighbours._DENSE_CENTROIDS", dense_limit)
     # Label 0: (1, 0) + (1, 1)/√2 = (1.7071, 0.7071), unit (0.9239, 0.3827); label 1 the mirror image.
     neighbours = Neighbours.index(ROWS, LABELS, k=1, power=1.0, share=0.5, max_doc_freq=1)
     np.testing.assert_allclose(neighbours.centroid_scores(QUERY), [[0.9239, 0.3827]], atol=1e-4)
