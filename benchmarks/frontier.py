@@ -4,8 +4,9 @@
 
 For each dataset and width, trains the default preset with ``embed_dim=C`` and reports test P@1/P@5
 beside model-only prediction speed: documents/s of ``predict_topk`` at batch 256 on rows featurized
-beforehand (tokenising is the worker's cost, not the model's), on the threads torch is given. Prints a
-markdown table; ``--json FILE`` also writes the rows.
+beforehand (tokenising is the worker's cost, not the model's), on the threads torch is given, with the
+neighbour scores the trainer chose (the model as served). Prints a markdown table; ``--json FILE`` also
+writes the rows.
 """
 
 from __future__ import annotations
@@ -21,18 +22,21 @@ import torch
 from benchmarks.quality import DATASETS, benchmark_parser, default_configs, start_benchmark
 from model.data import label_matrix
 from model.metrics import evaluate
+from model.neighbours import Neighbours
 from model.rank_ae import RankAE, predict_topk
 from model.trainer import train
 
 log = logging.getLogger("benchmarks.frontier")
 
 
-def model_only_rate(model: RankAE, rows: sp.csr_matrix, batch_size: int = 256, seconds: float = 3.0) -> float:
-    """Documents/s of top-5 prediction over featurized ``rows`` (n, n_features), repeated for ≥ ``seconds``."""
-    predict_topk(model, rows[:batch_size], 5, batch_size)  # warm-up: allocator and thread pool
+def model_only_rate(model: RankAE, rows: sp.csr_matrix, neighbours: Neighbours | None = None, batch_size: int = 256,
+                    seconds: float = 3.0) -> float:
+    """Documents/s of top-5 prediction (served as with ``neighbours``) over featurized ``rows`` (n, n_features),
+    repeated for ≥ ``seconds``."""
+    predict_topk(model, rows[:batch_size], 5, batch_size, neighbours=neighbours)  # warm-up: pools, index matrices
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        predict_topk(model, rows, 5, batch_size)
+        predict_topk(model, rows, 5, batch_size, neighbours=neighbours)
         done += rows.shape[0]
     return done / (time.perf_counter() - started)
 
@@ -45,20 +49,24 @@ def measure(name: str, width: int, quick: bool) -> dict[str, Any]:
     trained = train(train_corpus, *default_configs(**overrides))
     seconds = time.perf_counter() - started
     rows = trained.featurizer.transform(test.inputs)
-    ids, _ = predict_topk(trained.model, rows, 5)
+    ids, _ = predict_topk(trained.model, rows, 5, neighbours=trained.neighbours)
     scores = evaluate(ids, label_matrix(test.labels, trained.label_names))
+    chosen = trained.neighbours
+    weights = ("network alone" if chosen is None else
+               f"{chosen.share:.1f} / {chosen.votes_weight:.1f} / {chosen.centroids:.1f}")
     return {"dataset": name, "width": width, "vocabulary": trained.featurizer.n_features,
-            "labels": len(trained.label_names), **scores, "train_seconds": seconds,
-            "model_docs_per_s": model_only_rate(trained.model, rows), "threads": torch.get_num_threads()}
+            "labels": len(trained.label_names), **scores, "train_seconds": seconds, "weights": weights,
+            "model_docs_per_s": model_only_rate(trained.model, rows, chosen), "threads": torch.get_num_threads()}
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     """The rows as one markdown table (metrics in %)."""
-    head = ("| dataset | C | vocabulary | labels | P@1 | P@5 | train s | model-only docs/s (batch 256) |\n"
-            "|---|---|---|---|---|---|---|---|\n")
+    head = ("| dataset | C | vocabulary | labels | P@1 | P@5 | train s | weights: network / votes / centroids "
+            "| model-only docs/s (batch 256) |\n|---|---|---|---|---|---|---|---|---|\n")
     return head + "\n".join(
         f"| {r['dataset']} | {r['width']} | {r['vocabulary']:,} | {r['labels']} | {100 * r['p@1']:.2f} | "
-        f"{100 * r['p@5']:.2f} | {r['train_seconds']:.1f} | {r['model_docs_per_s']:,.0f} |" for r in rows) + "\n"
+        f"{100 * r['p@5']:.2f} | {r['train_seconds']:.1f} | {r['weights']} | {r['model_docs_per_s']:,.0f} |"
+        for r in rows) + "\n"
 
 
 def main() -> None:

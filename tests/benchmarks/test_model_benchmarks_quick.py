@@ -19,6 +19,7 @@ def test_frontier_row_has_quality_and_model_only_speed() -> None:
     assert (row["width"], row["vocabulary"], row["labels"]) == (64, 1836, 159)
     assert 0.0 < row["p@1"] <= 1.0 and row["model_docs_per_s"] > 0
     assert "| bibtex | 64 | 1,836 | 159 |" in frontier.markdown([row])
+    assert row["weights"] == "network alone" or row["weights"].count(" / ") == 2  # as the trainer chose
 
 
 def test_ablation_scores_the_default_and_each_of_its_heads_alone() -> None:
