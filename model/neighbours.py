@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -112,25 +113,31 @@ class Neighbours:
 
     def votes(self, x: sp.csr_matrix) -> np.ndarray:
         """Rows x (n, F) → (n, L) float32 votes in [0, 1]: the similarity-weighted share of the k nearest
-        indexed documents that carry each label."""
+        indexed documents that carry each label. Blocks of rows run on torch's thread count: scipy's sparse
+        product releases the GIL (cooking: 112 instead of 208 µs per document on 2 threads)."""
         out = np.zeros((x.shape[0], self.labels.shape[1]), dtype=np.float32)
         k = min(self.k, self.rows.shape[0])
         if k == 0:
             return out
+        queries = l2_normalise(x)
+        starts = range(0, x.shape[0], _CHUNK)
+        blocks = _pool().map(lambda start: self._block_votes(queries[start:start + _CHUNK], k), starts)
+        for start, block in zip(starts, blocks, strict=True):
+            out[start:start + block.shape[0]] = block
+        return out
+
+    def _block_votes(self, queries: sp.csr_matrix, k: int) -> np.ndarray:
+        """Votes (n, L) of unit rows ``queries`` (n, F), n ≤ _CHUNK: one similarity block (n, N)."""
         import torch  # here, not at the top: checkpoint.read_meta imports this module and stays torch-free
 
-        queries = l2_normalise(x)
-        for start in range(0, x.shape[0], _CHUNK):
-            sims = (queries[start:start + _CHUNK] @ self._columns).toarray()  # (chunk, N)
-            # torch.topk, not np.argpartition: 21 against 127 µs per document over cooking's 12,349 rows
-            top = torch.topk(torch.from_numpy(sims), k, dim=1)
-            nearest = top.indices.numpy()
-            weights = top.values.numpy().clip(min=0.0) ** self.power
-            weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
-            picks = sp.csr_matrix((weights.ravel(), nearest.ravel(), np.arange(0, weights.size + 1, k)),
-                                  shape=(sims.shape[0], self.rows.shape[0]))
-            out[start:start + sims.shape[0]] = (picks @ self.labels).toarray()
-        return out
+        sims = (queries @ self._columns).toarray()
+        # torch.topk, not np.argpartition: 21 against 127 µs per document over cooking's 12,349 rows
+        top = torch.topk(torch.from_numpy(sims), k, dim=1)
+        weights = top.values.numpy().clip(min=0.0) ** self.power
+        weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
+        picks = sp.csr_matrix((weights.ravel(), top.indices.numpy().ravel(), np.arange(0, weights.size + 1, k)),
+                              shape=(sims.shape[0], self.rows.shape[0]))
+        return np.asarray((picks @ self.labels).toarray(), dtype=np.float32)
 
     def blend(self, scores: torch.Tensor, x: sp.csr_matrix) -> torch.Tensor:
         """The served score (see the module); scores: (n, L) network scores of rows x (n, F)."""
@@ -169,6 +176,14 @@ def choose(scores: np.ndarray, x_index: sp.csr_matrix, y_index: sp.csr_matrix, x
                     best[uses_votes] = (p1, weighed)
     (cheap_p1, cheap), (dear_p1, dear) = best[False], best[True]
     return dear if dear_p1 > cheap_p1 + VOTES_MIN_GAIN else cheap
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    """The threads vote blocks run on, one per torch thread, made on first use and shared."""
+    import torch
+
+    return ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads()), thread_name_prefix="neighbour-votes")
 
 
 def _centroid_weights(share: float) -> list[float]:
