@@ -103,7 +103,7 @@ def run_model(method: str, train_corpus: Corpus, test: Corpus, model_kw: dict[st
               "ae_share": trained.model.config.ae_share,
               "neighbours": None if trained.neighbours is None else
               {"k": trained.neighbours.k, "power": trained.neighbours.power, "share": trained.neighbours.share,
-               "centroids": trained.neighbours.centroids}}
+               "votes": trained.neighbours.votes_weight, "centroids": trained.neighbours.centroids}}
     return {"method": method, **scores, "train_seconds": seconds, "predict_docs_per_s": rate,
             "settings": {"model": model_kw, "train": train_kw}, "chosen": chosen, "history": trained.history,
             "tagger": tagger}
@@ -176,10 +176,9 @@ def markdown(name: str, split: str, n_train: int, n_test: int, rows: list[dict[s
 
 def _neighbour_note(chosen: dict[str, float] | None) -> str:
     if not chosen:
-        return "no neighbour votes"
-    votes = 1.0 - chosen["share"] - chosen.get("centroids", 0.0)
+        return "no neighbour scores"
     return (f"neighbour scores k={chosen['k']:.0f}, power {chosen['power']:g}; network {chosen['share']:.1f}, "
-            f"votes {votes:.1f}, centroids {chosen.get('centroids', 0.0):.1f}")
+            f"votes {chosen['votes']:.1f}, centroids {chosen['centroids']:.1f}")
 
 
 def benchmark_parser(doc: str, datasets: Sequence[str]) -> argparse.ArgumentParser:

@@ -122,7 +122,7 @@ class TrainConfig:
     min_df: int = 2  # text: minimum document frequency of a vocabulary token
     max_vocab: int = 50_000  # text: vocabulary size cap (most frequent tokens kept)
     encoder: str = ""  # text: a pretrained sentence encoder beside the tf-idf features ("minilm"), or none
-    neighbours: bool = True  # blend nearest-neighbour votes into the score when validation prefers it
+    neighbours: bool = True  # blend neighbour votes and label centroids into the score where validation prefers
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes stored with the model
 
     def __post_init__(self) -> None:

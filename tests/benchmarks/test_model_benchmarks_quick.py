@@ -31,3 +31,13 @@ def test_ablation_scores_the_default_and_each_of_its_heads_alone() -> None:
     assert rows[0]["ae_share"] in (0.0, 0.1, 0.2, 0.3, 0.5, 1.0)
     table = ablation.markdown("bibtex", rows)
     assert table.count("\n| default") == 3
+
+
+def test_the_quality_table_names_the_neighbour_weights_the_trainer_chose() -> None:
+    scores = {m: 0.5 for m in ("p@1", "p@3", "p@5", "ndcg@1", "ndcg@3", "ndcg@5")}
+    chosen = {"epoch": 3, "epochs_run": 6, "valid_p@1": 0.6, "ae_share": 0.1,
+              "neighbours": {"k": 50, "power": 2.0, "share": 0.3, "votes": 0.1, "centroids": 0.6}}
+    row = {"method": "Rank-AE", **scores, "train_seconds": 1.0, "predict_docs_per_s": 10.0, "chosen": chosen}
+    table = quality.markdown("set", "split", 10, 5, [row, {**row, "chosen": {**chosen, "neighbours": None}}])
+    assert "neighbour scores k=50, power 2; network 0.3, votes 0.1, centroids 0.6" in table
+    assert "no neighbour scores" in table

@@ -94,8 +94,9 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--refit", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                        help="retrain on all training documents for the epoch count chosen on validation")
     group.add_argument("--neighbours", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                       help="blend the votes of each document's nearest training documents into its tag scores "
-                            "where that raises validation P@1 (default preset: on)")
+                       help="blend the votes of each document's nearest training documents and its cosine to "
+                            "each label's centroid into its tag scores where that raises validation P@1 "
+                            "(default preset: on)")
     option("--noise", help="training-label noise, e.g. missing:0.3 or flip:0.3")
     option("--min-df", type=int)
     option("--max-vocab", type=int)
