@@ -159,22 +159,24 @@ def choose(scores: np.ndarray, x_index: sp.csr_matrix, y_index: sp.csr_matrix, x
 
     The votes must earn their cost: a blend with them is kept only when its P@1 beats the best blend without
     them (network and centroids) by ``VOTES_MIN_GAIN``."""
-    base = _p_at_1(scores, y_valid)
-    best: dict[bool, tuple[float, Neighbours | None]] = {False: (base, None), True: (base, None)}  # by votes used
-    centroid_scores: np.ndarray | None = None
+    settings, shares = tuple(settings), tuple(shares)
+    index = Neighbours.index(x_index, y_index, *settings[0], 1.0, max_doc_freq)  # one index for every setting
+    centroid_scores = index.centroid_scores(x_valid)
+    cheap_p1, cheap = _p_at_1(scores, y_valid), None  # network and centroids: the same for every (k, power)
+    for share in shares:
+        p1 = _p_at_1(share * scores + (1.0 - share) * centroid_scores, y_valid)
+        if p1 > cheap_p1 + 1e-9:  # strictly better: ties keep the network alone, or its larger share
+            cheap_p1, cheap = p1, index.with_weights(share, round(1.0 - share, 6))
+    dear_p1, dear = _p_at_1(scores, y_valid), None
     for k, power in settings:
-        candidate = Neighbours.index(x_index, y_index, k, power, 1.0, max_doc_freq)
+        candidate = dataclasses.replace(index, k=k, power=power)
         votes = candidate.votes(x_valid)
-        if centroid_scores is None:  # the same for every (k, power)
-            centroid_scores = candidate.centroid_scores(x_valid)
         for share in shares:
-            for centroids in _centroid_weights(share):
+            for centroids in _centroid_weights(share)[:-1]:  # the last, 1 − share, leaves the votes nothing
                 weighed = candidate.with_weights(share, centroids)
-                served = share * scores + weighed.votes_weight * votes + centroids * centroid_scores
-                p1, uses_votes = _p_at_1(served, y_valid), weighed.votes_weight > 0
-                if p1 > best[uses_votes][0] + 1e-9:  # strictly better: ties keep the earlier, larger share
-                    best[uses_votes] = (p1, weighed)
-    (cheap_p1, cheap), (dear_p1, dear) = best[False], best[True]
+                p1 = _p_at_1(share * scores + weighed.votes_weight * votes + centroids * centroid_scores, y_valid)
+                if p1 > dear_p1 + 1e-9:
+                    dear_p1, dear = p1, weighed
     return dear if dear_p1 > cheap_p1 + VOTES_MIN_GAIN else cheap
 
 
