@@ -1,0 +1,60 @@
+"""The learner's guard (worker.learn.rounds.verdict) on per-document scores built by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from worker.learn.rounds import net_gain, verdict
+
+
+def _rows(n: int, p1_hits: int, ndcg: float) -> dict[str, np.ndarray]:
+    """Per-document scores of one model: ``p1_hits`` of ``n`` documents right at 1, every nDCG@5 = ``ndcg``."""
+    return {"p@1": np.array([1.0] * p1_hits + [0.0] * (n - p1_hits)), "ndcg@5": np.full(n, ndcg)}
+
+
+def test_a_round_that_learns_the_corrections_and_keeps_held_out_is_promoted() -> None:
+    heldout = {"live": _rows(100, 60, 0.60), "candidate": _rows(100, 60, 0.60)}
+    judged = {"live": _rows(50, 20, 0.40), "candidate": _rows(50, 25, 0.45)}
+    assert verdict(heldout, judged, epsilon=0.01) == ""
+
+
+def test_a_significant_held_out_drop_is_rejected_whatever_the_slice_gained() -> None:
+    # p@1 hits 60 -> 40 of 100: every changed document went 1 -> 0, drop 0.2; d has 20 ones and 80 zeros,
+    # sd = sqrt(20*0.8^2 + 80*0.2^2) / sqrt(99) = 0.4020, se 0.0402; 0.01 + 1.645 * 0.0402 = 0.0761 < 0.2
+    heldout = {"live": _rows(100, 60, 0.60), "candidate": _rows(100, 40, 0.60)}
+    judged = {"live": _rows(50, 10, 0.30), "candidate": _rows(50, 40, 0.80)}
+    assert verdict(heldout, judged, epsilon=0.01).startswith("held-out p@1 dropped by 0.2000")
+
+
+def test_a_slice_that_did_not_improve_is_rejected() -> None:
+    heldout = {"live": _rows(100, 60, 0.60), "candidate": _rows(100, 61, 0.61)}
+    judged = {"live": _rows(50, 20, 0.40), "candidate": _rows(50, 25, 0.40)}
+    assert verdict(heldout, judged, epsilon=0.01) == "corrections slice nDCG@5 did not improve (0.4000 -> 0.4000)"
+
+
+def test_a_poisoned_round_on_a_small_held_out_set_is_rejected_by_its_net_loss() -> None:
+    # Stack Exchange biology, poisoned round (docs/results.md): 198 held-out questions, P@1 0.5808 -> 0.5455
+    # (115 -> 108 right: 19 lost, 12 gained), nDCG@5 0.6146 -> 0.5894; its slice of random labels P@1 0 -> 0,
+    # nDCG@5 0.0126 -> 0.0128. P@1: d has 19 ones, 12 minus ones, mean 7/198 = 0.0354, se 0.0281, limit
+    # 0.01 + 1.645 * 0.0281 = 0.0562. nDCG@5: d = 0.0252 - linspace(-0.3, 0.3), se 0.0124, limit 0.0303.
+    # Both inside the noise allowance, and the slice "improved": only the net rule is left to catch it.
+    live_p1 = np.array([1.0] * 115 + [0.0] * 83)
+    cand_p1 = live_p1.copy()
+    cand_p1[:19] = 0.0  # 19 documents lost at 1
+    cand_p1[115:127] = 1.0  # 12 gained
+    heldout = {"live": {"p@1": live_p1, "ndcg@5": np.full(198, 0.6146)},
+               "candidate": {"p@1": cand_p1, "ndcg@5": np.full(198, 0.5894) + np.linspace(-0.3, 0.3, 198)}}
+    judged = {"live": _rows(86, 0, 0.0126), "candidate": _rows(86, 0, 0.0128)}
+    reason = verdict(heldout, judged, epsilon=0.01)
+    # net: -7/198 - 0.0252 + 0 + 0.0002 = -0.0604
+    assert round(net_gain(heldout, judged), 4) == -0.0604
+    assert reason == ("what the corrections slice gained does not outweigh the held-out loss (held-out p@1 "
+                      "-0.0354, held-out ndcg@5 -0.0252, slice p@1 +0.0000, slice ndcg@5 +0.0002)")
+
+
+def test_a_small_held_out_loss_bought_by_a_larger_slice_gain_is_promoted() -> None:
+    # held-out p@1 -0.01, nDCG@5 -0.005; slice p@1 +0.02, nDCG@5 +0.01: net +0.015
+    heldout = {"live": _rows(100, 60, 0.600), "candidate": _rows(100, 59, 0.595)}
+    judged = {"live": _rows(50, 20, 0.40), "candidate": _rows(50, 21, 0.41)}
+    assert round(net_gain(heldout, judged), 4) == 0.015
+    assert verdict(heldout, judged, epsilon=0.01) == ""
