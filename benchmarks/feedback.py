@@ -260,6 +260,7 @@ class ArmRun:
         users = self.correct(reviewed, 1.0, users="poisoner")
         outcome, _ = self.learn()
         return {"corrections": users, "result": outcome.result, "reason": outcome.reason,
+                "guard": {"live": outcome.live, "candidate": outcome.candidate},
                 "live_unchanged": self.registry.current() == before}
 
     def flood(self, doc_id: str, attempts: int = 1000) -> dict[str, int]:
