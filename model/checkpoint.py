@@ -2,7 +2,8 @@
 
 A checkpoint is a directory::
 
-    config.json    {"format": 1, "version": "...", "created": "...", "model": {...}, "train": {...}}
+    config.json    {"format": 1, "version": "...", "created": "...", "model": {...}, "train": {...},
+                    "boost": {"labels": [...], "weight": w}}  (boost optional: new labels' served boost)
     vocab.json     the fitted featurizer (tokens, idf, and the text encoder it runs, if any)
     labels.json    label names, in label-id order
     weights.pt     the state dict, read back with torch.load(weights_only=True): no code runs on load
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 
+from model.boost import LabelBoost
 from model.config import ModelConfig, TrainConfig
 from model.data import Corpus, read_jsonl, write_jsonl
 from model.errors import CheckpointError, ConfigError
@@ -65,6 +67,7 @@ class TrainedModel:
     label_counts: list[int] = field(default_factory=list)  # training documents per label (for PSP@k)
     n_train: int = 0  # training documents (for PSP@k)
     neighbours: Neighbours | None = None  # nearest-neighbour votes blended into the score, when chosen
+    boost: LabelBoost = field(default_factory=LabelBoost)  # new labels' served boost (the learner's choice)
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ class Checkpoint:
     train_config: TrainConfig
     metrics: dict[str, Any]
     neighbours: Neighbours | None = None
+    boost: LabelBoost = field(default_factory=LabelBoost)
 
 
 def interface_changes(live: Checkpoint, new: Checkpoint) -> list[str]:
@@ -136,6 +140,8 @@ def _write_files(trained: TrainedModel, out: Path) -> str:
     version = f"{now:%Y%m%dT%H%M%SZ}-{digest}"
     config = {"format": FORMAT, "version": version, "created": now.isoformat(),
               "model": trained.model.config.to_dict(), "train": trained.train_config.to_dict()}
+    if trained.boost.labels:
+        config["boost"] = trained.boost.to_dict()
     _write_json(out / "config.json", config)
     trained.featurizer.save(out / "vocab.json")
     _write_json(out / "labels.json", trained.label_names)
@@ -227,7 +233,18 @@ def load(directory: Path | str, device: torch.device | str = "cpu") -> Checkpoin
     neighbours = _read_neighbours(directory / NEIGHBOURS, featurizer.n_features + featurizer.dense_features,
                                   len(labels))
     return Checkpoint(model.to(device).eval(), featurizer, labels, str(config.get("version")),
-                      train_config, metrics, neighbours)
+                      train_config, metrics, neighbours, _read_boost(directory, config.get("boost")))
+
+
+def _read_boost(directory: Path, raw: Any) -> LabelBoost:
+    if raw is None:  # written before boosts, or never boosted
+        return LabelBoost()
+    labels, weight = (raw.get("labels"), raw.get("weight")) if isinstance(raw, dict) else (None, None)
+    if (not isinstance(labels, list) or not all(isinstance(name, str) for name in labels)
+            or not isinstance(weight, int | float) or weight < 0):
+        raise CheckpointError(f"{directory}/config.json: invalid boost section (expected labels: a list of "
+                              f"names, weight: a number ≥ 0; got {raw!r:.200})")
+    return LabelBoost(tuple(labels), float(weight))
 
 
 def _read_json(path: Path) -> Any:

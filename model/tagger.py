@@ -16,6 +16,7 @@ import scipy.sparse as sp
 import torch
 
 from model import checkpoint
+from model.boost import LabelBoost
 from model.data import Corpus, label_matrix
 from model.device import resolve_device
 from model.errors import ModelError
@@ -34,13 +35,15 @@ class Tagger:
 
     def __init__(self, model: RankAE, featurizer: Featurizer, label_names: Sequence[str],
                  version: str = "", metrics: dict[str, Any] | None = None,
-                 neighbours: Neighbours | None = None) -> None:
+                 neighbours: Neighbours | None = None, boost: LabelBoost | None = None) -> None:
         self.model = model.eval()
         self.featurizer = featurizer
         self.label_names = list(label_names)
         self.version = version
         self.metrics = metrics or {}
         self.neighbours = neighbours  # nearest-neighbour votes blended into the network's scores, if chosen
+        self.boost = boost or LabelBoost()
+        self._bias = self.boost.bias(self.label_names)  # (L,) added to served scores, or None
 
     @classmethod
     def load(cls, directory: Path | str, device: str | None = None) -> Tagger:
@@ -51,13 +54,13 @@ class Tagger:
     def from_checkpoint(cls, loaded: checkpoint.Checkpoint) -> Tagger:
         """The tagger of a loaded checkpoint."""
         return cls(loaded.model, loaded.featurizer, loaded.label_names, loaded.version, loaded.metrics,
-                   loaded.neighbours)
+                   loaded.neighbours, loaded.boost)
 
     @classmethod
     def from_trained(cls, trained: checkpoint.TrainedModel, metrics: dict[str, Any] | None = None) -> Tagger:
         """The tagger of a model just trained (not yet saved): no version; ``metrics`` or its validation ones."""
         return cls(trained.model, trained.featurizer, trained.label_names, "",
-                   trained.metrics if metrics is None else metrics, trained.neighbours)
+                   trained.metrics if metrics is None else metrics, trained.neighbours, trained.boost)
 
     @property
     def device(self) -> torch.device:
@@ -81,7 +84,7 @@ class Tagger:
         """Top-k label ids and scores for featurized rows: two (n, min(k, L)) arrays, best first."""
         if k < 1:
             raise ModelError(f"k must be at least 1, got {k}")
-        return predict_topk(self.model, rows, k, batch_size, self.device, self.neighbours)
+        return predict_topk(self.model, rows, k, batch_size, self.device, self.neighbours, self._bias)
 
     def predict(self, docs: Sequence[str] | sp.csr_matrix, k: int = 5, batch_size: int = 512) -> list[Tags]:
         """Each document's top-k ``(label, score)`` pairs, best first; no autograd, batched."""

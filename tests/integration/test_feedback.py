@@ -156,6 +156,8 @@ def test_a_label_new_to_the_model_is_admitted_by_three_users_and_learned(
     assert outcome.result == "promoted" and outcome.labels_added == [hidden], outcome
     grown = Tagger.load(resolve(registry.root), "cpu")
     assert grown.label_names == [*live.label_names, hidden]  # existing label ids unchanged
+    assert grown.boost.labels == (hidden,)  # new since tagger train: boosted as the round chose
+    assert grown.boost.weight == outcome.candidate["new_label_boost"] and outcome.live["new_label_boost"] == 0
     later = TEST.subset([i for i in range(300, len(TEST)) if hidden in TEST.labels[i]])
     found = [hidden in {n for n, _ in tags} for tags in grown.predict(later.texts or [], 5)]
     assert sum(found) / len(found) >= 0.5, f"recall@5 of the new label {sum(found)}/{len(found)}"

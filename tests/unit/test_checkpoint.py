@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from model import checkpoint
+from model.boost import LabelBoost
 from model.checkpoint import TrainedModel
 from model.data import Corpus
 from model.errors import CheckpointError
+from model.tagger import Tagger
 from model.trainer import train
 from tests.conftest import tiny_configs
 
@@ -44,6 +48,32 @@ def test_overwrite_is_atomic_and_leaves_no_temporary_directories(saved: Path, tr
     assert checkpoint.load(saved).version == second
     assert first.split("-")[1] == second.split("-")[1]  # same weights, same digest
     assert sorted(p.name for p in saved.parent.iterdir()) == ["model"]
+
+
+def test_a_new_labels_boost_is_saved_read_back_and_added_to_served_scores(
+        trained: TrainedModel, corpus_split: tuple[Corpus, Corpus], tmp_path: Path) -> None:
+    boosted_label = trained.label_names[-1]
+    checkpoint.save(dataclasses.replace(trained, boost=LabelBoost((boosted_label,), 0.25)), tmp_path / "b")
+    loaded = checkpoint.load(tmp_path / "b")
+    assert loaded.boost == LabelBoost((boosted_label,), 0.25)
+    rows = Tagger.from_trained(trained).features(corpus_split[1].inputs[:20])
+    n_labels = len(trained.label_names)
+    plain_ids, plain = Tagger.from_trained(trained).topk(rows, k=n_labels)
+    boosted_ids, boosted = Tagger.from_checkpoint(loaded).topk(rows, k=n_labels)
+    last = n_labels - 1
+    for i in range(rows.shape[0]):  # every label's score, in label-id order: only the boosted one moved, by 0.25
+        before = plain[i][np.argsort(plain_ids[i])]
+        after = boosted[i][np.argsort(boosted_ids[i])]
+        assert after[:last] == pytest.approx(before[:last], abs=1e-6)
+        assert after[last] == pytest.approx(before[last] + 0.25, abs=1e-6)
+
+
+def test_a_checkpoint_without_a_boost_reads_as_none_and_a_bad_one_is_named(saved: Path) -> None:
+    assert checkpoint.load(saved).boost == LabelBoost()
+    config = json.loads((saved / "config.json").read_text())
+    (saved / "config.json").write_text(json.dumps({**config, "boost": {"labels": "oil", "weight": 0.1}}))
+    with pytest.raises(CheckpointError, match=r"config\.json: invalid boost section"):
+        checkpoint.load(saved)
 
 
 def test_missing_file_is_named(saved: Path) -> None:

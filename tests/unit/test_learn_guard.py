@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from worker.learn.rounds import net_gain, verdict
+from worker.learn.rounds import largest_boost, net_gain, verdict
 
 
 def _rows(n: int, p1_hits: int, ndcg: float) -> dict[str, np.ndarray]:
@@ -58,3 +58,20 @@ def test_a_small_held_out_loss_bought_by_a_larger_slice_gain_is_promoted() -> No
     judged = {"live": _rows(50, 20, 0.40), "candidate": _rows(50, 21, 0.41)}
     assert round(net_gain(heldout, judged), 4) == 0.015
     assert verdict(heldout, judged, epsilon=0.01) == ""
+
+
+def test_the_largest_boost_within_the_cost_is_chosen_and_the_search_stops_at_the_first_too_dear() -> None:
+    held_out_p1 = {0.0: 0.600, 0.01: 0.603, 0.02: 0.596, 0.03: 0.590, 0.05: 0.599}
+    tried: list[float] = []
+
+    def p1(weight: float) -> float:
+        tried.append(weight)
+        return held_out_p1[weight]
+
+    # floor 0.600 - 0.005 = 0.595: 0.01 and 0.02 qualify, 0.03 costs 0.010 and ends the search
+    assert largest_boost(p1, 0.005, (0.01, 0.02, 0.03, 0.05)) == 0.02
+    assert tried == [0.0, 0.01, 0.02, 0.03]
+
+
+def test_no_boost_when_even_the_smallest_costs_too_much() -> None:
+    assert largest_boost(lambda w: 0.6 - w, 0.005, (0.01, 0.02)) == 0.0

@@ -12,11 +12,12 @@ Each step, in order:
    plus ``add``) and store the example in the hash ``tagger:examples``; only then XACK it.
 3. Every ``finetune_every`` new examples, or ``finetune_interval_s`` after the last round: make a candidate
    (:mod:`worker.learn.rounds`: by default a fresh model retrained on the replayed training documents plus
-   every example so far, with the admitted new labels of :mod:`worker.learn.labels` appended).
+   every example so far, with the admitted new labels of :mod:`worker.learn.labels` appended), and give
+   the labels new since ``tagger train`` their served boost (:mod:`model.boost`).
 4. Judge candidate and live model on the same documents: the fixed held-out set kept with the model, and
    the held-out slice of corrections. Promote only if held-out P@1 and nDCG@5 drop by no more than
-   ``promote_epsilon`` beyond chance and the slice's nDCG@5 improves; otherwise reject and record why
-   (history.jsonl, metrics, one log line per round).
+   ``promote_epsilon`` beyond chance, the slice's nDCG@5 improves and the slice's gain outweighs the
+   held-out loss; otherwise reject and record why (history.jsonl, metrics, one log line per round).
 5. Promotion writes the candidate as a new registry version (atomic), points CURRENT at it, and
    prunes old versions.
 """
@@ -71,7 +72,7 @@ class RoundResult:
     candidate: dict[str, float]
     version: str = ""  # the new live version when promoted
     seconds: float = 0.0
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per step: load, train, judge, promote
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per step: load, train, boost, judge, promote
     labels_added: list[str] = field(default_factory=list)  # admitted new labels the candidate knows
 
 
@@ -199,12 +200,15 @@ class Learner:
             return RoundResult("rejected", "too few corrected documents to hold a slice out", {}, {})
         trained = rounds.candidate(live, replay, train_set, names, self.rounds)
         clock.lap("train")
+        trained = rounds.boosted(trained, heldout, [*live.boost.labels, *new_labels], self.rounds.new_label_cost)
+        clock.lap("boost")
         tagger = Tagger.from_checkpoint(live)
         judged = {name: _judge(t, heldout, judge_set)
                   for name, t in (("live", tagger), ("candidate", rounds.as_tagger(trained)))}
         reason = rounds.verdict({n: j.heldout_rows for n, j in judged.items()},
                                 {n: j.slice_rows for n, j in judged.items()}, self.rounds.promote_epsilon)
-        summary = {n: _summary({"heldout": j.heldout, "slice": j.slice}) for n, j in judged.items()}
+        summary = {n: {**_summary({"heldout": j.heldout, "slice": j.slice}), "new_label_boost": boost.weight}
+                   for (n, j), boost in zip(judged.items(), (live.boost, trained.boost), strict=True)}
         clock.lap("judge")
         if reason:
             return RoundResult("rejected", reason, summary["live"], summary["candidate"], labels_added=new_labels)

@@ -21,6 +21,10 @@ improve: a candidate that learned nothing from the corrections is not worth a ne
 to "not significantly worse" was tried: it let a 1-epoch candidate trained on poisoned corrections through
 in the integration test, because it was no worse; kept strict.)
 
+Before it is judged, a candidate with new labels gets their served boost (model/boost.py): the labels
+admitted since the model was last trained by ``tagger train`` get the largest weight in ``BOOSTS`` that
+costs the held-out set, whose documents carry old labels only, at most ``TAGGER_NEW_LABEL_COST`` of P@1.
+
 Last, the round must pay for itself: summed over the guard metrics, the candidate's gain on the slice
 must outweigh its loss on the held-out set. The significance test alone has little power on a small
 held-out set: on Stack Exchange biology (198 held-out questions) a candidate trained on nothing but wrong
@@ -31,10 +35,13 @@ held-out change or larger (docs/results.md).
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from model.boost import LabelBoost
 from model.checkpoint import Checkpoint, TrainedModel
 from model.config import ModelConfig
 from model.data import Corpus, label_matrix
@@ -43,11 +50,14 @@ from model.tagger import Tagger
 from model.trainer import train
 from worker.settings import LearnerSettings
 
-__all__ = ["GUARD_METRICS", "ROUND_MODES", "Z", "as_tagger", "candidate", "label_set", "net_gain", "paired_drop",
-           "verdict"]
+__all__ = ["BOOSTS", "GUARD_METRICS", "ROUND_MODES", "Z", "as_tagger", "boosted", "candidate", "label_set",
+           "largest_boost", "net_gain", "paired_drop", "verdict"]
 
 ROUND_MODES = ("retrain", "finetune")
 GUARD_METRICS = ("p@1", "ndcg@5")
+# New labels' boosts tried, smallest first. Served scores lie in [0, 1]; on the feedback benchmark's ceiling
+# the best boosts were 0.05 (cooking) and 0.02 (biology), and 0.1 already cost cooking 1.7 points of P@1.
+BOOSTS = (0.01, 0.02, 0.03, 0.05, 0.07, 0.1)
 Z = 1.645  # one-sided 95%: a held-out drop must be this many standard errors beyond epsilon to reject
 
 
@@ -73,6 +83,37 @@ def as_tagger(trained: TrainedModel) -> Tagger:
     """A candidate as a Tagger, to judge it (with what PSP@k needs: training counts per label)."""
     counts = {"label_counts": trained.label_counts, "n_train": trained.n_train}
     return Tagger.from_trained(trained, {**trained.metrics, **counts})
+
+
+def boosted(trained: TrainedModel, heldout: Corpus, new_labels: Sequence[str], cost: float) -> TrainedModel:
+    """``trained`` with the largest boost of ``new_labels`` that lowers held-out P@1 by at most ``cost`` (0 when
+    none does; the labels are kept, to be tried again next round)."""
+    known = set(trained.label_names)
+    labels = tuple(dict.fromkeys(name for name in new_labels if name in known))
+    if not labels or cost <= 0:
+        return dataclasses.replace(trained, boost=LabelBoost(labels))  # the labels stay new for later rounds
+
+    def p1(weight: float) -> float:
+        tagger = as_tagger(dataclasses.replace(trained, boost=LabelBoost(labels, weight)))
+        return float(np.mean(tagger.document_scores(heldout)["p@1"]))
+
+    return dataclasses.replace(trained, boost=LabelBoost(labels, largest_boost(p1, cost)))
+
+
+def largest_boost(p1: Callable[[float], float], cost: float, weights: Sequence[float] = BOOSTS) -> float:
+    """The largest of ``weights`` (ascending) whose held-out P@1, ``p1(weight)``, is at most ``cost`` below
+    ``p1(0)``; the search stops at the first that costs more. 0 when none qualifies.
+
+    >>> largest_boost(lambda w: {0: 0.60, 0.01: 0.61, 0.02: 0.596, 0.05: 0.58, 0.1: 0.59}[w], 0.005,
+    ...               (0.01, 0.02, 0.05, 0.1))
+    0.02
+    """
+    floor, chosen = p1(0.0) - cost - 1e-9, 0.0
+    for weight in weights:
+        if p1(weight) < floor:
+            break
+        chosen = weight
+    return chosen
 
 
 def _fine_tuned(live: Checkpoint, replay: Corpus, examples: Corpus, settings: LearnerSettings) -> TrainedModel:
