@@ -26,10 +26,22 @@ def test_a_significant_held_out_drop_is_rejected_whatever_the_slice_gained() -> 
     assert verdict(heldout, judged, epsilon=0.01).startswith("held-out p@1 dropped by 0.2000")
 
 
-def test_a_slice_that_did_not_improve_is_rejected() -> None:
+def test_a_round_that_loses_more_on_the_slice_than_it_gains_on_held_out_is_rejected() -> None:
+    # held-out p@1 +0.01, nDCG@5 +0.01; slice p@1 -0.02 (20 -> 19 of 50), nDCG@5 -0.01: net -0.01
     heldout = {"live": _rows(100, 60, 0.60), "candidate": _rows(100, 61, 0.61)}
-    judged = {"live": _rows(50, 20, 0.40), "candidate": _rows(50, 25, 0.40)}
-    assert verdict(heldout, judged, epsilon=0.01) == "corrections slice nDCG@5 did not improve (0.4000 -> 0.4000)"
+    judged = {"live": _rows(50, 20, 0.40), "candidate": _rows(50, 19, 0.39)}
+    assert verdict(heldout, judged, epsilon=0.01) == (
+        "no net gain over held-out and corrections slice (held-out p@1 +0.0100, held-out ndcg@5 +0.0100, "
+        "slice p@1 -0.0200, slice ndcg@5 -0.0100)")
+
+
+def test_a_held_out_gain_with_a_slightly_lower_slice_is_promoted() -> None:
+    # like cooking's margin arm, round 6, with the new-label boost (docs/results.md): held-out p@1 +0.013
+    # (740 -> 753 of 1000), nDCG@5 +0.007; slice p@1 0, nDCG@5 -0.0033: net +0.0167
+    heldout = {"live": _rows(1000, 740, 0.700), "candidate": _rows(1000, 753, 0.707)}
+    judged = {"live": _rows(100, 47, 0.4714), "candidate": _rows(100, 47, 0.4681)}
+    assert round(net_gain(heldout, judged), 4) == 0.0167
+    assert verdict(heldout, judged, epsilon=0.01) == ""
 
 
 def test_a_poisoned_round_on_a_small_held_out_set_is_rejected_by_its_net_loss() -> None:
@@ -37,7 +49,7 @@ def test_a_poisoned_round_on_a_small_held_out_set_is_rejected_by_its_net_loss() 
     # (115 -> 108 right: 19 lost, 12 gained), nDCG@5 0.6146 -> 0.5894; its slice of random labels P@1 0 -> 0,
     # nDCG@5 0.0126 -> 0.0128. P@1: d has 19 ones, 12 minus ones, mean 7/198 = 0.0354, se 0.0281, limit
     # 0.01 + 1.645 * 0.0281 = 0.0562. nDCG@5: d = 0.0252 - linspace(-0.3, 0.3), se 0.0124, limit 0.0303.
-    # Both inside the noise allowance, and the slice "improved": only the net rule is left to catch it.
+    # Both inside the noise allowance: only the net rule is left to catch it.
     live_p1 = np.array([1.0] * 115 + [0.0] * 83)
     cand_p1 = live_p1.copy()
     cand_p1[:19] = 0.0  # 19 documents lost at 1
@@ -48,8 +60,8 @@ def test_a_poisoned_round_on_a_small_held_out_set_is_rejected_by_its_net_loss() 
     reason = verdict(heldout, judged, epsilon=0.01)
     # net: -7/198 - 0.0252 + 0 + 0.0002 = -0.0604
     assert round(net_gain(heldout, judged), 4) == -0.0604
-    assert reason == ("what the corrections slice gained does not outweigh the held-out loss (held-out p@1 "
-                      "-0.0354, held-out ndcg@5 -0.0252, slice p@1 +0.0000, slice ndcg@5 +0.0002)")
+    assert reason == ("no net gain over held-out and corrections slice (held-out p@1 -0.0354, held-out ndcg@5 "
+                      "-0.0252, slice p@1 +0.0000, slice ndcg@5 +0.0002)")
 
 
 def test_a_small_held_out_loss_bought_by_a_larger_slice_gain_is_promoted() -> None:

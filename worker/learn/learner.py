@@ -16,8 +16,8 @@ Each step, in order:
    the labels new since ``tagger train`` their served boost (:mod:`model.boost`).
 4. Judge candidate and live model on the same documents: the fixed held-out set kept with the model, and
    the held-out slice of corrections. Promote only if held-out P@1 and nDCG@5 drop by no more than
-   ``promote_epsilon`` beyond chance, the slice's nDCG@5 improves and the slice's gain outweighs the
-   held-out loss; otherwise reject and record why (history.jsonl, metrics, one log line per round).
+   ``promote_epsilon`` beyond chance and, summed over both sets and both metrics, the candidate gains;
+   otherwise reject and record why (history.jsonl, metrics, one log line per round).
 5. Promotion writes the candidate as a new registry version (atomic), points CURRENT at it, and
    prunes old versions.
 """
@@ -215,7 +215,7 @@ class Learner:
         trained = dataclasses.replace(trained, metrics=judged["candidate"].heldout)  # accepted with these scores
         version = self._promote(live.version, trained, {"heldout": heldout, "replay": replay})
         clock.lap("promote")
-        return RoundResult("promoted", "held-out within the guard and corrections improved", summary["live"],
+        return RoundResult("promoted", "held-out within the guard and a net gain", summary["live"],
                            summary["candidate"], version, labels_added=new_labels)
 
     def _examples(self, names: set[str]) -> tuple[Corpus, Corpus]:

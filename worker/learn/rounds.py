@@ -16,21 +16,21 @@ The guard compares live and candidate on the same documents: the live model's fi
 held-out slice of corrections. Held-out P@1 and nDCG@5 may drop by at most ``TAGGER_PROMOTE_EPSILON``
 beyond what chance explains: with per-document differences d (candidate − live), a drop counts only when
 it exceeds epsilon plus ``Z`` standard errors of the mean of d, so a few hundred held-out documents cannot
-veto a round on noise alone, while a real loss (a poisoned round) still does. The slice's nDCG@5 must
-improve: a candidate that learned nothing from the corrections is not worth a new version. (Relaxing that
-to "not significantly worse" was tried: it let a 1-epoch candidate trained on poisoned corrections through
-in the integration test, because it was no worse; kept strict.)
+veto a round on noise alone, while a large loss (a poisoned round on cooking) still does. And the round
+must gain: summed over P@1 and nDCG@5 on both sets, the candidate's change must be positive, so what it
+loses on one set must be bought by what it gains on the other.
+
+That sum replaced a rule that the slice's nDCG@5 must improve (docs/results.md, "The guard ..."). The
+significance test has little power on a small held-out set: on Stack Exchange biology (198 held-out
+questions) a candidate trained on nothing but wrong corrections lost 3.5 points of held-out P@1 and 2.5 of
+nDCG@5, inside the noise allowance, while its slice of random labels "improved" from nDCG@5 0.0126 to
+0.0128, and was promoted; the sum rejects it. The strict slice rule also rejected candidates that gained
+1.3–2.6 points of held-out P@1 for a slice nDCG@5 0.002–0.003 lower, a change of one or two of its
+documents.
 
 Before it is judged, a candidate with new labels gets their served boost (model/boost.py): the labels
 admitted since the model was last trained by ``tagger train`` get the largest weight in ``BOOSTS`` that
 costs the held-out set, whose documents carry old labels only, at most ``TAGGER_NEW_LABEL_COST`` of P@1.
-
-Last, the round must pay for itself: summed over the guard metrics, the candidate's gain on the slice
-must outweigh its loss on the held-out set. The significance test alone has little power on a small
-held-out set: on Stack Exchange biology (198 held-out questions) a candidate trained on nothing but wrong
-corrections lost 3.5 points of held-out P@1 and 2.5 of nDCG@5, inside the noise allowance, while its slice
-of random labels "improved" from nDCG@5 0.0126 to 0.0128. A real round's slice gain is of the size of its
-held-out change or larger (docs/results.md).
 """
 
 from __future__ import annotations
@@ -168,11 +168,8 @@ def verdict(heldout: dict[str, dict[str, np.ndarray]], judged: dict[str, dict[st
         if drop > epsilon + Z * se:
             return (f"held-out {metric} dropped by {drop:.4f}, more than epsilon {epsilon} plus {Z} standard "
                     f"errors ({se:.4f})")
-    before, after = float(np.mean(judged["live"]["ndcg@5"])), float(np.mean(judged["candidate"]["ndcg@5"]))
-    if after <= before:
-        return f"corrections slice nDCG@5 did not improve ({before:.4f} -> {after:.4f})"
     if net_gain(heldout, judged) <= 0:
-        return f"what the corrections slice gained does not outweigh the held-out loss ({_changes(heldout, judged)})"
+        return f"no net gain over held-out and corrections slice ({_changes(heldout, judged)})"
     return ""
 
 
