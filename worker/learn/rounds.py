@@ -20,13 +20,13 @@ veto a round on noise alone, while a large loss (a poisoned round on cooking) st
 must gain: summed over P@1 and nDCG@5 on both sets, the candidate's change must be positive, so what it
 loses on one set must be bought by what it gains on the other.
 
-That sum replaced a rule that the slice's nDCG@5 must improve (docs/results.md, "The guard ..."). The
-significance test has little power on a small held-out set: on Stack Exchange biology (198 held-out
-questions) a candidate trained on nothing but wrong corrections lost 3.5 points of held-out P@1 and 2.5 of
-nDCG@5, inside the noise allowance, while its slice of random labels "improved" from nDCG@5 0.0126 to
-0.0128, and was promoted; the sum rejects it. The strict slice rule also rejected candidates that gained
-1.3–2.6 points of held-out P@1 for a slice nDCG@5 0.002–0.003 lower, a change of one or two of its
-documents.
+That sum replaced a rule that the slice's nDCG@5 must improve (docs/results.md, "New labels get a served
+boost, and the guard sums its evidence"). The significance test has little power on a small held-out set:
+on Stack Exchange biology (198 held-out questions) a candidate trained on nothing but wrong corrections
+lost 3.5 points of held-out P@1 and 2.5 of nDCG@5, inside the noise allowance, while its slice of random
+labels "improved" from nDCG@5 0.0126 to 0.0128, and was promoted; the sum rejects it. The strict slice
+rule also rejected candidates that gained 1.3–2.6 points of held-out P@1 for a slice nDCG@5 0.002–0.003
+lower, a change of one or two of its documents.
 
 Before it is judged, a candidate with new labels gets their served boost (model/boost.py): the labels
 admitted since the model was last trained by ``tagger train`` get the largest weight in ``BOOSTS`` that
