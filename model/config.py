@@ -123,6 +123,7 @@ class TrainConfig:
     max_vocab: int = 50_000  # text: vocabulary size cap (most frequent tokens kept)
     encoder: str = ""  # text: a pretrained sentence encoder beside the tf-idf features ("minilm"), or none
     neighbours: bool = True  # blend neighbour votes and label centroids into the score where validation prefers
+    time_budget_s: float = 0.0  # stop before an epoch would end past this many seconds of epochs; 0: no limit
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes stored with the model
 
     def __post_init__(self) -> None:
@@ -134,6 +135,8 @@ class TrainConfig:
             raise ConfigError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.time_budget_s < 0:
+            raise ConfigError(f"time_budget_s must be 0 (no limit) or positive, got {self.time_budget_s}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form, as stored in a checkpoint."""

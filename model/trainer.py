@@ -290,6 +290,7 @@ def _fit(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,
     baseline = frequency_baseline(y_valid)
     best: dict[str, Any] = {"p@1": -1.0, "epoch": 0, "state": _snapshot(loop.model)}
     recoveries, stale = 0, 0
+    budget, began = loop.config.time_budget_s, time.perf_counter()
     with tqdm(total=loop.config.epochs, desc="train", unit="epoch", disable=not progress) as bar:
         for epoch in range(1, loop.config.epochs + 1):
             started = time.perf_counter()
@@ -320,8 +321,20 @@ def _fit(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,
             if stale >= loop.config.patience and not warming_up:
                 log.info("early stop after epoch %d; best epoch %d", epoch, best["epoch"])
                 break
+            if budget and over_budget(time.perf_counter() - began, history[-1]["seconds"], budget):
+                log.info("time budget of %.0f s reached after epoch %d; best epoch %d", budget, epoch, best["epoch"])
+                break
     _require_learning(best, baseline, recoveries, plateaued=stale >= loop.config.patience)
     return history, best
+
+
+def over_budget(elapsed: float, last_epoch: float, budget: float) -> bool:
+    """Whether another epoch as long as the last would end past ``budget`` seconds of training.
+
+    >>> over_budget(30.0, 4.0, 40.0), over_budget(37.0, 4.0, 40.0)
+    (False, True)
+    """
+    return elapsed + last_epoch > budget
 
 
 def _require_learning(best: dict[str, Any], baseline: float, recoveries: int, plateaued: bool) -> None:

@@ -117,6 +117,9 @@ def test_helpful_corrections_promote_and_a_poisoned_round_is_rejected(
     first = learner.run_round()
     assert first.result == "promoted", first
     assert registry.current() == first.version != live.version
+    if mode == "retrain":  # the round's training ran under the learner's time budget
+        budget = checkpoint.load(resolve(registry.root)).train_config.time_budget_s
+        assert budget == learner.rounds.round_budget_s > 0
     assert first.candidate["slice_ndcg@5"] > first.live["slice_ndcg@5"]
 
     client.delete(EXAMPLES)

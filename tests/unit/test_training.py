@@ -93,6 +93,16 @@ def test_early_stopping_keeps_the_best_epoch(corpus_split: tuple[Corpus, Corpus]
     assert len(trained.history) <= 6
 
 
+def test_a_time_budget_stops_training_after_the_epoch_that_leaves_no_time(corpus_split: tuple[Corpus, Corpus]) -> None:
+    model_config, _ = tiny_configs()
+    # any epoch takes longer than a microsecond: the first one already leaves no time for a second
+    trained = train(corpus_split[0], model_config, TrainConfig(epochs=20, patience=20, min_df=1, lr=0.05,
+                                                               time_budget_s=1e-6))
+    assert len(trained.history) == 1
+    with pytest.raises(ConfigError, match="time_budget_s"):
+        TrainConfig(time_budget_s=-1.0)
+
+
 def test_refit_retrains_on_every_training_document(corpus_split: tuple[Corpus, Corpus]) -> None:
     model_config, train_config = tiny_configs()
     plain = train(corpus_split[0], model_config, train_config)

@@ -91,6 +91,8 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     option("--schedule", choices=("constant", "cosine"))
     option("--seed", type=int)
     option("--valid-fraction", type=float)
+    option("--time-budget-s", type=float, help="stop training before an epoch would end past this many seconds "
+           "(0: no limit); the best epoch so far is kept")
     group.add_argument("--refit", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                        help="retrain on all training documents for the epoch count chosen on validation")
     group.add_argument("--neighbours", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,

@@ -76,7 +76,9 @@ def candidate(live: Checkpoint, replay: Corpus, examples: Corpus, names: list[st
     if settings.finetune_loss:
         config = ModelConfig.from_dict({**config.to_dict(), "loss": settings.finetune_loss})
     corpus = Corpus.concat([replay, examples])
-    return train(corpus, config, live.train_config, label_names=names)
+    # a budget, so a correction reaches serving in about a minute (cooking: one round's epochs once ran 72 s)
+    budgeted = dataclasses.replace(live.train_config, time_budget_s=settings.round_budget_s)
+    return train(corpus, config, budgeted, label_names=names)
 
 
 def as_tagger(trained: TrainedModel) -> Tagger:
