@@ -78,6 +78,7 @@ class CheckpointMeta:
     created: str  # ISO 8601 time of writing; empty when the checkpoint does not say
     labels: tuple[str, ...]  # label names, in label-id order
     valid_p1: float | None  # validation P@1 the model was accepted with, when recorded
+    boost: LabelBoost = field(default_factory=LabelBoost)  # new labels' served boost (none when unreadable)
 
 
 @dataclass
@@ -289,7 +290,8 @@ def _read_weights(path: Path, model: RankAE) -> dict[str, torch.Tensor]:
 
 
 def read_meta(directory: Path | str) -> CheckpointMeta:
-    """A checkpoint's version, creation time, label names and validation P@1, from its JSON files only.
+    """A checkpoint's version, creation time, label names, validation P@1 and new-label boost, from its JSON
+    files only.
 
     Cheap (no torch, no weights) and lenient about the rest: ``load`` is what checks a checkpoint whole.
     """
@@ -303,8 +305,12 @@ def read_meta(directory: Path | str) -> CheckpointMeta:
         raise CheckpointError(f"{directory}/config.json: no version; not a checkpoint written by tagger train")
     valid = metrics.get("valid") if isinstance(metrics, dict) else None
     p1 = valid.get("p@1") if isinstance(valid, dict) else None
+    try:
+        boost = _read_boost(directory, config.get("boost"))
+    except CheckpointError:
+        boost = LabelBoost()  # load() names the problem; a listing need not
     return CheckpointMeta(config["version"], str(config.get("created", "")), tuple(_read_labels(directory)),
-                          float(p1) if isinstance(p1, int | float) else None)
+                          float(p1) if isinstance(p1, int | float) else None, boost)
 
 
 def load_corpus(directory: Path | str, name: str) -> Corpus | None:

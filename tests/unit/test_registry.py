@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from model.boost import LabelBoost
 from model.errors import CheckpointError
 from worker.learn.registry import Registry, resolve
 
@@ -20,6 +21,21 @@ def fake_checkpoint(root: Path, version: str, p1: float = 0.5) -> Path:
     (path / "labels.json").write_text(json.dumps(["a", "b"]))
     (path / "metrics.json").write_text(json.dumps({"valid": {"p@1": p1}}))
     return path
+
+
+def test_the_listing_shows_a_versions_new_label_boost(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from worker.cli import main
+
+    registry = Registry(tmp_path / "reg")
+    registry.publish(fake_checkpoint(tmp_path, "v1"))
+    grown = fake_checkpoint(tmp_path, "v2")
+    config = json.loads((grown / "config.json").read_text())
+    (grown / "config.json").write_text(json.dumps({**config, "boost": {"labels": ["b"], "weight": 0.03}}))
+    registry.publish(grown)
+    assert [i.boost for i in registry.versions()] == [LabelBoost(), LabelBoost(("b",), 0.03)]
+    assert main(["model", "list", "--registry", str(tmp_path / "reg")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("labels=2") and lines[1].endswith("labels=2  new-label boost 0.03 on 1")
 
 
 def test_publish_makes_current_and_lists(tmp_path: Path) -> None:

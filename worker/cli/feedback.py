@@ -135,11 +135,13 @@ def _registry(args: argparse.Namespace) -> Registry:
 
 
 def cmd_model_list(args: argparse.Namespace) -> int:
-    """One line per version: live marker, version, created, validation P@1, label count."""
+    """One line per version: live marker, version, created, validation P@1, label count, and the new labels'
+    boost where it has new labels."""
     for info in _registry(args).versions():
         p1 = "-" if info.valid_p1 is None else f"{info.valid_p1 * 100:.2f}"
+        boost = f"  new-label boost {info.boost.weight:g} on {len(info.boost.labels)}" if info.boost.labels else ""
         sys.stdout.write(f"{'*' if info.current else ' '} {info.version}  {info.created}  p@1={p1}  "
-                         f"labels={info.labels}\n")
+                         f"labels={info.labels}{boost}\n")
     return 0
 
 

@@ -17,10 +17,11 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from model.boost import LabelBoost
 from model.checkpoint import read_meta
 from model.errors import CheckpointError, ConfigError
 
@@ -36,6 +37,7 @@ class VersionInfo:
     valid_p1: float | None
     current: bool
     labels: int = 0  # labels the version knows (grows as corrections admit new ones)
+    boost: LabelBoost = field(default_factory=LabelBoost)  # new labels' served boost, chosen by the learner
 
 
 class Registry:
@@ -139,7 +141,8 @@ class Registry:
         found = []
         for path in sorted(self.versions_dir.glob("[!.]*")):
             meta = read_meta(path)
-            found.append(VersionInfo(path.name, meta.created, meta.valid_p1, path.name == current, len(meta.labels)))
+            found.append(VersionInfo(path.name, meta.created, meta.valid_p1, path.name == current, len(meta.labels),
+                                     meta.boost))
         return sorted(found, key=lambda info: info.created)
 
     def prune(self, keep: int) -> list[str]:
