@@ -114,6 +114,8 @@ class LearnerMetrics:
         self.live_version = Gauge("tagger_live_model_info", "The registry's live version (value 1)", ["version"],
                                   registry=r)
         self.labels = Gauge("tagger_labels_total", "Labels the live model knows", registry=r)
+        self.boost = Gauge("tagger_new_label_boost", "The live model's served boost of labels new since tagger "
+                           "train", registry=r)
         self.admitted = Counter("tagger_labels_admitted_total", "New labels from corrections in promoted models",
                                 registry=r)
         self.rejected_in_a_row = Gauge("tagger_learner_rejected_in_a_row",

@@ -161,6 +161,7 @@ def test_a_label_new_to_the_model_is_admitted_by_three_users_and_learned(
     assert grown.label_names == [*live.label_names, hidden]  # existing label ids unchanged
     assert grown.boost.labels == (hidden,)  # new since tagger train: boosted as the round chose
     assert grown.boost.weight == outcome.candidate["new_label_boost"] and outcome.live["new_label_boost"] == 0
+    assert learner.metrics.registry.get_sample_value("tagger_new_label_boost") == grown.boost.weight
     later = TEST.subset([i for i in range(300, len(TEST)) if hidden in TEST.labels[i]])
     found = [hidden in {n for n, _ in tags} for tags in grown.predict(later.texts or [], 5)]
     assert sum(found) / len(found) >= 0.5, f"recall@5 of the new label {sum(found)}/{len(found)}"

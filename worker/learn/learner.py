@@ -251,7 +251,9 @@ class Learner:
         live = self.registry.current()
         self.metrics.live_version.clear()
         self.metrics.live_version.labels(live).set(1)
-        self.metrics.labels.set(len(checkpoint.read_meta(self.registry.path(live)).labels))
+        meta = checkpoint.read_meta(self.registry.path(live))
+        self.metrics.labels.set(len(meta.labels))
+        self.metrics.boost.set(meta.boost.weight)
         if outcome.result == "promoted":
             self.metrics.admitted.inc(len(outcome.labels_added))
             self.metrics.rejected_in_a_row.set(0)
