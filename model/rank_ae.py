@@ -305,7 +305,7 @@ class RankAE(nn.Module):
 def predict_topk(model: RankAE, x: sp.csr_matrix, k: int, batch_size: int = 512,
                  device: torch.device | str | None = None,
                  neighbours: Neighbours | None = None,
-                 bias: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 bias: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k label ids and scores, best first, for rows of x (n, n_features): two (n, k') arrays, k' = min(k, L).
     With ``neighbours`` the scores are the network's blended with their votes; ``bias`` (L,) is then added
     (model.boost: new labels' boost)."""
@@ -313,7 +313,7 @@ def predict_topk(model: RankAE, x: sp.csr_matrix, k: int, batch_size: int = 512,
     k = min(k, model.config.n_labels)
     model.eval()
     ids, scores = [], []
-    added = None if bias is None else torch.from_numpy(bias).to(device)
+    added = None if bias is None else bias.to(device)  # no copy when it already lives there (Tagger's)
     with torch.inference_mode():
         for start in range(0, x.shape[0], batch_size):
             rows = x[start:start + batch_size]

@@ -43,7 +43,9 @@ class Tagger:
         self.metrics = metrics or {}
         self.neighbours = neighbours  # nearest-neighbour votes blended into the network's scores, if chosen
         self.boost = boost or LabelBoost()
-        self._bias = self.boost.bias(self.label_names)  # (L,) added to served scores, or None
+        bias = self.boost.bias(self.label_names)
+        # (L,) added to served scores, moved to the model's device once rather than per batch
+        self._bias = None if bias is None else torch.from_numpy(bias).to(self.device)
 
     @classmethod
     def load(cls, directory: Path | str, device: str | None = None) -> Tagger:

@@ -207,8 +207,9 @@ class Learner:
                   for name, t in (("live", tagger), ("candidate", rounds.as_tagger(trained)))}
         reason = rounds.verdict({n: j.heldout_rows for n, j in judged.items()},
                                 {n: j.slice_rows for n, j in judged.items()}, self.rounds.promote_epsilon)
-        summary = {n: {**_summary({"heldout": j.heldout, "slice": j.slice}), "new_label_boost": boost.weight}
-                   for (n, j), boost in zip(judged.items(), (live.boost, trained.boost), strict=True)}
+        boosts = {"live": live.boost.weight, "candidate": trained.boost.weight}
+        summary = {n: {**_summary({"heldout": j.heldout, "slice": j.slice}), "new_label_boost": boosts[n]}
+                   for n, j in judged.items()}
         clock.lap("judge")
         if reason:
             return RoundResult("rejected", reason, summary["live"], summary["candidate"], labels_added=new_labels)
