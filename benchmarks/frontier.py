@@ -16,29 +16,15 @@ import logging
 import time
 from typing import Any
 
-import scipy.sparse as sp
 import torch
 
 from benchmarks.quality import DATASETS, benchmark_parser, default_configs, start_benchmark
 from model.data import label_matrix
 from model.metrics import evaluate
-from model.neighbours import Neighbours
-from model.rank_ae import RankAE, predict_topk
+from model.rank_ae import predict_topk, served_rate
 from model.trainer import train
 
 log = logging.getLogger("benchmarks.frontier")
-
-
-def model_only_rate(model: RankAE, rows: sp.csr_matrix, neighbours: Neighbours | None = None, batch_size: int = 256,
-                    seconds: float = 3.0) -> float:
-    """Documents/s of top-5 prediction (served as with ``neighbours``) over featurized ``rows`` (n, n_features),
-    repeated for ≥ ``seconds``."""
-    predict_topk(model, rows[:batch_size], 5, batch_size, neighbours=neighbours)  # warm-up: pools, index matrices
-    done, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        predict_topk(model, rows, 5, batch_size, neighbours=neighbours)
-        done += rows.shape[0]
-    return done / (time.perf_counter() - started)
 
 
 def measure(name: str, width: int, quick: bool) -> dict[str, Any]:
@@ -56,7 +42,7 @@ def measure(name: str, width: int, quick: bool) -> dict[str, Any]:
                f"{chosen.share:.1f} / {chosen.votes_weight:.1f} / {chosen.centroids:.1f}")
     return {"dataset": name, "width": width, "vocabulary": trained.featurizer.n_features,
             "labels": len(trained.label_names), **scores, "train_seconds": seconds, "weights": weights,
-            "model_docs_per_s": model_only_rate(trained.model, rows, chosen), "threads": torch.get_num_threads()}
+            "model_docs_per_s": served_rate(trained.model, rows, chosen), "threads": torch.get_num_threads()}
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:

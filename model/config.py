@@ -124,6 +124,12 @@ class TrainConfig:
     encoder: str = ""  # text: a pretrained sentence encoder beside the tf-idf features ("minilm"), or none
     neighbours: bool = True  # blend neighbour votes and label centroids into the score where validation prefers
     time_budget_s: float = 0.0  # stop before an epoch would end past this many seconds of epochs; 0: no limit
+    # The neighbour votes are left out when the model served with them would tag fewer documents/s than this
+    # (model-only, batch 256, measured on the training machine); 0: no floor. The votes search the whole
+    # index for every document, so their cost grows with the training set. 10,000 is about what one
+    # kafka-python consumer reads on 2 cores: with the votes the model must not be slower than its consumer
+    # (docs/results.md, "The votes must pay for their cost in speed too").
+    min_docs_per_s: float = 10_000.0
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes stored with the model
 
     def __post_init__(self) -> None:
@@ -137,6 +143,8 @@ class TrainConfig:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         if self.time_budget_s < 0:
             raise ConfigError(f"time_budget_s must be 0 (no limit) or positive, got {self.time_budget_s}")
+        if self.min_docs_per_s < 0:
+            raise ConfigError(f"min_docs_per_s must be 0 (no floor) or positive, got {self.min_docs_per_s}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form, as stored in a checkpoint."""

@@ -31,9 +31,10 @@ from model.errors import ConfigError, DataError, ModelError
 from model.label_embedding import label_embedding
 from model.metrics import evaluate
 from model.neighbours import MAX_DOC_FREQ, Neighbours
+from model.neighbours import SETTINGS as NEIGHBOUR_SETTINGS
 from model.neighbours import choose as choose_neighbours
 from model.noise import add_label_noise
-from model.rank_ae import RankAE, blend_topk, labels_batch, predict_scores, predict_topk
+from model.rank_ae import RankAE, blend_topk, labels_batch, predict_scores, predict_topk, served_rate
 from model.text import Featurizer
 
 __all__ = ["EpochLoop", "build_model", "corpus_labels", "diverged", "feedback_corpora", "frequency_baseline",
@@ -184,7 +185,8 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
     # Text rows are sparse, and their most common words make the similarity product dense; a feature
     # matrix (dense columns, or words as given) is indexed whole.
     max_doc_freq = MAX_DOC_FREQ if run.featurizer.kind == "text" else 1.0
-    neighbours = _neighbours(run.loop, x_valid, y_valid, max_doc_freq) if train_config.neighbours else None
+    neighbours = (_neighbours(run.loop, x_valid, y_valid, max_doc_freq, train_config.min_docs_per_s)
+                  if train_config.neighbours else None)
     metrics = best["metrics"]
     if neighbours is not None:  # what the model is accepted with is what it serves: the blend
         metrics = evaluate(predict_topk(run.loop.model, x_valid, 5, device=run.loop.device, neighbours=neighbours)[0],
@@ -201,16 +203,40 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
 
 
 def _neighbours(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,
-                max_doc_freq: float) -> Neighbours | None:
-    """Neighbour votes over the training rows, when blending them in beats the network on validation."""
+                max_doc_freq: float, min_docs_per_s: float) -> Neighbours | None:
+    """Neighbour votes over the training rows, when blending them in beats the network on validation and
+    the model served with them tags at least ``min_docs_per_s`` (0: any rate)."""
+    affordable = True
+    if min_docs_per_s > 0:
+        rate = _votes_rate(loop, x_valid, max_doc_freq)
+        affordable = rate >= min_docs_per_s
+        log.info("served with neighbour votes: %.0f documents/s (model only, batch 256)%s", rate,
+                 "" if affordable else f", under the floor of {min_docs_per_s:.0f} (--min-docs-per-s): not tried")
     chosen = choose_neighbours(predict_scores(loop.model, x_valid, device=loop.device), loop.x, loop.y,
-                               x_valid, y_valid, max_doc_freq=max_doc_freq)
+                               x_valid, y_valid, settings=NEIGHBOUR_SETTINGS if affordable else (),
+                               max_doc_freq=max_doc_freq)
     if chosen is None:
         log.info("neighbour scores: not used (the network alone is best on validation)")
     else:
         log.info("neighbour scores: k=%d, power %g; weights network %.1f, votes %.1f, label centroids %.1f",
                  chosen.k, chosen.power, chosen.share, chosen.votes_weight, chosen.centroids)
     return chosen
+
+
+# Rows the served rate is timed on: validation rows, repeated where there are fewer, so that a small set is
+# timed at batch 256 as a stream would be rather than on one short batch.
+_RATE_ROWS = 1024
+
+
+def _votes_rate(loop: EpochLoop, x_valid: sp.csr_matrix, max_doc_freq: float) -> float:
+    """Documents/s of the model served with votes and centroids over its training rows (the dearest blend the
+    trainer may choose), timed on validation rows."""
+    dearest = Neighbours.index(loop.x, loop.y, *max(NEIGHBOUR_SETTINGS), share=0.1, max_doc_freq=max_doc_freq,
+                               centroids=0.1)
+    rows = x_valid[:_RATE_ROWS]
+    if 0 < rows.shape[0] < _RATE_ROWS:
+        rows = sp.vstack([rows] * -(-_RATE_ROWS // rows.shape[0]), format="csr")[:_RATE_ROWS]
+    return served_rate(loop.model, rows, dearest, device=loop.device)
 
 
 @dataclass

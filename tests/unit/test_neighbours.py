@@ -12,8 +12,8 @@ import torch
 
 from model import checkpoint
 from model.config import preset
-from model.errors import CheckpointError
-from model.neighbours import Neighbours, choose
+from model.errors import CheckpointError, ConfigError
+from model.neighbours import SETTINGS, Neighbours, choose
 from model.synthetic import generate_corpus
 from model.tagger import Tagger
 from model.trainer import train
@@ -25,10 +25,14 @@ LABELS = sp.csr_matrix(np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
 QUERY = sp.csr_matrix(np.array([[2.0, 0.0]]))  # cosine 1 to the first, 0 to the second, 1/√2 to the third
 
 
-def test_votes_are_the_similarity_weighted_share_of_the_k_nearest() -> None:
+@pytest.mark.parametrize("dense_index", [0.0, 2.0], ids=["dense", "sparse"])
+def test_votes_are_the_similarity_weighted_share_of_the_k_nearest(dense_index: float,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("model.neighbours._DENSE_INDEX", dense_index)  # 0: every index dense; 2: none
+    index = Neighbours.index(ROWS, LABELS, k=2, power=1.0, share=0.5, max_doc_freq=1)
+    assert isinstance(index._columns, np.ndarray) == (dense_index == 0.0)
     # k=2 keeps the first and third (cosines 1 and 0.7071): weights 1/1.7071 and 0.7071/1.7071.
-    votes = Neighbours.index(ROWS, LABELS, k=2, power=1.0, share=0.5, max_doc_freq=1).votes(QUERY)
-    np.testing.assert_allclose(votes, [[1.0, 0.7071 / 1.7071]], atol=1e-4)
+    np.testing.assert_allclose(index.votes(QUERY), [[1.0, 0.7071 / 1.7071]], atol=1e-4)
     # power 2 squares the cosines: weights 1 and 0.5, so label 1 gets 0.5 / 1.5.
     squared = Neighbours.index(ROWS, LABELS, k=2, power=2.0, share=0.5, max_doc_freq=1).votes(QUERY)
     np.testing.assert_allclose(squared, [[1.0, 1 / 3]], atol=1e-4)
@@ -111,6 +115,10 @@ def test_votes_are_kept_only_where_they_beat_the_blend_without_them() -> None:
                     max_doc_freq=1)
     assert chosen is not None
     assert (chosen.k, chosen.share, chosen.centroids, chosen.votes_weight) == (1, 0.3, 0.0, 0.7)
+    # With no settings (the trainer's answer to votes too slow to serve) the votes are not tried: share 0.3
+    # with centroids 0.7 ranks it wrong (0.27 + 0.688 against 0.03 + 0.626), so the network alone is kept.
+    assert choose(np.array([[0.9, 0.1]]), rows, labels, query, truth, settings=(), shares=(0.3,),
+                  max_doc_freq=1) is None
 
 
 @pytest.fixture(scope="module")
@@ -177,6 +185,25 @@ def test_the_validation_metrics_kept_are_those_of_the_served_blend() -> None:
     served = Tagger.from_trained(trained).evaluate(valid)
     assert trained.metrics["p@1"] == pytest.approx(served["p@1"]) and trained.metrics["ndcg@5"] == pytest.approx(
         served["ndcg@5"])
+
+
+def test_votes_too_slow_to_serve_are_not_tried(corpus_split, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    tried: list[tuple[tuple[int, float], ...]] = []  # the vote settings the trainer lets validation try
+
+    def spy(*args, settings, **kwargs):  # type: ignore[no-untyped-def]
+        tried.append(settings)
+        return choose(*args, settings=settings, **kwargs)
+
+    monkeypatch.setattr("model.trainer.choose_neighbours", spy)
+    train(corpus_split[0], *preset("default", epochs=1, patience=1, min_docs_per_s=0))
+    with caplog.at_level("INFO", logger="model.trainer"):
+        neighbours = train(corpus_split[0], *preset("default", epochs=1, patience=1, min_docs_per_s=1e12)).neighbours
+    assert tried == [SETTINGS, ()]
+    assert neighbours is None or neighbours.votes_weight == 0
+    assert "under the floor of 1000000000000 (--min-docs-per-s): not tried" in caplog.text
+    with pytest.raises(ConfigError, match="min_docs_per_s"):
+        preset("default", min_docs_per_s=-1.0)
 
 
 def test_the_paper_preset_and_the_flag_leave_votes_out(corpus_split) -> None:  # type: ignore[no-untyped-def]
