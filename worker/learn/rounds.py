@@ -19,11 +19,7 @@ beyond what chance explains: with per-document differences d (candidate − live
 it exceeds epsilon plus ``Z`` standard errors of the mean of d, so a few hundred held-out documents cannot
 veto a round on noise alone, while a large loss (a poisoned round on cooking) still does. And the round
 must gain: summed over P@1 and nDCG@5 on both sets, the candidate's change must be positive, so what it
-loses on one set must be bought by what it gains on the other. And the gain must be more than noise: the
-corrections slice improves (P@1 plus nDCG@5), or a held-out metric rises by more than ``Z`` standard errors.
-A poisoned round's slice holds random labels that neither model ranks, so its evidence is the held-out set
-alone, where a candidate that learnt little from it differs from the live model by chance (Stack Exchange
-biology: +2 of 198 held-out questions at P@1, and the sum rule alone promoted it).
+loses on one set must be bought by what it gains on the other.
 
 The candidate chooses its epoch and blend weights on that held-out set, which is the validation split the
 seed model chose its own on: otherwise the live model's held-out scores carry the optimism of that choice and
@@ -184,24 +180,7 @@ def verdict(heldout: dict[str, dict[str, np.ndarray]], judged: dict[str, dict[st
                     f"errors ({se:.4f})")
     if net_gain(heldout, judged) <= 0:
         return f"no net gain over held-out and corrections slice ({_changes(heldout, judged)})"
-    if not _evidence(heldout, judged):
-        return (f"no gain beyond chance: the corrections slice did not improve and no held-out metric rose by more "
-                f"than {Z} standard errors ({_changes(heldout, judged)})")
     return ""
-
-
-def _evidence(heldout: dict[str, dict[str, np.ndarray]], judged: dict[str, dict[str, np.ndarray]]) -> bool:
-    """Whether the candidate shows a gain that noise does not explain: on the corrections slice (summed over the
-    guard metrics), or on a held-out metric by more than ``Z`` standard errors."""
-    slice_gain = sum(np.mean(judged["candidate"][metric]) - np.mean(judged["live"][metric])
-                     for metric in GUARD_METRICS)
-    if slice_gain > 0:
-        return True
-    for metric in GUARD_METRICS:
-        drop, se = paired_drop(heldout["live"][metric], heldout["candidate"][metric])
-        if -drop > Z * se:
-            return True
-    return False
 
 
 def _changes(heldout: dict[str, dict[str, np.ndarray]], judged: dict[str, dict[str, np.ndarray]]) -> str:
