@@ -198,7 +198,7 @@ class Learner:
         clock.lap("load")
         if not len(judge_set) or not len(train_set):
             return RoundResult("rejected", "too few corrected documents to hold a slice out", {}, {})
-        trained = rounds.candidate(live, replay, train_set, heldout, names, self.rounds)
+        trained = rounds.candidate(live, replay, train_set, names, self.rounds)
         clock.lap("train")
         trained = rounds.boosted(trained, heldout, [*live.boost.labels, *new_labels], self.rounds.new_label_cost)
         clock.lap("boost")

@@ -5,8 +5,7 @@ Two ways to make the candidate (``TAGGER_ROUND_MODE``):
 - ``retrain`` (the default): train a fresh model, with the live model's own configuration, on the
   replayed training documents plus every corrected example so far. The vocabulary is refitted (the
   stream's new words count), the label set is the live one with admitted new labels appended (existing
-  label ids never change), and early stopping and the neighbour weights are chosen on the live model's
-  held-out set, as the live model's own were (see below). Measured on Stack Exchange
+  label ids never change), and early stopping works as in ``tagger train``. Measured on Stack Exchange
   cooking (docs/results.md): a live model seeded on the first 15% gained as much per round this way as
   a model retrained on clean labels, and more than a fine-tune nudge did.
 - ``finetune``: a few epochs at a small rate on the examples mixed with replay, starting from the live
@@ -20,12 +19,6 @@ it exceeds epsilon plus ``Z`` standard errors of the mean of d, so a few hundred
 veto a round on noise alone, while a large loss (a poisoned round on cooking) still does. And the round
 must gain: summed over P@1 and nDCG@5 on both sets, the candidate's change must be positive, so what it
 loses on one set must be bought by what it gains on the other.
-
-The candidate chooses its epoch and blend weights on that held-out set, which is the validation split the
-seed model chose its own on: otherwise the live model's held-out scores carry the optimism of that choice and
-the candidate's do not. On Stack Exchange cooking a seed trained on 2,310 questions scored held-out P@1 74.5,
-2.2–6.5 points above each candidate of the first three rounds, and all three were rejected (docs/results.md,
-"The candidate chooses on the held-out set").
 
 That sum replaced a rule that the slice's nDCG@5 must improve (docs/results.md, "New labels get a served
 boost, and the guard sums its evidence"). The significance test has little power on a small held-out set:
@@ -74,10 +67,9 @@ def label_set(live_names: list[str], admitted: list[str], settings: LearnerSetti
     return [*live_names, *admitted] if settings.round_mode == "retrain" else list(live_names)
 
 
-def candidate(live: Checkpoint, replay: Corpus, examples: Corpus, heldout: Corpus, names: list[str],
+def candidate(live: Checkpoint, replay: Corpus, examples: Corpus, names: list[str],
               settings: LearnerSettings) -> TrainedModel:
-    """The round's candidate over label set ``names`` (the live labels, then admitted new ones); a retrained one
-    chooses its epoch and blend on ``heldout``, as the live model did (see the module)."""
+    """The round's candidate over label set ``names`` (the live labels, then admitted new ones)."""
     if settings.round_mode == "finetune":
         return _fine_tuned(live, replay, examples, settings)
     config = live.model.config
@@ -86,7 +78,7 @@ def candidate(live: Checkpoint, replay: Corpus, examples: Corpus, heldout: Corpu
     corpus = Corpus.concat([replay, examples])
     # a budget, so a correction reaches serving in about a minute (cooking: one round's epochs once ran 72 s)
     budgeted = dataclasses.replace(live.train_config, time_budget_s=settings.round_budget_s)
-    return train(corpus, config, budgeted, valid_corpus=heldout, label_names=names)
+    return train(corpus, config, budgeted, label_names=names)
 
 
 def as_tagger(trained: TrainedModel) -> Tagger:
