@@ -5,7 +5,9 @@ centroid (the normalised sum of the rows carrying the label). Served score:
     share·network + (1 − share − centroids)·votes + centroids·centroid cosine
 
 Not in the paper. The trainer keeps them only where the blend beats the network alone on its validation
-split (docs/results.md, "Nearest-neighbour votes beside the network"). The centroid is the few-shot part: a
+split (docs/results.md, "Nearest-neighbour votes beside the network"), and tries the votes only where the
+model served with them keeps its speed floor (``TrainConfig.min_docs_per_s``): each document searches the
+whole index, so their cost grows with the training set. The centroid is the few-shot part: a
 label learnt from a dozen corrected documents has a usable centroid long before the network ranks it or the
 votes of its few documents outweigh those of frequent labels (docs/results.md, "Learning from corrections").
 """
@@ -45,7 +47,7 @@ VOTES_MIN_GAIN = 0.005
 _DENSE_CENTROIDS = 1 << 24
 # Index rows with at least this share of entries non-zero (feature matrices such as mediamill's 120 dense
 # columns) are kept dense: a block's similarities are then one BLAS product, not scipy's sparse product
-# (mediamill: 12 instead of 17 µs per document for the whole block, served blend 3,200 → 18,500 docs/s).
+# (mediamill: scipy's product alone took 12 µs per document; the served blend went from 3,200 to 18,500 docs/s).
 _DENSE_INDEX = 0.25
 _CHUNK = 128  # documents per similarity block: the block is (chunk, N) floats, N the indexed documents
 # Text features (words) in more than this share of the indexed documents are left out of the index: nearly
