@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -50,14 +51,39 @@ def test_transform_is_deterministic_and_does_not_mutate_input() -> None:
     assert (first != second).nnz == 0 and docs == DOCS
 
 
-def test_count_features_get_tfidf_and_real_values_stay_raw() -> None:
+def test_count_features_get_tfidf_and_sparse_real_values_stay_raw() -> None:
     counts = sp.csr_matrix(np.array([[1.0, 0.0, 2.0], [1.0, 1.0, 0.0]]))
     assert Featurizer.fit_matrix(counts).weighting == "tfidf"
-    real = sp.csr_matrix(np.array([[0.25, 0.0, 0.5], [0.1, 0.3, 0.0]]))
+    real = sp.csr_matrix(([0.25, 0.5, 0.3], ([0, 0, 1], [0, 2, 1])), shape=(4, 4))  # 3 of 16 entries: sparse
     featurizer = Featurizer.fit_matrix(real)
     assert featurizer.weighting == "raw"
     row = featurizer.transform(real[:1]).toarray()[0]
-    assert row == pytest.approx(np.array([0.25, 0.0, 0.5]) / math.hypot(0.25, 0.5))
+    assert row == pytest.approx(np.array([0.25, 0.0, 0.5, 0.0]) / math.hypot(0.25, 0.5))
+
+
+def test_dense_real_features_get_column_z_scores_from_the_training_rows() -> None:
+    # column 0: mean 1.0, std 0.5; column 1: mean 2.0, std 1.0; column 2 is constant (scale 1, so z = 0)
+    dense = sp.csr_matrix(np.array([[0.5, 1.0, 0.7], [1.5, 3.0, 0.7]]))
+    featurizer = Featurizer.fit_matrix(dense)
+    assert featurizer.weighting == "standard"
+    assert featurizer.mean == pytest.approx([1.0, 2.0, 0.7]) and featurizer.scale == pytest.approx([0.5, 1.0, 1.0])
+    # z-scores (-1, -1, 0) and (1, 1, 0), each row then unit length; a new row uses the training statistics
+    rows = featurizer.transform(sp.csr_matrix(np.array([[0.5, 1.0, 0.7], [2.0, 2.0, 1.7]]))).toarray()
+    assert rows[0] == pytest.approx(np.array([-1.0, -1.0, 0.0]) / math.sqrt(2))
+    assert rows[1] == pytest.approx(np.array([2.0, 0.0, 1.0]) / math.sqrt(5))
+
+
+def test_standardised_features_round_trip_and_a_file_without_their_statistics_is_refused(tmp_path: Path) -> None:
+    dense = sp.csr_matrix(np.array([[0.5, 1.0], [1.5, 3.0], [0.9, 2.2]]))
+    featurizer = Featurizer.fit_matrix(dense)
+    featurizer.save(tmp_path / "vocab.json")
+    loaded = Featurizer.load(tmp_path / "vocab.json")
+    assert loaded.weighting == "standard"
+    assert loaded.transform(dense).toarray() == pytest.approx(featurizer.transform(dense).toarray())
+    body = json.loads((tmp_path / "vocab.json").read_text())
+    (tmp_path / "vocab.json").write_text(json.dumps({**body, "scale": None}))
+    with pytest.raises(CheckpointError, match="column mean and scale"):
+        Featurizer.load(tmp_path / "vocab.json")
 
 
 def test_feature_matrix_with_wrong_width_is_refused() -> None:
