@@ -40,6 +40,7 @@ Weighting = Literal["tfidf", "raw", "standard"]
 # "Dense features get z-scores"). Centring makes every entry non-zero, so a sparse matrix (rcv1v2's given
 # tf-idf values, 0.2% non-zero) keeps its values, as scikit-learn's StandardScaler refuses to centre one.
 _DENSE_SHARE = 0.25
+_CONSTANT = 1e-6  # a column whose spread is at most this share of its mean is constant (float32 keeps ~7 digits)
 
 
 def tokenize(text: str) -> list[str]:
@@ -133,9 +134,11 @@ class Featurizer:
             return cls("features", x.shape[1], weighting, (), idf)
         if weighting == "standard":
             values = x.toarray().astype(np.float64)
-            scale = values.std(axis=0)
-            scale[scale == 0] = 1.0  # a constant column becomes 0, not a division by zero
-            return cls("features", x.shape[1], weighting, (), None, "", values.mean(axis=0).astype(np.float32),
+            mean, scale = values.mean(axis=0), values.std(axis=0)
+            # A constant column becomes 0 rather than a division by (nearly) zero: summing a column of 1,000
+            # copies of 0.1 leaves a spread of 1.4e-17, which would blow a new value of 0.2 up to 7e15.
+            scale[scale <= _CONSTANT * np.abs(mean)] = 1.0
+            return cls("features", x.shape[1], weighting, (), None, "", mean.astype(np.float32),
                        scale.astype(np.float32))
         return cls("features", x.shape[1], weighting)
 

@@ -73,6 +73,17 @@ def test_dense_real_features_get_column_z_scores_from_the_training_rows() -> Non
     assert rows[1] == pytest.approx(np.array([2.0, 0.0, 1.0]) / math.sqrt(5))
 
 
+def test_a_constant_column_stays_zero_even_when_its_mean_is_not_exact() -> None:
+    # 1,000 rows of 0.1 in column 1: float64 sums leave a spread of about 1e-17, not 0; z-scores by it would
+    # make a new row's 0.2 there about 7e15 and the row one-hot. Column 0 (0, 1, 0, 1, ...): mean 0.5, std 0.5.
+    values = np.column_stack([np.arange(1000) % 2, np.full(1000, 0.1)])
+    featurizer = Featurizer.fit_matrix(sp.csr_matrix(values))
+    assert featurizer.scale is not None and featurizer.scale[1] == 1.0
+    row = featurizer.transform(sp.csr_matrix(np.array([[1.0, 0.2]]))).toarray()[0]
+    # z = (1 - 0.5) / 0.5 = 1 and (0.2 - 0.1) / 1 = 0.1; unit length: (1, 0.1) / sqrt(1.01)
+    assert row == pytest.approx(np.array([1.0, 0.1]) / math.sqrt(1.01), rel=1e-5)
+
+
 def test_standardised_features_round_trip_and_a_file_without_their_statistics_is_refused(tmp_path: Path) -> None:
     dense = sp.csr_matrix(np.array([[0.5, 1.0], [1.5, 3.0], [0.9, 2.2]]))
     featurizer = Featurizer.fit_matrix(dense)
