@@ -131,15 +131,14 @@ class Featurizer:
             weighting = "tfidf" if is_counts else "standard" if dense else "raw"
         if weighting == "tfidf":
             idf = _idf(np.bincount(x.indices, minlength=x.shape[1]).astype(np.float64), x.shape[0])
-            return cls("features", x.shape[1], weighting, (), idf)
+            return cls("features", x.shape[1], weighting, idf=idf)
         if weighting == "standard":
             values = x.toarray().astype(np.float64)
             mean, scale = values.mean(axis=0), values.std(axis=0)
             # A constant column becomes 0 rather than a division by (nearly) zero: summing a column of 1,000
             # copies of 0.1 leaves a spread of 1.4e-17, which would blow a new value of 0.2 up to 7e15.
             scale[scale <= _CONSTANT * np.abs(mean)] = 1.0
-            return cls("features", x.shape[1], weighting, (), None, "", mean.astype(np.float32),
-                       scale.astype(np.float32))
+            return cls("features", x.shape[1], weighting, mean=mean.astype(np.float32), scale=scale.astype(np.float32))
         return cls("features", x.shape[1], weighting)
 
     def transform(self, docs: Sequence[str] | sp.csr_matrix) -> sp.csr_matrix:
@@ -211,7 +210,7 @@ class Featurizer:
             body = json.loads(path.read_text(encoding="utf-8"))
             idf, mean, scale = (_array(body.get(key)) for key in ("idf", "mean", "scale"))
             featurizer = cls(body["kind"], int(body["n_features"]), body["weighting"],
-                             tuple(body["tokens"]), idf, str(body.get("encoder", "")), mean, scale)
+                             tuple(body["tokens"]), idf, str(body.get("encoder", "")), mean=mean, scale=scale)
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise CheckpointError(f"{path}: unreadable vocabulary file ({err})") from err
         except TaggerError as err:
