@@ -118,9 +118,6 @@ class TrainConfig:
     seed: int = 0  # seeds torch, numpy and batch order
     valid_fraction: float = 0.1  # share of training documents held out for early stopping
     refit: bool = False  # then retrain on all training documents for the best epoch count (paper §3.1)
-    # Text models: this share of the validation split is left out of every choice and saved as the corrections
-    # learner's held-out set, so the guard compares honest scores (model/trainer.py, _internal_split).
-    guard_share: float = 0.5
     noise: str = ""  # label noise on training labels only: "missing:0.3" or "flip:0.3"
     min_df: int = 2  # text: minimum document frequency of a vocabulary token
     max_vocab: int = 50_000  # text: vocabulary size cap (most frequent tokens kept)
@@ -140,8 +137,6 @@ class TrainConfig:
             raise ConfigError("epochs, batch_size and patience must be at least 1")
         if not 0.0 < self.valid_fraction < 1.0:
             raise ConfigError(f"valid_fraction must be in (0, 1), got {self.valid_fraction}")
-        if not 0.0 <= self.guard_share < 1.0:
-            raise ConfigError(f"guard_share must be in [0, 1), got {self.guard_share}")
         if self.schedule not in ("constant", "cosine"):
             raise ConfigError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
         if self.lr <= 0:

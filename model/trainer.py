@@ -63,50 +63,28 @@ def split_validation(corpus: Corpus, fraction: float, seed: int) -> tuple[Corpus
     return corpus.subset(np.sort(order[n_valid:])), corpus.subset(np.sort(order[:n_valid]))
 
 
-@dataclass(frozen=True)
-class _Split:
-    """The documents ``train`` fits on, the ones it chooses its settings on, and the guard documents it
-    never looks at (None when it keeps none)."""
-
-    fit: Corpus
-    select: Corpus
-    guard: Corpus | None
-
-
-def _internal_split(corpus: Corpus, config: TrainConfig) -> _Split:
-    """The split ``train`` makes when it is given no validation corpus.
-
-    A text model that is not refit keeps ``guard_share`` of the validation split out of every choice it
-    makes (best epoch, decoder share, neighbour settings): those documents are the corrections learner's
-    held-out set, where the model's scores must be as honest as a new candidate's. Chosen on them, the seed
-    looked 4 points better there than a model trained on the stream's true labels, and the guard rejected
-    biology's candidates for it (docs/results.md, "The held-out set must not decline").
-    """
-    fit, valid = split_validation(corpus, config.valid_fraction, config.seed)
-    n_guard = int(config.guard_share * len(valid))
-    if corpus.texts is None or config.refit or not 0 < n_guard < len(valid):
-        return _Split(fit, valid, None)
-    order = np.random.default_rng(config.seed + 1).permutation(len(valid))
-    return _Split(fit, valid.subset(np.sort(order[n_guard:])), valid.subset(np.sort(order[:n_guard])))
+def _internal_split(corpus: Corpus, config: TrainConfig) -> tuple[Corpus, Corpus]:
+    """The (fit, validation) split ``train`` makes when it is given no validation corpus."""
+    return split_validation(corpus, config.valid_fraction, config.seed)
 
 
 def feedback_corpora(corpus: Corpus, config: TrainConfig, replay_size: int = 5000) -> dict[str, Corpus]:
-    """What the corrections learner needs, saved with a text model: the guard documents ``train`` kept out
-    of its choices as the fixed held-out set, and a seeded sample of the training documents to replay.
+    """What the corrections learner needs, saved with a text model: the validation split as the fixed
+    held-out set, and a seeded sample of the training documents to replay while fine-tuning.
 
     A refit model has trained on every document, so it gets no held-out set: judging candidates on
     memorised documents would punish any change (measured: held-out P@1 84 against 48 on unseen ones).
     """
     if corpus.texts is None:
         return {}
-    split = _internal_split(corpus, config)
-    picks = np.random.default_rng(config.seed).permutation(len(split.fit))[:replay_size]
-    corpora = {"replay": split.fit.subset(np.sort(picks))}
+    fit, heldout = _internal_split(corpus, config)
+    picks = np.random.default_rng(config.seed).permutation(len(fit))[:replay_size]
+    corpora = {"replay": fit.subset(np.sort(picks))}
     if config.refit:
         log.warning("--refit trains on every document: no clean held-out set is saved, so the corrections "
                     "learner cannot judge candidates for this model; train without --refit to use it")
-    else:  # a split too small to halve has no guard: its held-out scores are the ones the model chose on
-        corpora["heldout"] = split.guard if split.guard is not None else split.select
+    else:
+        corpora["heldout"] = heldout
     return corpora
 
 
@@ -196,8 +174,7 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
         raise ConfigError("refit retrains on the internal validation split too; pass no valid_corpus")
     fit_corpus = train_corpus
     if valid_corpus is None:
-        split = _internal_split(train_corpus, train_config)
-        fit_corpus, valid_corpus = split.fit, split.select
+        fit_corpus, valid_corpus = _internal_split(train_corpus, train_config)
     target = resolve_device(device)
     run = _Run.prepare(fit_corpus, model_config, train_config, target, label_names)
     x_valid = run.featurizer.transform(valid_corpus.inputs)

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from model.checkpoint import TrainedModel
 from model.config import ModelConfig, TrainConfig, preset
 from model.data import Corpus, hash_split, label_matrix
 from model.device import resolve_device
@@ -19,7 +18,7 @@ from model.noise import add_label_noise, parse_noise
 from model.rank_ae import predict_topk
 from model.synthetic import generate_corpus
 from model.tagger import Tagger
-from model.trainer import diverged, feedback_corpora, frequency_baseline, split_validation, train
+from model.trainer import diverged, frequency_baseline, train
 from tests.conftest import TINY_MODEL, TINY_TRAIN, tiny_configs
 
 
@@ -104,46 +103,9 @@ def test_a_time_budget_stops_training_after_the_epoch_that_leaves_no_time(corpus
         TrainConfig(time_budget_s=-1.0)
 
 
-def _tagger(trained: TrainedModel) -> Tagger:
-    return Tagger.from_trained(trained, {"label_counts": trained.label_counts, "n_train": trained.n_train})
-
-
-def test_a_text_model_chooses_its_settings_without_the_guard_documents(corpus_split: tuple[Corpus, Corpus]) -> None:
-    model_config, _ = tiny_configs()
-    config = TrainConfig(**TINY_TRAIN, neighbours=False)  # valid_fraction 0.1, guard_share 0.5
-    # 730 documents: round(73.0) validation documents, int(0.5 * 73) = 36 of them guard, 37 to choose on
-    _, valid = split_validation(corpus_split[0], 0.1, 0)
-    corpora = feedback_corpora(corpus_split[0], config)
-    guard = set(corpora["heldout"].ids)
-    assert len(valid) == 73 and len(guard) == 36 and guard < set(valid.ids)
-    assert guard.isdisjoint(corpora["replay"].ids)
-    select = valid.subset([i for i, doc in enumerate(valid.ids) if doc not in guard])
-    trained = train(corpus_split[0], model_config, config)
-    assert trained.n_train == 730 - 73  # the guard documents are not trained on either
-    assert _tagger(trained).evaluate(select)["p@1"] == pytest.approx(trained.metrics["p@1"])
-
-
-def test_without_a_guard_share_or_text_the_whole_validation_split_chooses(corpus_split: tuple[Corpus, Corpus]) -> None:
-    model_config, _ = tiny_configs()
-    config = TrainConfig(**TINY_TRAIN, neighbours=False, guard_share=0.0)
-    _, valid = split_validation(corpus_split[0], 0.1, 0)
-    assert feedback_corpora(corpus_split[0], config)["heldout"].ids == valid.ids
-    trained = train(corpus_split[0], model_config, config)
-    assert _tagger(trained).evaluate(valid)["p@1"] == pytest.approx(trained.metrics["p@1"])
-    # feature rows cannot feed the corrections learner, so they keep no guard whatever the share
-    texts = corpus_split[0]
-    rows = Corpus(texts.ids, texts.labels, features=trained.featurizer.transform(texts.texts))
-    on_rows = train(rows, model_config, dataclasses.replace(config, guard_share=0.5))
-    rows_valid = split_validation(rows, 0.1, 0)[1]
-    assert _tagger(on_rows).evaluate(rows_valid)["p@1"] == pytest.approx(on_rows.metrics["p@1"])
-    with pytest.raises(ConfigError, match="guard_share"):
-        TrainConfig(guard_share=1.0)
-
-
 def test_refit_retrains_on_every_training_document(corpus_split: tuple[Corpus, Corpus]) -> None:
     model_config, train_config = tiny_configs()
-    # a refit model keeps no guard documents, so it chooses as a model without a guard share does
-    plain = train(corpus_split[0], model_config, dataclasses.replace(train_config, guard_share=0.0))
+    plain = train(corpus_split[0], model_config, train_config)
     refit = train(corpus_split[0], model_config, dataclasses.replace(train_config, refit=True))
     assert refit.n_train == len(corpus_split[0]) > plain.n_train
     assert refit.metrics == plain.metrics  # validation figures come from the run that chose the epochs

@@ -91,9 +91,6 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     option("--schedule", choices=("constant", "cosine"))
     option("--seed", type=int)
     option("--valid-fraction", type=float)
-    option("--guard-share", type=float, help="text models: share of the validation split kept out of every "
-           "choice, as the corrections learner's held-out set (0: none, the learner then judges on documents "
-           "the model chose its settings on)")
     option("--time-budget-s", type=float, help="stop training before an epoch would end past this many seconds "
            "(0: no limit); the best epoch so far is kept")
     group.add_argument("--refit", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,

@@ -77,8 +77,7 @@ def candidate(live: Checkpoint, replay: Corpus, examples: Corpus, names: list[st
         config = ModelConfig.from_dict({**config.to_dict(), "loss": settings.finetune_loss})
     corpus = Corpus.concat([replay, examples])
     # a budget, so a correction reaches serving in about a minute (cooking: one round's epochs once ran 72 s)
-    # and no guard split: the candidate is judged on the live model's held-out set, not on one of its own
-    budgeted = dataclasses.replace(live.train_config, time_budget_s=settings.round_budget_s, guard_share=0.0)
+    budgeted = dataclasses.replace(live.train_config, time_budget_s=settings.round_budget_s)
     return train(corpus, config, budgeted, label_names=names)
 
 
