@@ -365,7 +365,7 @@ def _table_part(datasets: tuple[str, ...], plan: Plan, sections: set[str], write
     for name in datasets:
         train_corpus, test = load(name, plan)
         rows = run_table(name, train_corpus, test, plan, workdir)
-        splits[name] = (quality.DATASETS[name].split, len(train_corpus), len(test))
+        splits[name] = (quality.DATASETS[name].split(), len(train_corpus), len(test))
         if test.texts is not None and "explain" in sections:
             docs += explain_docs(name, test, rows[0]["tagger"], plan.explain_docs)
         results[name] = [{k: v for k, v in r.items() if k != "tagger"} for r in rows]

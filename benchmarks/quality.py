@@ -1,7 +1,7 @@
 """Quality benchmark: Rank-AE beside peer XML methods on the shared datasets, in one run.
 
     python -m benchmarks.quality [--datasets bibtex reuters ...] [--no-peers] [--quick] [--json FILE]
-                                 [--encoder minilm]
+                                 [--encoder minilm] [--splits N]
 
 Every method sees the same split and, except fastText (raw text), the same tf-idf features: the
 featurizer Rank-AE fits on the training documents. With ``--encoder`` a second Rank-AE row reads a
@@ -9,7 +9,10 @@ pretrained sentence encoder's vectors too (``tagger train --encoder``); the peer
 run with as open tools, and one more row, OvR logistic regression on the tf-idf features and the same
 vectors side by side, shows what a linear model makes of them. Rank-AE's hyperparameters per dataset are in
 ``SETTINGS``; they were chosen on validation splits of the training data only (docs/results.md).
-Prints one markdown table per dataset: P@1/3/5, nDCG@1/3/5, training seconds and predict docs/s.
+Prints one markdown table per dataset: P@1/3/5, nDCG@1/3/5, training seconds and predict docs/s. The sets
+without an official split are split 80/20 by a seeded hash; ``--splits N`` runs N such splits and adds a
+summary of P@1 over them, with Rank-AE's split-by-split difference from the best peer, since a test set of a
+few hundred documents moves P@1 by a point or more between splits. The JSON rows then carry ``split``.
 """
 
 from __future__ import annotations
@@ -41,32 +44,44 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 @dataclass(frozen=True)
 class Dataset:
-    """A benchmark dataset: how to load its (train, test) split, and how that split was made."""
+    """A benchmark dataset: its files, and how its (train, test) split is made.
+
+    ``files`` is (train, test) for a set with an official split, or one file split 80/20 by a seeded hash of
+    each document's ``key`` (its id, or its row number for sets without ids).
+    """
 
     name: str
-    load: Callable[[], tuple[Corpus, Corpus]]
-    split: str
+    files: tuple[str, ...]
+    official: str = ""  # the official split's name; empty for hashed sets
+    key: str = "id"
 
+    @property
+    def resplittable(self) -> bool:
+        """Whether other splits exist (hashed sets); an official split is the only one."""
+        return len(self.files) == 1
 
-def _pair(train: str, test: str) -> Callable[[], tuple[Corpus, Corpus]]:
-    return lambda: (read_corpus(DATA / train), read_corpus(DATA / test))
+    def load(self, seed: int = 0) -> tuple[Corpus, Corpus]:
+        """(train, test): the official split, or the 80/20 hash split with this ``seed``."""
+        if not self.resplittable:
+            return read_corpus(DATA / self.files[0]), read_corpus(DATA / self.files[1])
+        return hash_split(read_corpus(DATA / self.files[0]), 0.2, seed=seed)
 
-
-def _hashed(path: str) -> Callable[[], tuple[Corpus, Corpus]]:
-    return lambda: hash_split(read_corpus(DATA / path), 0.2, seed=0)
+    def split(self, seed: int = 0) -> str:
+        """How the split with this ``seed`` was made, for tables."""
+        return self.official or f"80/20 by md5('{seed}:'+{self.key})"
 
 
 DATASETS = {
     d.name: d for d in (
-        Dataset("bibtex", _pair("bibtex/train.txt", "bibtex/test.txt"), "official MULAN split"),
-        Dataset("delicious", _pair("delicious/train.txt", "delicious/test.txt"), "official MULAN split"),
-        Dataset("reuters", _pair("reuters21578/apte90_train.jsonl", "reuters21578/apte90_test.jsonl"),
+        Dataset("bibtex", ("bibtex/train.txt", "bibtex/test.txt"), "official MULAN split"),
+        Dataset("delicious", ("delicious/train.txt", "delicious/test.txt"), "official MULAN split"),
+        Dataset("reuters", ("reuters21578/apte90_train.jsonl", "reuters21578/apte90_test.jsonl"),
                 "ModApte, 90 topics"),
-        Dataset("goemotions", _pair("goemotions/train.tsv", "goemotions/test.tsv"), "official test"),
-        Dataset("biology", _hashed("stackexchange/biology.csv"), "80/20 by md5('0:'+id)"),
-        Dataset("cooking", _hashed("stackexchange/cooking.csv"), "80/20 by md5('0:'+id)"),
-        Dataset("rcv1v2", _hashed("rcv1v2/rcv1sub1.xmlrepo.txt"), "80/20 by md5('0:'+row)"),
-        Dataset("mediamill", _hashed("mediamill_small/train.txt"), "80/20 by md5('0:'+row)"),
+        Dataset("goemotions", ("goemotions/train.tsv", "goemotions/test.tsv"), "official test"),
+        Dataset("biology", ("stackexchange/biology.csv",)),
+        Dataset("cooking", ("stackexchange/cooking.csv",)),
+        Dataset("rcv1v2", ("rcv1v2/rcv1sub1.xmlrepo.txt",), key="row"),
+        Dataset("mediamill", ("mediamill_small/train.txt",), key="row"),
     )
 }
 # What `python -m benchmarks.quality` runs by default: every shared set.
@@ -197,32 +212,80 @@ def start_benchmark() -> None:
         raise SystemExit(f"{DATA} not found: the benchmark reads the shared datasets from there")
 
 
+def split_summary(name: str, runs: Sequence[Sequence[dict[str, Any]]]) -> str:
+    """P@1 of each method over several splits of one dataset (mean, sample standard deviation, range), and
+    each Rank-AE row's paired difference from the peer with the best mean: a markdown table.
+
+    runs: one list of result rows per split, as ``main`` makes them (Rank-AE rows carry ``chosen``).
+    """
+    by_method: dict[str, list[float]] = {}
+    for rows in runs:
+        for row in rows:
+            if "error" not in row:
+                by_method.setdefault(row["method"], []).append(row["p@1"] * 100)
+    complete = {method: np.array(p1) for method, p1 in by_method.items() if len(p1) == len(runs)}
+    ours = [row["method"] for row in runs[0] if "chosen" in row and row["method"] in complete]
+    peer_means = {method: p1.mean() for method, p1 in complete.items() if method not in ours}
+    lines = [f"#### {name}: test P@1 over {len(runs)} splits\n",
+             "| method | mean | sd | min | max |", "|---|---|---|---|---|"]
+    lines += [f"| {method} | {p1.mean():.2f} | {_sd(p1):.2f} | {p1.min():.2f} | {p1.max():.2f} |"
+              for method, p1 in complete.items()]
+    if peer_means:
+        best = max(peer_means, key=lambda method: peer_means[method])
+        for method in ours:
+            diff = complete[method] - complete[best]
+            lines.append(f"\n{method} − {best} (the best peer on average), split by split: mean {diff.mean():+.2f}, "
+                         f"sd {_sd(diff):.2f}, range {diff.min():+.2f} to {diff.max():+.2f}; level or ahead on "
+                         f"{int((diff >= 0).sum())} of {len(diff)} splits")
+    return "\n".join(lines) + "\n"
+
+
+def _sd(values: np.ndarray) -> float:
+    return float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def _split_rows(train_corpus: Corpus, test: Corpus, args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
+    """Every row of one split: the default Rank-AE (and its encoder variant), then the peers."""
+    ours = run_rank_ae(train_corpus, test, args.quick)
+    tagger = ours.pop("tagger")
+    ours.pop("history")
+    rows = [ours]
+    if args.encoder:
+        rows.append(run_rank_ae(train_corpus, test, args.quick, args.encoder))
+        encoded = rows[-1].pop("tagger")
+        rows[-1].pop("history")
+    rows += [] if args.no_peers else run_peers(train_corpus, test, tagger, workdir)
+    if args.encoder and not args.no_peers:
+        rows.append(_linear_with_encoder(train_corpus, test, encoded))
+    return rows
+
+
 def main() -> None:
     """Run the benchmark on the chosen datasets and print markdown tables."""
     parser = benchmark_parser(__doc__, QUALITY_DEFAULT)
     parser.add_argument("--no-peers", action="store_true", help="Rank-AE only")
     parser.add_argument("--workdir", type=Path, default=Path("runs/quality"))
     parser.add_argument("--encoder", choices=sorted(ENCODERS), help="Rank-AE with this text encoder (text sets)")
+    parser.add_argument("--splits", type=int, default=1, help="hashed sets: run this many 80/20 splits (seeds 0, "
+                        "1, ...) and summarise P@1 over them; sets with an official split run it once")
     args = parser.parse_args()
+    if args.splits < 1:
+        parser.error(f"--splits must be at least 1, got {args.splits}")
     start_benchmark()
     if args.encoder:  # the OvR row reads the vectors Rank-AE's run made: encode each document once
         load_encoder(args.encoder).remember(200_000)
     everything = {}
     for name in args.datasets:
-        train_corpus, test = DATASETS[name].load()
-        ours = run_rank_ae(train_corpus, test, args.quick)
-        tagger = ours.pop("tagger")
-        ours.pop("history")
-        rows = [ours]
-        if args.encoder:
-            rows.append(run_rank_ae(train_corpus, test, args.quick, args.encoder))
-            encoded = rows[-1].pop("tagger")
-            rows[-1].pop("history")
-        rows += [] if args.no_peers else run_peers(train_corpus, test, tagger, args.workdir / name)
-        if args.encoder and not args.no_peers:
-            rows.append(_linear_with_encoder(train_corpus, test, encoded))
-        print(markdown(name, DATASETS[name].split, len(train_corpus), len(test), rows), flush=True)
-        everything[name] = rows
+        dataset = DATASETS[name]
+        runs = []
+        for seed in range(args.splits if dataset.resplittable else 1):
+            train_corpus, test = dataset.load(seed)
+            rows = _split_rows(train_corpus, test, args, args.workdir / name / f"split-{seed}")
+            print(markdown(name, dataset.split(seed), len(train_corpus), len(test), rows), flush=True)
+            runs.append([{**row, "split": seed} for row in rows])
+        if len(runs) > 1:
+            print(split_summary(name, runs), flush=True)
+        everything[name] = [row for rows in runs for row in rows]
     if args.json:
         args.json.write_text(json.dumps(everything, indent=1))
 

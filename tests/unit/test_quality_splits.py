@@ -1,0 +1,27 @@
+"""The quality benchmark over several splits: its summary, and which sets can be split again."""
+
+from __future__ import annotations
+
+from benchmarks.quality import DATASETS, split_summary
+
+
+def test_the_split_summary_compares_rank_ae_with_the_best_peer_split_by_split() -> None:
+    def split(ours: float, a: float, b: float) -> list[dict[str, object]]:
+        return [{"method": "Rank-AE", "p@1": ours, "chosen": {}}, {"method": "peer-a", "p@1": a},
+                {"method": "peer-b", "p@1": b}, {"method": "peer-c", "p@1": 0.9}]
+
+    runs = [split(0.60, 0.58, 0.50), split(0.62, 0.64, 0.70), split(0.70, 0.66, 0.57)]
+    runs[2][3] = {"method": "peer-c", "error": "RuntimeError: failed"}  # not in every split: left out
+    table = split_summary("set", runs)
+    # Rank-AE 60, 62, 70: mean 64, sample variance (16 + 4 + 36) / 2 = 28, sd 5.29
+    assert "| Rank-AE | 64.00 | 5.29 | 60.00 | 70.00 |" in table
+    assert "| peer-a | 62.67 |" in table and "| peer-b | 59.00 |" in table and "peer-c" not in table
+    # against peer-a (best mean): differences 2, -2, 4; mean 1.33, variance (0.44 + 11.11 + 7.11) / 2, sd 3.06
+    assert ("Rank-AE − peer-a (the best peer on average), split by split: mean +1.33, sd 3.06, "
+            "range -2.00 to +4.00; level or ahead on 2 of 3 splits") in table
+
+
+def test_hashed_sets_resplit_and_official_splits_do_not() -> None:
+    assert DATASETS["rcv1v2"].resplittable and DATASETS["rcv1v2"].split(3) == "80/20 by md5('3:'+row)"
+    assert DATASETS["cooking"].split() == "80/20 by md5('0:'+id)"
+    assert not DATASETS["reuters"].resplittable and DATASETS["reuters"].split(3) == "ModApte, 90 topics"
