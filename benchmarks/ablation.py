@@ -27,7 +27,7 @@ from model.data import Corpus, label_matrix
 from model.errors import ModelError
 from model.metrics import evaluate
 from model.rank_ae import RankAE, predict_topk
-from model.trainer import chosen_epoch, train
+from model.trainer import train
 
 log = logging.getLogger("benchmarks.ablation")
 
@@ -69,7 +69,7 @@ def run_variant(name: str, preset_name: str, overrides: dict[str, Any], train_co
     except ModelError as err:
         return [{"variant": name, "error": str(err), "train_seconds": time.perf_counter() - started}]
     seconds = time.perf_counter() - started
-    best = chosen_epoch(trained.history)
+    best = max(trained.history, key=lambda entry: entry["valid_p@1"])
     row = {"variant": name, **_scores(trained.model, trained, test), "train_seconds": seconds,
            "ae_share": trained.model.config.ae_share, "valid_p@1": best["valid_p@1"]}
     if trained.model.tag_head is None:

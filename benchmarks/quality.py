@@ -35,7 +35,7 @@ from model.encoder import ENCODERS, load_encoder
 from model.metrics import evaluate
 from model.noise import add_label_noise
 from model.tagger import Tagger
-from model.trainer import chosen_epoch, train
+from model.trainer import train
 
 log = logging.getLogger("benchmarks.quality")
 
@@ -113,7 +113,7 @@ def run_model(method: str, train_corpus: Corpus, test: Corpus, model_kw: dict[st
     ids, _ = tagger.topk(tagger.features(test.inputs), 5)
     rate = len(test) / (time.perf_counter() - started)
     scores = evaluate(ids, label_matrix(test.labels, trained.label_names))
-    best = chosen_epoch(trained.history)
+    best = max(trained.history, key=lambda entry: entry["valid_p@1"])
     chosen = {"epoch": int(best["epoch"]), "valid_p@1": best["valid_p@1"], "epochs_run": len(trained.history),
               "ae_share": trained.model.config.ae_share,
               "neighbours": None if trained.neighbours is None else

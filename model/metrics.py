@@ -28,20 +28,6 @@ def topk_of(scores: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(part, order, axis=1)
 
 
-def selection_score(metrics: dict[str, float]) -> float:
-    """What training maximises on validation when it chooses an epoch, a blend or a setting: P@1 + nDCG@5.
-
-    nDCG@5 reads five ranks of every document where P@1 reads one, so on a validation split of a few hundred
-    documents the choice moves less with which documents happen to be in it.
-    """
-    return metrics["p@1"] + metrics["ndcg@5"]
-
-
-def selection_rows(topk: np.ndarray, y_true: sp.csr_matrix) -> float:
-    """:func:`selection_score` of ranked label ids topk (n, ≥5) against y_true (n, L)."""
-    return float(precision_rows(topk, y_true, 1).mean() + ndcg_rows(topk, y_true, 5).mean())
-
-
 def hits(topk: np.ndarray, y_true: sp.csr_matrix) -> np.ndarray:
     """(n, k) 0/1 array: is the prediction at each rank a true label?"""
     n, k = topk.shape

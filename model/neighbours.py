@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
-from model.metrics import selection_rows, topk_of
+from model.metrics import precision_rows
 from model.text import l2_normalise
 
 if TYPE_CHECKING:  # torch only where votes meet the network's scores: checkpoint.read_meta stays torch-free
@@ -38,7 +38,7 @@ SETTINGS = ((20, 1.0), (50, 2.0))
 # it is the model, the neighbours are beside it.
 SHARES = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
 _STEP = 0.1  # centroid weights tried: 0, 0.1, … up to 1 − share (the rest is the votes')
-# Validation P@1 + nDCG@5 the votes must add over the best blend without them: each document searches the whole
+# Validation P@1 the votes must add over the best blend without them: each document searches the whole
 # index, which cut prediction from 18,000–98,000 to 4,500–6,600 docs/s on the shared sets, and goemotions
 # once took votes at weight 0.1 for +0.04 test P@1 at 36× the cost.
 VOTES_MIN_GAIN = 0.005
@@ -163,34 +163,32 @@ class Neighbours:
 def choose(scores: np.ndarray, x_index: sp.csr_matrix, y_index: sp.csr_matrix, x_valid: sp.csr_matrix,
            y_valid: sp.csr_matrix, settings: Iterable[tuple[int, float]] = SETTINGS,
            shares: Iterable[float] = SHARES, max_doc_freq: float = MAX_DOC_FREQ) -> Neighbours | None:
-    """The neighbour index over (x_index, y_index) and the setting and weights with the best validation
-    P@1 + nDCG@5 of the blend (:func:`model.metrics.selection_score`), or None when no blend beats the
-    network's own ``scores`` (n_valid, L) on x_valid. With no ``settings`` the votes are not tried: network
-    and label centroids only.
+    """The neighbour index over (x_index, y_index) and the setting and weights with the best validation P@1
+    of the blend, or None when no blend beats the network's own ``scores`` (n_valid, L) on x_valid. With no
+    ``settings`` the votes are not tried: network and label centroids only.
 
-    The votes must earn their cost: a blend with them is kept only when its score beats the best blend without
+    The votes must earn their cost: a blend with them is kept only when its P@1 beats the best blend without
     them (network and centroids) by ``VOTES_MIN_GAIN``."""
     settings, shares = tuple(settings), tuple(shares)
     # one index for every setting: its (k, power) are set per setting below
     index = Neighbours.index(x_index, y_index, *SETTINGS[0], 1.0, max_doc_freq)
     centroid_scores = index.centroid_scores(x_valid)
-    cheap_score, cheap = _selection(scores, y_valid), None  # network and centroids: alike for every (k, power)
+    cheap_p1, cheap = _p_at_1(scores, y_valid), None  # network and centroids: the same for every (k, power)
     for share in shares:
-        score = _selection(share * scores + (1.0 - share) * centroid_scores, y_valid)
-        if score > cheap_score + 1e-9:  # strictly better: ties keep the network alone, or its larger share
-            cheap_score, cheap = score, index.with_weights(share, round(1.0 - share, 6))
-    dear_score, dear = _selection(scores, y_valid), None
+        p1 = _p_at_1(share * scores + (1.0 - share) * centroid_scores, y_valid)
+        if p1 > cheap_p1 + 1e-9:  # strictly better: ties keep the network alone, or its larger share
+            cheap_p1, cheap = p1, index.with_weights(share, round(1.0 - share, 6))
+    dear_p1, dear = _p_at_1(scores, y_valid), None
     for k, power in settings:
         candidate = dataclasses.replace(index, k=k, power=power)
         votes = candidate.votes(x_valid)
         for share in shares:
             for centroids in _centroid_weights(share)[:-1]:  # the last, 1 − share, leaves the votes nothing
                 weighed = candidate.with_weights(share, centroids)
-                score = _selection(share * scores + weighed.votes_weight * votes + centroids * centroid_scores,
-                                   y_valid)
-                if score > dear_score + 1e-9:
-                    dear_score, dear = score, weighed
-    return dear if dear_score > cheap_score + VOTES_MIN_GAIN else cheap
+                p1 = _p_at_1(share * scores + weighed.votes_weight * votes + centroids * centroid_scores, y_valid)
+                if p1 > dear_p1 + 1e-9:
+                    dear_p1, dear = p1, weighed
+    return dear if dear_p1 > cheap_p1 + VOTES_MIN_GAIN else cheap
 
 
 @functools.cache
@@ -206,5 +204,5 @@ def _centroid_weights(share: float) -> list[float]:
     return [round(step * _STEP, 6) for step in range(round((1.0 - share) / _STEP) + 1)]
 
 
-def _selection(scores: np.ndarray, y: sp.csr_matrix) -> float:
-    return selection_rows(topk_of(scores, 5), y)
+def _p_at_1(scores: np.ndarray, y: sp.csr_matrix) -> float:
+    return float(precision_rows(np.argmax(scores, axis=1)[:, None], y, 1).mean())

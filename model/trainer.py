@@ -29,7 +29,7 @@ from model.data import Corpus, label_matrix
 from model.device import resolve_device
 from model.errors import ConfigError, DataError, ModelError
 from model.label_embedding import label_embedding
-from model.metrics import evaluate, selection_score
+from model.metrics import evaluate
 from model.neighbours import MAX_DOC_FREQ, Neighbours
 from model.neighbours import SETTINGS as NEIGHBOUR_SETTINGS
 from model.neighbours import choose as choose_neighbours
@@ -37,8 +37,8 @@ from model.noise import add_label_noise
 from model.rank_ae import RankAE, blend_topk, labels_batch, predict_scores, predict_topk, served_rate
 from model.text import Featurizer
 
-__all__ = ["EpochLoop", "build_model", "chosen_epoch", "corpus_labels", "diverged", "feedback_corpora",
-           "frequency_baseline", "train"]
+__all__ = ["EpochLoop", "build_model", "corpus_labels", "diverged", "feedback_corpora", "frequency_baseline",
+           "train"]
 
 log = logging.getLogger(__name__)
 
@@ -163,8 +163,7 @@ class EpochLoop:
 def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainConfig,
           valid_corpus: Corpus | None = None, device: str | None = None,
           progress: bool = False, label_names: Sequence[str] | None = None) -> TrainedModel:
-    """Train Rank-AE (or a variant) and return the state with the best validation P@1 + nDCG@5
-    (:func:`model.metrics.selection_score`).
+    """Train Rank-AE (or a variant) and return the state with the best validation P@1.
 
     With ``train_config.refit`` the epoch count is chosen on the internal validation split, then a
     fresh model is trained for that many epochs on all of ``train_corpus`` (paper §3.1). ``label_names``
@@ -299,15 +298,10 @@ def frequency_baseline(y_valid: sp.csr_matrix) -> float:
 
 def _validate(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,
               shares: tuple[float, ...]) -> tuple[float, dict[str, float]]:
-    """The best decoder share on validation (by P@1 + nDCG@5, then P@1) and the metrics at that share."""
+    """The best decoder share on validation (by P@1, then nDCG@5) and the metrics at that share."""
     scored = [(share, evaluate(ids, y_valid)) for share, ids in
               blend_topk(loop.model, x_valid, 5, shares, device=loop.device).items()]
-    return max(scored, key=lambda item: (selection_score(item[1]), item[1]["p@1"]))
-
-
-def chosen_epoch(history: Sequence[dict[str, float]]) -> dict[str, float]:
-    """The entry of ``train``'s per-epoch history for the epoch it kept (the best validation selection score)."""
-    return max(history, key=lambda entry: selection_score({m: entry[f"valid_{m}"] for m in ("p@1", "ndcg@5")}))
+    return max(scored, key=lambda item: (item[1]["p@1"], item[1]["ndcg@5"]))
 
 
 def diverged(mean_loss: float, p1: float, baseline: float, best_p1: float) -> bool:
@@ -320,7 +314,7 @@ def _fit(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,
     history: list[dict[str, float]] = []
     shares = SHARES if loop.model.tag_head is not None else (loop.model.config.ae_share,)
     baseline = frequency_baseline(y_valid)
-    best: dict[str, Any] = {"p@1": -1.0, "score": -1.0, "epoch": 0, "state": _snapshot(loop.model)}
+    best: dict[str, Any] = {"p@1": -1.0, "epoch": 0, "state": _snapshot(loop.model)}
     recoveries, stale = 0, 0
     budget, began = loop.config.time_budget_s, time.perf_counter()
     with tqdm(total=loop.config.epochs, desc="train", unit="epoch", disable=not progress) as bar:
@@ -331,9 +325,8 @@ def _fit(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,
             history.append({"epoch": epoch, "loss": mean_loss, "seconds": time.perf_counter() - started,
                             "ae_share": share, **{f"valid_{k}": v for k, v in metrics.items()}})
             bar.update()
-            if np.isfinite(mean_loss) and selection_score(metrics) > best["score"]:
-                best = {"p@1": metrics["p@1"], "score": selection_score(metrics), "epoch": epoch, "metrics": metrics,
-                        "share": share,
+            if np.isfinite(mean_loss) and metrics["p@1"] > best["p@1"]:
+                best = {"p@1": metrics["p@1"], "epoch": epoch, "metrics": metrics, "share": share,
                         "state": _snapshot(loop.model)}
                 stale = 0
             elif diverged(mean_loss, metrics["p@1"], baseline, best["p@1"]) and recoveries < MAX_RECOVERIES:

@@ -8,16 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from model.metrics import (
-    evaluate,
-    ndcg_at_k,
-    precision_at_k,
-    propensities,
-    psp_at_k,
-    selection_rows,
-    selection_score,
-    topk_of,
-)
+from model.metrics import evaluate, ndcg_at_k, precision_at_k, propensities, psp_at_k, topk_of
 
 Y = sp.csr_matrix(np.array([[1, 0, 1, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 0, 0]]))
 TOPK = np.array([[2, 1, 0, 4, 3], [0, 1, 2, 3, 4], [0, 1, 2, 3, 4]])
@@ -70,12 +61,3 @@ def test_evaluate_reports_all_keys() -> None:
     scores = evaluate(TOPK, Y, np.full(5, 0.5))
     assert set(scores) == {f"{m}@{k}" for m in ("p", "ndcg", "psp") for k in (1, 3, 5)}
     assert all(0.0 <= v <= 1.0 for v in scores.values())
-
-
-def test_the_selection_score_adds_p_at_1_and_ndcg_at_5() -> None:
-    assert selection_score({"p@1": 0.5, "ndcg@5": 0.25, "p@3": 0.9}) == 0.75
-    y = sp.csr_matrix(np.array([[1, 0, 1, 0, 0, 0], [0, 0, 0, 0, 0, 1]]))
-    ranked = np.array([[0, 1, 2, 3, 4], [0, 1, 2, 3, 4]])
-    # document 0: P@1 1; DCG 1/log2(2) + 1/log2(4) = 1.5 over the ideal 1 + 1/log2(3); document 1: nothing found
-    ndcg0 = 1.5 / (1 + 1 / math.log2(3))
-    assert selection_rows(ranked, y) == pytest.approx((1 + 0) / 2 + (ndcg0 + 0) / 2)
