@@ -37,8 +37,8 @@ from model.noise import add_label_noise
 from model.rank_ae import RankAE, blend_topk, labels_batch, predict_scores, predict_topk, served_rate
 from model.text import Featurizer
 
-__all__ = ["EpochLoop", "build_model", "corpus_labels", "diverged", "feedback_corpora", "frequency_baseline",
-           "train"]
+__all__ = ["CHOICE_ENTRIES", "EpochLoop", "build_model", "choice_rows", "corpus_labels", "diverged", "feedback_corpora",
+           "frequency_baseline", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +212,11 @@ def _neighbours(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,
         affordable = rate >= min_docs_per_s
         log.info("served with neighbour votes: %.0f documents/s (model only, batch 256)%s", rate,
                  "" if affordable else f", under the floor of {min_docs_per_s:.0f} (--min-docs-per-s): not tried")
+    rows = choice_rows(x_valid.shape[0], loop.y.shape[1], loop.config.seed, CHOICE_ENTRIES)
+    if rows is not None:
+        log.info("neighbour weights chosen on %d of the %d validation documents (%d labels)", rows.size,
+                 x_valid.shape[0], loop.y.shape[1])
+        x_valid, y_valid = x_valid[rows], y_valid[rows]
     chosen = choose_neighbours(predict_scores(loop.model, x_valid, device=loop.device), loop.x, loop.y,
                                x_valid, y_valid, settings=NEIGHBOUR_SETTINGS if affordable else (),
                                max_doc_freq=max_doc_freq)
@@ -221,6 +226,29 @@ def _neighbours(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,
         log.info("neighbour scores: k=%d, power %g; weights network %.1f, votes %.1f, label centroids %.1f",
                  chosen.k, chosen.power, chosen.share, chosen.votes_weight, chosen.centroids)
     return chosen
+
+
+# Validation scores the neighbour choice holds at once, as entries of (documents × labels) float32 matrices:
+# the network's, the centroids', the votes' and their blends, about five of them. 2^24 entries is 64 MiB each;
+# a million training documents with 13,000 labels (AmazonCat-13K) would otherwise need 100,000 × 13,000, 5 GiB
+# each, at the end of a training run that took hours.
+CHOICE_ENTRIES = 1 << 24
+
+
+def choice_rows(n_valid: int, n_labels: int, seed: int, entries: int = CHOICE_ENTRIES) -> np.ndarray | None:
+    """The validation rows the neighbour weights are chosen on: None (all of them) when the n_valid × n_labels
+    scores fit in ``entries``, else a seeded sample of as many rows as fit (at least 1,000), in order.
+
+    >>> choice_rows(500, 100, 0) is None
+    True
+    >>> rows = choice_rows(50_000, 4_000, 0, entries=8_000_000)
+    >>> rows.size, bool(np.all(np.diff(rows) > 0)), int(rows.max()) < 50_000
+    (2000, True, True)
+    """
+    if n_valid * n_labels <= entries:
+        return None
+    keep = min(n_valid, max(1000, entries // max(n_labels, 1)))
+    return np.sort(np.random.default_rng(seed).choice(n_valid, size=keep, replace=False))
 
 
 # Rows the served rate is timed on: validation rows, repeated where there are fewer, so that a small set is

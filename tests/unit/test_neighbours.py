@@ -16,7 +16,7 @@ from model.errors import CheckpointError, ConfigError
 from model.neighbours import SETTINGS, Neighbours, choose
 from model.synthetic import generate_corpus
 from model.tagger import Tagger
-from model.trainer import train
+from model.trainer import choice_rows, train
 
 # (max_doc_freq=1 below: in an index of three, every feature is "common" and would be left out.)
 # Three indexed documents over two features: (1, 0) tagged {0}, (0, 1) tagged {1}, (1, 1) tagged {0, 1}.
@@ -219,3 +219,27 @@ def test_prepare_builds_only_the_matrices_the_served_score_reads() -> None:
     votes_only = Neighbours.index(ROWS, LABELS, k=2, power=1.0, share=0.5, max_doc_freq=1)
     votes_only.prepare()
     assert "_columns" in vars(votes_only) and "_centroid_columns" not in vars(votes_only)
+
+
+def test_a_large_validation_split_chooses_the_weights_on_its_sample(corpus_split,  # type: ignore[no-untyped-def]
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[int] = []  # validation rows the choice was given
+
+    def spy(scores, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(scores.shape[0])
+        return choose(scores, *args, **kwargs)
+
+    monkeypatch.setattr("model.trainer.choose_neighbours", spy)
+    configs = preset("default", epochs=1, patience=1, min_docs_per_s=0)
+    train(corpus_split[0], *configs)  # a small split: every row
+    monkeypatch.setattr("model.trainer.choice_rows", lambda *args: np.array([0, 2, 4, 6, 8]))
+    train(corpus_split[0], *configs)
+    assert seen == [round(configs[1].valid_fraction * len(corpus_split[0])), 5]
+
+
+def test_choice_rows_keep_what_fits_at_least_a_thousand() -> None:
+    assert choice_rows(2_000, 10, 0, entries=20_000) is None  # 20,000 entries fit exactly
+    rows = choice_rows(2_000, 10, 0, entries=19_999)
+    assert rows is not None and rows.size == 1_999 and len(set(rows.tolist())) == 1_999
+    assert choice_rows(5_000, 1_000, 0, entries=10).size == 1_000  # the floor of 1,000 rows
+    assert np.array_equal(choice_rows(5_000, 1_000, 7, entries=10), choice_rows(5_000, 1_000, 7, entries=10))
