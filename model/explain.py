@@ -13,6 +13,7 @@ channels, Σ_c A[j, c] ∈ (0, C). A word that occurs several times is one spars
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,7 @@ import scipy.sparse as sp
 import torch
 
 from model.errors import ModelError
-from model.rank_ae import RankAE
+from model.rank_ae import RankAE, SparseBatch
 from model.tagger import Tagger
 
 __all__ = ["Explanation", "explain", "require_attention", "require_explainable", "tag_attribution",
@@ -51,16 +52,12 @@ def token_attention(model: RankAE, rows: sp.csr_matrix) -> list[tuple[np.ndarray
     has no attention.
     """
     attention = require_attention(model)
-    device = next(model.parameters()).device
-    rows = sp.csr_matrix(rows, dtype=np.float32)
-    words_only = rows[:, : model.config.n_features]  # a text encoder's columns are no words
-    model.eval()
-    with torch.inference_mode():
-        batch = model.batch(rows, device)
+
+    def mass(batch: SparseBatch, device: torch.device) -> torch.Tensor:
         weighted = model.features.embedding(batch.ids) * batch.weights[:, None]  # V': (nnz, C)
-        mass = attention(weighted).sum(dim=1).float().cpu().numpy()  # Σ_c A: (nnz,)
-    return [(words_only.indices[lo:hi].copy(), mass[lo:hi])
-            for lo, hi in zip(words_only.indptr[:-1], words_only.indptr[1:], strict=True)]
+        return attention(weighted).sum(dim=1)  # Σ_c A: (nnz,)
+
+    return _per_word(model, rows, mass)
 
 
 def tag_attribution(model: RankAE, rows: sp.csr_matrix, labels: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -72,17 +69,27 @@ def tag_attribution(model: RankAE, rows: sp.csr_matrix, labels: np.ndarray) -> l
     head = model.tag_head
     if head is None:
         raise ModelError("this model has no tag head to attribute its tags to words")
-    device = next(model.parameters()).device
-    rows = sp.csr_matrix(rows, dtype=np.float32)
-    words_only = rows[:, : model.config.n_features]  # a text encoder's columns are no words
-    model.eval()
-    with torch.inference_mode():
-        batch = model.batch(rows, device)
+
+    def contribution(batch: SparseBatch, device: torch.device) -> torch.Tensor:
         active = (model.features.pooled(batch) + head.bias) > 0  # (n, C) channels past the ReLU
         direction = head.out.weight[torch.as_tensor(labels, device=device)] * active  # (n, C)
         words = model.features.embedding(batch.ids) * batch.weights[:, None]  # w_j·e_j: (nnz, C)
-        contribution = (words * direction[batch.doc]).sum(dim=1).float().cpu().numpy()  # (nnz,)
-    return [(words_only.indices[lo:hi].copy(), contribution[lo:hi])
+        return (words * direction[batch.doc]).sum(dim=1)  # (nnz,)
+
+    return _per_word(model, rows, contribution)
+
+
+def _per_word(model: RankAE, rows: sp.csr_matrix,
+              score: Callable[[SparseBatch, torch.device], torch.Tensor]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``score`` (one value per sparse entry of the batch made from ``rows``) split into one ``(feature_ids,
+    values)`` pair per document; a text encoder's columns are no words, so they are left out."""
+    device = next(model.parameters()).device
+    rows = sp.csr_matrix(rows, dtype=np.float32)
+    words_only = rows[:, : model.config.n_features]
+    model.eval()
+    with torch.inference_mode():
+        values = score(model.batch(rows, device), device).float().cpu().numpy()
+    return [(words_only.indices[lo:hi].copy(), values[lo:hi])
             for lo, hi in zip(words_only.indptr[:-1], words_only.indptr[1:], strict=True)]
 
 
