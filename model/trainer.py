@@ -230,7 +230,7 @@ def _neighbours(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,
 
 # Validation scores the neighbour choice holds at once, as entries of (documents × labels) float32 matrices:
 # the network's, the centroids', the votes' and their blends, about five of them. 2^24 entries is 64 MiB each;
-# a million training documents with 13,000 labels (AmazonCat-13K) would otherwise need 100,000 × 13,000, 5 GiB
+# a million training documents with 13,000 labels (AmazonCat-13K) would otherwise need 100,000 × 13,000, 4.8 GiB
 # each, at the end of a training run that took hours.
 CHOICE_ENTRIES = 1 << 24
 
