@@ -110,7 +110,7 @@ class FeatureEncoder(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         # Sparse gradients: a step touches only the rows of the batch's words (the trainer gives this
-        # matrix SparseAdam), not all vocabulary × C entries, which dominated training time at C=1024.
+        # matrix RowAdam, model/optim.py), not all vocabulary × C entries, which dominated training time at C=1024.
         self.embedding = nn.Embedding(config.n_features, config.embed_dim, sparse=True)
         nn.init.normal_(self.embedding.weight, std=config.embed_dim**-0.5)
         self.attention = ChannelAttention(config.embed_dim, config.reduction) if config.attention else None

@@ -34,6 +34,7 @@ from model.neighbours import MAX_DOC_FREQ, Neighbours
 from model.neighbours import SETTINGS as NEIGHBOUR_SETTINGS
 from model.neighbours import choose as choose_neighbours
 from model.noise import add_label_noise
+from model.optim import optimisers
 from model.rank_ae import RankAE, blend_topk, labels_batch, predict_scores, predict_topk, served_rate
 from model.text import Featurizer
 
@@ -103,17 +104,6 @@ def _batches(n: int, size: int, rng: np.random.Generator) -> Iterator[np.ndarray
         yield order[start:start + size]
 
 
-def _optimisers(model: RankAE, lr: float, weight_decay: float) -> list[torch.optim.Optimizer]:
-    """AdamW on the dense parameters, SparseAdam (no weight decay) on embeddings with sparse gradients."""
-    sparse = [m.weight for m in model.modules() if isinstance(m, torch.nn.Embedding) and m.sparse]
-    taken = {id(p) for p in sparse}
-    dense = [p for p in model.parameters() if id(p) not in taken]
-    optimisers: list[torch.optim.Optimizer] = [torch.optim.AdamW(dense, lr=lr, weight_decay=weight_decay)]
-    if sparse:
-        optimisers.append(torch.optim.SparseAdam(sparse, lr=lr))
-    return optimisers
-
-
 class EpochLoop:
     """One training run's state: data on the host, model and optimiser on the device."""
 
@@ -127,7 +117,7 @@ class EpochLoop:
 
     def _optimise(self, lr: float, epochs: int) -> None:
         self.lr = lr
-        self.optimisers = _optimisers(self.model, lr, self.config.weight_decay)
+        self.optimisers = optimisers(self.model, lr, self.config.weight_decay)
         self.schedulers = ([torch.optim.lr_scheduler.CosineAnnealingLR(o, max(epochs, 1)) for o in self.optimisers]
                            if self.config.schedule == "cosine" else [])
 
