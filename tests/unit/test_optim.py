@@ -67,3 +67,14 @@ def test_optimisers_give_sparse_tables_row_adam_and_the_rest_adamw() -> None:
     assert isinstance(dense, torch.optim.AdamW) and isinstance(rows, RowAdam)
     assert [p.shape for p in rows.param_groups[0]["params"]] == [torch.Size([10, 4])]
     assert sorted(tuple(p.shape) for p in dense.param_groups[0]["params"]) == [(2,), (2, 4)]
+
+
+def test_a_coalesced_gradient_gives_the_same_step_as_its_uncoalesced_form() -> None:
+    grad = _sparse_grad([0, 2, 2], [[0.5, -1.0], [1.0, 2.0], [-3.0, 2.0]], (3, 2))
+    results = []
+    for given in (grad, grad.coalesce()):
+        param = torch.nn.Parameter(torch.zeros(3, 2))
+        param.grad = given
+        RowAdam([param], lr=0.1).step()
+        results.append(param.detach())
+    assert torch.equal(results[0], results[1])
