@@ -54,6 +54,7 @@ from model.tagger import Tagger
 from worker.learn.corrections import CorrectionClient, CorrectionRejected, correction_client
 from worker.learn.learner import Learner, RoundResult
 from worker.learn.registry import Registry
+from worker.learn.rounds import as_tagger
 from worker.services import Service
 from worker.settings import KafkaSettings, Settings
 from worker.store.client import TagClient
@@ -238,20 +239,23 @@ class ArmRun:
             log.warning("%s: the worker did not serve %s within %.0f s", self.arm.name, version, SWAP_TIMEOUT_S)
         return waited
 
-    def round(self, number: int, docs: Corpus, reviewed: Corpus) -> dict[str, Any]:
-        """One round: stream, correct, learn, swap; what happened and how long each step took."""
+    def round(self, number: int, docs: Corpus, reviewed: Corpus, plan: Plan) -> dict[str, Any]:
+        """One round: stream, correct, learn, swap; what happened, how long each step took, and the candidate's
+        scores on ``plan``'s evaluation documents."""
         tagging = self.stream(docs)
         started = time.perf_counter()
         users = self.correct(reviewed, self.arm.wrong)
         submitting = time.perf_counter() - started
         outcome, steps = self.learn()
+        # the candidate on the evaluation documents, promoted or not: were the guard's verdicts right?
+        judged = scores(as_tagger(outcome.model), plan) if outcome.model is not None else None
         seconds = {"tagging": tagging, "corrections": submitting, **steps}
         examples = seconds.pop("examples")
         return {"round": number, "docs": len(docs), "reviewed": len(reviewed), "corrections": users,
                 "examples": examples, "result": outcome.result, "reason": outcome.reason,
                 "version": outcome.version, "labels_added": outcome.labels_added,
                 "guard": {"live": outcome.live, "candidate": outcome.candidate},
-                "seconds": _rounded(seconds)}
+                "candidate_scores": judged, "guard_rows": _lists(outcome.rows), "seconds": _rounded(seconds)}
 
     def poisoned(self, reviewed: Corpus) -> dict[str, Any]:
         """A round on nothing but wrong corrections: the guard must keep CURRENT where it is."""
@@ -260,7 +264,7 @@ class ArmRun:
         users = self.correct(reviewed, 1.0, users="poisoner")
         outcome, _ = self.learn()
         return {"corrections": users, "result": outcome.result, "reason": outcome.reason,
-                "guard": {"live": outcome.live, "candidate": outcome.candidate},
+                "guard": {"live": outcome.live, "candidate": outcome.candidate}, "guard_rows": _lists(outcome.rows),
                 "live_unchanged": self.registry.current() == before}
 
     def flood(self, doc_id: str, attempts: int = 1000) -> dict[str, int]:
@@ -281,6 +285,11 @@ class ArmRun:
         self.worker.terminate()
 
 
+def _lists(rows: dict[str, Any]) -> dict[str, Any]:
+    """Nested per-document score arrays as JSON lists (4 decimals)."""
+    return {k: _lists(v) if isinstance(v, dict) else [round(float(x), 4) for x in v] for k, v in rows.items()}
+
+
 def _rounded(values: dict[str, Any]) -> dict[str, Any]:
     return {k: round(v, 2) if isinstance(v, float) else _rounded(v) if isinstance(v, dict) else v
             for k, v in values.items()}
@@ -293,7 +302,7 @@ def run_arm(run: ArmRun, plan: Plan, start: dict[str, Any]) -> dict[str, Any]:
     """Every round of one arm, the live model scored after each; curves start at the seed (round 0)."""
     points, rounds = [start], []
     for number, (docs, reviewed) in enumerate(zip(plan.rounds, plan.reviewed, strict=True), 1):
-        rounds.append(run.round(number, docs, reviewed))
+        rounds.append(run.round(number, docs, reviewed, plan))
         points.append({**scores(run.live(), plan), "version": run.registry.current()})
         rounds[-1]["scores"] = points[-1]
         log.info("%s round %d: %s", run.arm.name, number, rounds[-1])

@@ -211,7 +211,8 @@ class LearnerSettings(_Group):
     finetune_loss: str = setting("", choices=("", "margin", "bce"))  # empty: the live model's own loss
     replay_ratio: float = setting(2.0, low=0.0)  # finetune rounds: training documents replayed per correction
     corrections_slice: float = setting(0.2, above=0.0, below=1.0)  # share held out to judge a candidate
-    promote_epsilon: float = setting(0.01, low=0.0)  # largest allowed drop of held-out P@1 and nDCG@5
+    promote_epsilon: float = setting(0.01, low=0.0)  # corrections slice: largest drop, and least summed gain
+    heldout_tolerance: float = setting(0.05, low=0.0)  # held-out set: largest drop of P@1 or nDCG@5 (a collapse)
     new_label_cost: float = setting(0.005, low=0.0)  # held-out P@1 new labels' served boost may cost; 0: none
     round_budget_s: float = setting(40.0, low=0.0)  # retrain rounds: seconds of training epochs; 0: no limit
     keep_versions: int = setting(5, low=1)  # model versions kept in the registry

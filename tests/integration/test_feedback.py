@@ -115,12 +115,13 @@ def test_helpful_corrections_promote_and_a_poisoned_round_is_rejected(
     assert client.xpending(CORRECTIONS, LEARNERS)["pending"] == 0  # acknowledged only after being stored
     assert learner.due()
     first = learner.run_round()
-    assert first.result == "promoted", first
+    assert first.result == "promoted", (first.reason, first.live, first.candidate)
     assert registry.current() == first.version != live.version
     if mode == "retrain":  # the round's training ran under the learner's time budget
         budget = checkpoint.load(resolve(registry.root)).train_config.time_budget_s
         assert budget == learner.rounds.round_budget_s > 0
     assert first.candidate["slice_ndcg@5"] > first.live["slice_ndcg@5"]
+    assert first.model is not None and first.model.label_names == Tagger.load(resolve(registry.root)).label_names
 
     client.delete(EXAMPLES)
     promoted = Tagger.load(resolve(registry.root), "cpu")
@@ -130,6 +131,7 @@ def test_helpful_corrections_promote_and_a_poisoned_round_is_rejected(
     second = learner.run_round()
     assert second.result == "rejected", second
     assert registry.current() == first.version  # the poisoned candidate never went live
+    assert second.model is not None  # the rejected candidate stays in hand for whoever judges the guard
     assert any(e["action"] == "rejected" and e["reason"] == second.reason for e in registry.history())
     runs = learner.metrics.registry.get_sample_value
     assert runs("tagger_finetune_runs_total", {"result": "promoted"}) == 1

@@ -14,9 +14,10 @@ Each step, in order:
    (:mod:`worker.learn.rounds`: by default a fresh model retrained on the replayed training documents plus
    every example so far, with the admitted new labels of :mod:`worker.learn.labels` appended), and give
    the labels new since ``tagger train`` their served boost (:mod:`model.boost`).
-4. Judge candidate and live model on the same documents: the fixed held-out set kept with the model, and
-   the held-out slice of corrections. Promote only if held-out P@1 and nDCG@5 drop by no more than
-   ``promote_epsilon`` beyond chance and, summed over both sets and both metrics, the candidate gains;
+4. Judge candidate and live model on the same documents: the held-out slice of corrections (the stream as it
+   is now) and the fixed held-out set kept with the model (trusted labels from the past). Promote only if, on
+   the slice, P@1 and nDCG@5 drop by no more than ``promote_epsilon`` beyond chance and their summed gain is
+   above ``promote_epsilon``, and the held-out set shows no collapse (a drop beyond ``heldout_tolerance``);
    otherwise reject and record why (history.jsonl, metrics, one log line per round).
 5. Promotion writes the candidate as a new registry version (atomic), points CURRENT at it, and
    prunes old versions.
@@ -74,6 +75,10 @@ class RoundResult:
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)  # seconds per step: load, train, boost, judge, promote
     labels_added: list[str] = field(default_factory=list)  # admitted new labels the candidate knows
+    # in memory only, for whoever judges the guard itself (the feedback benchmark): the judged candidate, and
+    # the per-document scores the verdict read, set ("heldout", "slice") -> model -> metric -> (n,)
+    model: TrainedModel | None = field(default=None, repr=False, compare=False)
+    rows: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict, repr=False, compare=False)
 
 
 class Learner:
@@ -205,19 +210,23 @@ class Learner:
         tagger = Tagger.from_checkpoint(live)
         judged = {name: _judge(t, heldout, judge_set)
                   for name, t in (("live", tagger), ("candidate", rounds.as_tagger(trained)))}
-        reason = rounds.verdict({n: j.heldout_rows for n, j in judged.items()},
-                                {n: j.slice_rows for n, j in judged.items()}, self.rounds.promote_epsilon)
+        rows = {"heldout": {n: j.heldout_rows for n, j in judged.items()},
+                "slice": {n: j.slice_rows for n, j in judged.items()}}
+        reason = rounds.verdict(rows["heldout"], rows["slice"], self.rounds.promote_epsilon,
+                                self.rounds.heldout_tolerance)
         boosts = {"live": live.boost.weight, "candidate": trained.boost.weight}
         summary = {n: {**_summary({"heldout": j.heldout, "slice": j.slice}), "new_label_boost": boosts[n]}
                    for n, j in judged.items()}
         clock.lap("judge")
         if reason:
-            return RoundResult("rejected", reason, summary["live"], summary["candidate"], labels_added=new_labels)
+            return RoundResult("rejected", reason, summary["live"], summary["candidate"], labels_added=new_labels,
+                               model=trained, rows=rows)
         trained = dataclasses.replace(trained, metrics=judged["candidate"].heldout)  # accepted with these scores
         version = self._promote(live.version, trained, {"heldout": heldout, "replay": replay})
         clock.lap("promote")
-        return RoundResult("promoted", "held-out within the guard and a net gain", summary["live"],
-                           summary["candidate"], version, labels_added=new_labels)
+        return RoundResult("promoted", "a gain on the corrections slice, held-out within the guard", summary["live"],
+                           summary["candidate"], version, labels_added=new_labels, model=trained,
+                           rows=rows)
 
     def _examples(self, names: set[str]) -> tuple[Corpus, Corpus]:
         """(train, judge) examples, their labels cut to ``names``; a document's side is fixed by a hash of its
