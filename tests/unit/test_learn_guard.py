@@ -62,8 +62,26 @@ def test_a_poisoned_round_whose_slice_of_random_labels_gains_nothing_is_rejected
     assert round(gain(judged), 4) == 0.0002
     assert round(gain(heldout) + gain(judged), 4) == -0.0604
     assert verdict(heldout, judged, epsilon=0.01, tolerance=0.05) == (
-        "no gain: not above epsilon 0.01 on the corrections slice, nor over held-out and slice together "
-        "(held-out p@1 -0.0354, held-out ndcg@5 -0.0252, slice p@1 +0.0000, slice ndcg@5 +0.0002)")
+        "no gain: not above epsilon 0.01 plus 1.645 standard errors on the corrections slice, nor over held-out "
+        "and slice together (held-out p@1 -0.0354, held-out ndcg@5 -0.0252, slice p@1 +0.0000, slice ndcg@5 "
+        "+0.0002)")
+
+
+def test_a_slice_gain_of_one_lucky_document_is_not_beyond_chance() -> None:
+    # Stack Exchange biology, poisoned round under a rule without standard errors on the slice's gain, which
+    # promoted it: its 86 random-label documents, P@1 0 -> 1/86 (+0.0116) and nDCG@5 0.0081 -> 0.0116, a summed
+    # gain of 0.0151 > epsilon. d: one 1.0035, 85 of 0.0035: sd 0.1079, se 0.0116, and 0.01 + 1.645 * 0.0116 =
+    # 0.0191 > 0.0151. Held-out P@1 110 -> 109 of 198, nDCG@5 0.5934 -> 0.5814: together -0.0020.
+    hit = np.zeros(86)
+    hit[0] = 1.0
+    judged = {"live": {"p@1": np.zeros(86), "ndcg@5": np.full(86, 0.0081)},
+              "candidate": {"p@1": hit, "ndcg@5": np.full(86, 0.0116)}}
+    heldout = {"live": _rows(198, 110, 0.5934), "candidate": _rows(198, 109, 0.5814)}
+    assert round(gain(judged), 4) == 0.0151
+    assert verdict(heldout, judged, epsilon=0.01, tolerance=0.05) == (
+        "no gain: not above epsilon 0.01 plus 1.645 standard errors on the corrections slice, nor over held-out "
+        "and slice together (held-out p@1 -0.0051, held-out ndcg@5 -0.0120, slice p@1 +0.0116, slice ndcg@5 "
+        "+0.0035)")
 
 
 def test_a_held_out_gain_with_a_level_slice_is_promoted() -> None:

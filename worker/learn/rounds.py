@@ -23,7 +23,8 @@ the stream as it is now, with the users' labels). Three rules, on per-document P
    sets together gain (what the candidate loses on one set must be bought by what it gains on the other).
 
 A drop counts only beyond its allowance plus ``Z`` standard errors of the mean per-document difference, so a
-few hundred documents cannot veto a round on noise alone.
+few hundred documents cannot veto a round on noise alone; the slice's gain, to promote on its own, must
+likewise be more than epsilon plus ``Z`` standard errors, so that chance cannot promote a round either.
 
 Why the slice may outvote the held-out set (docs/results.md, "The guard follows the stream"): on Stack
 Exchange biology, whose tagging drifts, every candidate of six rounds (the seed's documents plus corrections,
@@ -31,10 +32,10 @@ Exchange biology, whose tagging drifts, every candidate of six rounds (the seed'
 scored better on the slice, yet lost 4.5–8 points of P@1 on the seed's held-out questions; candidates trained
 on the true labels lost as much there, one trained on the seed's documents alone did not. The previous guard
 let a held-out drop beyond epsilon veto any round, and rejected all six. Why the slice must gain more than
-epsilon to promote alone: a round on nothing but wrong corrections has a slice of random labels, on which
-neither model can score, and it moves by a few ten-thousandths either way. Why the sum stays: where the
-stream does not drift (Stack Exchange cooking), the held-out set's trusted labels show gains the small
-slice cannot.
+epsilon, and beyond chance, to promote alone: a round on nothing but wrong corrections has a slice of random
+labels on which neither model can score, yet one of its 86 documents hit by luck made a gain of 0.015 on
+biology, and a rule without the standard errors promoted that round. Why the sum stays: where the stream
+does not drift (Stack Exchange cooking), the held-out set's trusted labels show gains the small slice cannot.
 
 Before it is judged, a candidate with new labels gets their served boost (model/boost.py): the labels
 admitted since the model was last trained by ``tagger train`` get the largest weight in ``BOOSTS`` that
@@ -178,10 +179,18 @@ def verdict(heldout: dict[str, dict[str, np.ndarray]], judged: dict[str, dict[st
             if drop > allowed + Z * se:
                 return (f"{where} {metric} dropped by {drop:.4f}, more than {allowed} plus {Z} standard errors "
                         f"({se:.4f})")
-    if gain(judged) <= epsilon and gain(heldout) + gain(judged) <= 0:
-        return (f"no gain: not above epsilon {epsilon} on the corrections slice, nor over held-out and slice "
-                f"together ({_changes(heldout, judged)})")
+    if not _gains_beyond(judged, epsilon) and gain(heldout) + gain(judged) <= 0:
+        return (f"no gain: not above epsilon {epsilon} plus {Z} standard errors on the corrections slice, nor "
+                f"over held-out and slice together ({_changes(heldout, judged)})")
     return ""
+
+
+def _gains_beyond(rows: dict[str, dict[str, np.ndarray]], epsilon: float) -> bool:
+    """Whether the candidate's summed per-document gain on ``rows`` is above ``epsilon`` plus ``Z`` standard
+    errors (the mirror of the drop test)."""
+    live, new = (np.sum([rows[model][m] for m in GUARD_METRICS], axis=0) for model in ("live", "candidate"))
+    drop, se = paired_drop(live, new)
+    return -drop > epsilon + Z * se
 
 
 def _changes(heldout: dict[str, dict[str, np.ndarray]], judged: dict[str, dict[str, np.ndarray]]) -> str:
