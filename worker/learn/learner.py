@@ -224,7 +224,7 @@ class Learner:
         trained = dataclasses.replace(trained, metrics=judged["candidate"].heldout)  # accepted with these scores
         version = self._promote(live.version, trained, {"heldout": heldout, "replay": replay})
         clock.lap("promote")
-        return RoundResult("promoted", "a gain on the corrections slice, held-out within the guard", summary["live"],
+        return RoundResult("promoted", "within the guard, with a gain", summary["live"],
                            summary["candidate"], version, labels_added=new_labels, model=trained,
                            rows=rows)
 
