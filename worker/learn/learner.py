@@ -15,10 +15,11 @@ Each step, in order:
    every example so far, with the admitted new labels of :mod:`worker.learn.labels` appended), and give
    the labels new since ``tagger train`` their served boost (:mod:`model.boost`).
 4. Judge candidate and live model on the same documents: the held-out slice of corrections (the stream as it
-   is now) and the fixed held-out set kept with the model (trusted labels from the past). Promote only if, on
-   the slice, P@1 and nDCG@5 drop by no more than ``promote_epsilon`` beyond chance and their summed gain is
-   above ``promote_epsilon``, and the held-out set shows no collapse (a drop beyond ``heldout_tolerance``);
-   otherwise reject and record why (history.jsonl, metrics, one log line per round).
+   is now) and the fixed held-out set kept with the model (trusted labels from the past). Promote only if
+   the held-out set shows no collapse (a drop beyond ``heldout_tolerance`` and chance), the slice no loss
+   (beyond ``promote_epsilon`` and chance), and the candidate gains: on the slice, beyond ``promote_epsilon``
+   and chance, or on the two sets together (:func:`worker.learn.rounds.verdict`); otherwise reject and
+   record why (history.jsonl, metrics, one log line per round).
 5. Promotion writes the candidate as a new registry version (atomic), points CURRENT at it, and
    prunes old versions.
 """
