@@ -212,12 +212,20 @@ def peer_kill(broker: str, model: Path, workdir: Path, docs: int, rate: float, s
         pair = [rig.start_worker(), rig.start_worker()]
         for worker in pair:
             rig.wait_ready(worker)
+        # The second worker's join rebalances the first: start the stream once the group has settled, so
+        # the kill lands on two workers that both own partitions.
+        wait_for(lambda: all(_assigned(w) > 0 for w in pair) and sum(map(_assigned, pair)) == 4, 120,
+                 "both workers owning partitions", every=0.1)
         started = time.monotonic()
         feed = rig.feed(docs, rate)
         _at(started, rng.uniform(0.2, 0.5) * docs / rate)
+        # On a loaded machine the schedule can come before either worker has tagged: the fault is a kill
+        # of a worker that was working, so wait for that too.
+        wait_for(lambda: all(w.tagged() > 0 for w in pair), 120, "both workers tagging", every=0.05)
         victim = rng.choice(pair)
         survivor = pair[1 - pair.index(victim)]
         shares = [w.tagged() for w in pair]
+        sent = len(feed.acked)
         victim.kill()
         killed = time.monotonic()
         wait_for(lambda: _assigned(survivor) == 4, 120, "the survivor owning all partitions", every=0.1)
@@ -225,7 +233,7 @@ def peer_kill(broker: str, model: Path, workdir: Path, docs: int, rate: float, s
         # victim's whole backlog between the takeover and a later baseline, and then never tag "again".
         _tagging_again(survivor, shares[pair.index(survivor)])
         return rig.result("one of two workers SIGKILLed", "two workers in one group, kill -9 of one mid-stream",
-                          feed, [time.monotonic() - killed], started, tagged_before_kill=shares,
+                          feed, [time.monotonic() - killed], started, tagged_before_kill=shares, sent_before_kill=sent,
                           survivor_partitions=_assigned(survivor), recovery_includes="session timeout 6 s")
     finally:
         rig.close()

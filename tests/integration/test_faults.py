@@ -53,9 +53,10 @@ def test_broker_unreachable_at_start_and_mid_stream_loses_nothing(model_dir: Pat
 
 def test_one_of_two_workers_killed_the_survivor_takes_over(tansu: Service, model_dir: Path,
                                                            tmp_path: Path) -> None:
-    result = scenarios.peer_kill(tansu.address, model_dir, tmp_path, docs=1000, rate=300, seed=1)
+    result = scenarios.peer_kill(tansu.address, model_dir, tmp_path, docs=2000, rate=300, seed=1)
     assert_nothing_lost(result)
     assert all(share > 0 for share in result.checks["tagged_before_kill"]), result  # both were working
+    assert result.checks["sent_before_kill"] < 2000, result  # killed mid-stream
     assert result.checks["survivor_partitions"] == 4
 
 
