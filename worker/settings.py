@@ -211,6 +211,8 @@ class LearnerSettings(_Group):
     finetune_loss: str = setting("", choices=("", "margin", "bce"))  # empty: the live model's own loss
     replay_ratio: float = setting(2.0, low=0.0)  # finetune rounds: training documents replayed per correction
     corrections_slice: float = setting(0.2, above=0.0, below=1.0)  # share held out to judge a candidate
+    judge_recent: int = setting(30, low=0)  # judge on the slice's corrections since the live model, at least the
+    # newest this many; 0: on the whole slice
     promote_epsilon: float = setting(0.01, low=0.0)  # corrections slice: largest drop, and least summed gain
     heldout_tolerance: float = setting(0.05, low=0.0)  # held-out set: largest drop of P@1 or nDCG@5 (a collapse)
     new_label_cost: float = setting(0.005, low=0.0)  # held-out P@1 new labels' served boost may cost; 0: none

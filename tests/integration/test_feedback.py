@@ -11,7 +11,7 @@ import redis
 
 from model import checkpoint
 from model.config import ModelConfig, TrainConfig
-from model.data import Corpus, hash_split
+from model.data import Corpus, hash_split, hash_unit
 from model.synthetic import generate_corpus
 from model.tagger import Tagger
 from model.trainer import feedback_corpora, train
@@ -136,6 +136,27 @@ def test_helpful_corrections_promote_and_a_poisoned_round_is_rejected(
     runs = learner.metrics.registry.get_sample_value
     assert runs("tagger_finetune_runs_total", {"result": "promoted"}) == 1
     assert runs("tagger_finetune_runs_total", {"result": "rejected"}) == 1
+
+
+def test_the_guard_judges_on_the_corrections_since_the_live_model(
+        client: redis.Redis, registry: Registry, redis_service: Service, tmp_path: Path) -> None:
+    first, then = TEST.subset(range(200)), TEST.subset(range(200, 400))
+    live = Tagger.load(resolve(registry.root), "cpu")
+    tag_documents(client, live, first)
+    submit_truth(client, live, first)
+    learner = Learner(settings(registry, redis_service, judge_recent=10), client)
+    learner.ingest()
+    before = set(client.hkeys(EXAMPLES))
+    registry.publish(weak_model(tmp_path / "v2", seed=1))  # a live model made after the first corrections
+    tag_documents(client, live, then)
+    submit_truth(client, live, then)
+    learner.ingest()
+    held = learner.rounds.corrections_slice
+    since = sorted(i.decode() for i in set(client.hkeys(EXAMPLES)) - before if hash_unit(i.decode()) < held)
+    older = [i.decode() for i in before if hash_unit(i.decode()) < held]
+    assert len(since) >= 10 and older  # both periods have documents in the slice
+    outcome = learner.run_round()
+    assert all(len(scores) == len(since) for scores in outcome.rows["slice"]["live"].values()), outcome
 
 
 def test_a_label_new_to_the_model_is_admitted_by_three_users_and_learned(

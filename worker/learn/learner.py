@@ -14,8 +14,9 @@ Each step, in order:
    (:mod:`worker.learn.rounds`: by default a fresh model retrained on the replayed training documents plus
    every example so far, with the admitted new labels of :mod:`worker.learn.labels` appended), and give
    the labels new since ``tagger train`` their served boost (:mod:`model.boost`).
-4. Judge candidate and live model on the same documents: the held-out slice of corrections (the stream as it
-   is now) and the fixed held-out set kept with the model (trusted labels from the past). Promote only if
+4. Judge candidate and live model on the same documents: the held-out slice of corrections, those made since
+   the live model was (the stream as it is now; at least the newest ``judge_recent``), and the fixed
+   held-out set kept with the model (trusted labels from the past). Promote only if
    the held-out set shows no collapse (a drop beyond ``heldout_tolerance`` and chance), the slice no loss
    (beyond ``promote_epsilon`` and chance), and the candidate gains: on the slice, beyond ``promote_epsilon``
    and chance, or on the two sets together (:func:`worker.learn.rounds.verdict`); otherwise reject and
@@ -33,6 +34,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -200,7 +202,7 @@ class Learner:
             raise ModelError(f"{live_dir} has no heldout/replay sets; retrain it with tagger train (text data)")
         names = rounds.label_set(live.label_names, self.labels.admitted(set(live.label_names)), self.rounds)
         new_labels = names[len(live.label_names):]
-        train_set, judge_set = self._examples(set(names))
+        train_set, judge_set = self._examples(set(names), _made_ms(live_dir))
         clock.lap("load")
         if not len(judge_set) or not len(train_set):
             return RoundResult("rejected", "too few corrected documents to hold a slice out", {}, {})
@@ -229,14 +231,16 @@ class Learner:
                            summary["candidate"], version, labels_added=new_labels, model=trained,
                            rows=rows)
 
-    def _examples(self, names: set[str]) -> tuple[Corpus, Corpus]:
+    def _examples(self, names: set[str], since_ms: int) -> tuple[Corpus, Corpus]:
         """(train, judge) examples, their labels cut to ``names``; a document's side is fixed by a hash of its
-        id. A document left with no label (only new labels that are not admitted) waits for a later round."""
+        id, and the judge side keeps the corrections since ``since_ms`` (:func:`worker.learn.rounds.recent`).
+        A document left with no label (only new labels that are not admitted) waits for a later round."""
         stored: dict[Any, Any] = self.client.hgetall(EXAMPLES)
         raw = {k.decode(): json.loads(v) for k, v in stored.items()}
         labels = {i: [name for name in example["labels"] if name in names] for i, example in raw.items()}
         ids = sorted(i for i in raw if labels[i])
-        judge = [i for i in ids if hash_unit(i) < self.rounds.corrections_slice]
+        held = {i: int(raw[i].get("ts", 0)) for i in ids if hash_unit(i) < self.rounds.corrections_slice}
+        judge = rounds.recent(held, since_ms, self.rounds.judge_recent)
         train = [i for i in ids if hash_unit(i) >= self.rounds.corrections_slice]
 
         def corpus(chosen: list[str]) -> Corpus:
@@ -298,6 +302,12 @@ class _Judgement:
     slice_rows: dict[str, np.ndarray]  # metric -> (n_slice,)
     heldout: dict[str, float]
     slice: dict[str, float]
+
+
+def _made_ms(checkpoint_dir: Path) -> int:
+    """When the checkpoint was written, in ms since the epoch; 0 when it does not say."""
+    created = checkpoint.read_meta(checkpoint_dir).created
+    return int(datetime.fromisoformat(created).timestamp() * 1000) if created else 0
 
 
 def _judge(tagger: Tagger, heldout: Corpus, judge_set: Corpus) -> _Judgement:
