@@ -62,9 +62,9 @@ def test_a_poisoned_round_whose_slice_of_random_labels_gains_nothing_is_rejected
     assert round(gain(judged), 4) == 0.0002
     assert round(gain(heldout) + gain(judged), 4) == -0.0604
     assert verdict(heldout, judged, epsilon=0.01, tolerance=0.05) == (
-        "no gain: not above epsilon 0.01 plus 1.645 standard errors on the corrections slice, nor over held-out "
-        "and slice together (held-out p@1 -0.0354, held-out ndcg@5 -0.0252, slice p@1 +0.0000, slice ndcg@5 "
-        "+0.0002)")
+        "no gain: not above epsilon 0.01 plus 1.645 standard errors on the corrections slice, nor above epsilon "
+        "over held-out and slice together (held-out p@1 -0.0354, held-out ndcg@5 -0.0252, slice p@1 +0.0000, "
+        "slice ndcg@5 +0.0002)")
 
 
 def test_a_slice_gain_of_one_lucky_document_is_not_beyond_chance() -> None:
@@ -79,9 +79,24 @@ def test_a_slice_gain_of_one_lucky_document_is_not_beyond_chance() -> None:
     heldout = {"live": _rows(198, 110, 0.5934), "candidate": _rows(198, 109, 0.5814)}
     assert round(gain(judged), 4) == 0.0151
     assert verdict(heldout, judged, epsilon=0.01, tolerance=0.05) == (
-        "no gain: not above epsilon 0.01 plus 1.645 standard errors on the corrections slice, nor over held-out "
-        "and slice together (held-out p@1 -0.0051, held-out ndcg@5 -0.0120, slice p@1 +0.0116, slice ndcg@5 "
-        "+0.0035)")
+        "no gain: not above epsilon 0.01 plus 1.645 standard errors on the corrections slice, nor above epsilon "
+        "over held-out and slice together (held-out p@1 -0.0051, held-out ndcg@5 -0.0120, slice p@1 +0.0116, "
+        "slice ndcg@5 +0.0035)")
+
+
+def test_a_poisoned_round_level_with_the_live_model_is_not_promoted_by_a_sum_just_above_zero() -> None:
+    # Stack Exchange biology, 0% wrong, this VM's poisoned round (docs/results.md, sixth session), promoted by
+    # the rule "together > 0": held-out P@1 110 -> 115 of 198 (+0.0253), nDCG@5 0.6133 -> 0.5886 (-0.0247);
+    # slice of random labels P@1 0 -> 0, nDCG@5 0.0036 -> 0.0045 (+0.0009): together +0.0015, not above epsilon
+    live_p1 = np.array([1.0] * 110 + [0.0] * 88)
+    cand_p1 = live_p1.copy()
+    cand_p1[:20] = 0.0  # 20 documents lost at 1
+    cand_p1[110:135] = 1.0  # 25 gained
+    heldout = {"live": {"p@1": live_p1, "ndcg@5": np.full(198, 0.6133)},
+               "candidate": {"p@1": cand_p1, "ndcg@5": np.full(198, 0.5886)}}
+    judged = {"live": _rows(86, 0, 0.0036), "candidate": _rows(86, 0, 0.0045)}
+    assert round(gain(heldout) + gain(judged), 4) == 0.0015
+    assert verdict(heldout, judged, epsilon=0.01, tolerance=0.05).startswith("no gain: not above epsilon 0.01")
 
 
 def test_a_held_out_gain_with_a_level_slice_is_promoted() -> None:

@@ -16,11 +16,11 @@ Each step, in order:
    the labels new since ``tagger train`` their served boost (:mod:`model.boost`).
 4. Judge candidate and live model on the same documents: the held-out slice of corrections, those made since
    the live model was (the stream as it is now; at least the newest ``judge_recent``), and the fixed
-   held-out set kept with the model (trusted labels from the past). Promote only if
-   the held-out set shows no collapse (a drop beyond ``heldout_tolerance`` and chance), the slice no loss
-   (beyond ``promote_epsilon`` and chance), and the candidate gains: on the slice, beyond ``promote_epsilon``
-   and chance, or on the two sets together (:func:`worker.learn.rounds.verdict`); otherwise reject and
-   record why (history.jsonl, metrics, one log line per round).
+   held-out set kept with the model (trusted labels from the past). Promote only if the held-out set shows
+   no collapse (a drop beyond ``heldout_tolerance`` and chance), the slice no loss (beyond
+   ``promote_epsilon`` and chance), and the candidate gains: on the slice, beyond ``promote_epsilon`` and
+   chance, or beyond ``promote_epsilon`` on the two sets together (:func:`worker.learn.rounds.verdict`);
+   otherwise reject and record why (history.jsonl, metrics, one log line per round).
 5. Promotion writes the candidate as a new registry version (atomic), points CURRENT at it, and
    prunes old versions.
 """

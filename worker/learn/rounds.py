@@ -21,7 +21,8 @@ made, or at least the newest ``TAGGER_JUDGE_RECENT``). Three rules, on per-docum
 1. No collapse on the held-out set: neither metric may drop beyond ``TAGGER_HELDOUT_TOLERANCE``.
 2. No loss on the slice: neither metric may drop beyond ``TAGGER_PROMOTE_EPSILON``.
 3. A gain: summed over the two metrics, the slice gains more than ``TAGGER_PROMOTE_EPSILON``, or the two
-   sets together gain (what the candidate loses on one set must be bought by what it gains on the other).
+   sets together gain more than it (what the candidate loses on one set must be bought by what it gains
+   on the other).
 
 A drop counts only beyond its allowance plus ``Z`` standard errors of the mean per-document difference, so a
 few hundred documents cannot veto a round on noise alone; the slice's gain, to promote on its own, must
@@ -37,6 +38,9 @@ epsilon, and beyond chance, to promote alone: a round on nothing but wrong corre
 labels on which neither model can score, yet one of its 86 documents hit by luck made a gain of 0.015 on
 biology, and a rule without the standard errors promoted that round. Why the sum stays: where the stream
 does not drift (Stack Exchange cooking), the held-out set's trusted labels show gains the small slice cannot.
+Why the sum must clear epsilon too: a poisoned round's candidate, trained on every earlier correction and
+the poisoned ones, was level with the live model (held-out P@1 +0.025, nDCG@5 −0.025, slice +0.001: a sum of
++0.0016), and a sum above 0 promoted it.
 Why only the recent part of the slice: a candidate's edge over the live model is on what the stream became
 since the live model was made; on biology with correct corrections, the whole slice (every round's
 documents) showed no gain in rounds whose candidates were 2–3.5 points better on later documents.
@@ -203,9 +207,9 @@ def verdict(heldout: dict[str, dict[str, np.ndarray]], judged: dict[str, dict[st
             if drop > allowed + Z * se:
                 return (f"{where} {metric} dropped by {drop:.4f}, more than {allowed} plus {Z} standard errors "
                         f"({se:.4f})")
-    if not _gains_beyond(judged, epsilon) and gain(heldout) + gain(judged) <= 0:
+    if not _gains_beyond(judged, epsilon) and gain(heldout) + gain(judged) <= epsilon:
         return (f"no gain: not above epsilon {epsilon} plus {Z} standard errors on the corrections slice, nor "
-                f"over held-out and slice together ({_changes(heldout, judged)})")
+                f"above epsilon over held-out and slice together ({_changes(heldout, judged)})")
     return ""
 
 
