@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["KS", "evaluate", "hits", "ndcg_at_k", "ndcg_rows", "precision_at_k", "precision_rows", "propensities",
-           "psp_at_k", "topk_of"]
+__all__ = ["KS", "evaluate", "frequency_ranking", "hits", "ndcg_at_k", "ndcg_rows", "precision_at_k",
+           "precision_rows", "propensities", "psp_at_k", "topk_of"]
 
 KS = (1, 3, 5)
 
@@ -26,6 +26,16 @@ def topk_of(scores: np.ndarray, k: int) -> np.ndarray:
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
     return np.take_along_axis(part, order, axis=1)
+
+
+def frequency_ranking(n_docs: int, n_labels: int, k: int = 5) -> np.ndarray:
+    """The label-frequency baseline's top k for every document, (n_docs, min(k, n_labels)): label ids are
+    numbered most frequent first (``tagger train``), so each row is 0, 1, ..., whatever the text.
+
+    >>> frequency_ranking(2, 3).tolist()
+    [[0, 1, 2], [0, 1, 2]]
+    """
+    return np.tile(np.arange(min(k, n_labels)), (n_docs, 1))
 
 
 def hits(topk: np.ndarray, y_true: sp.csr_matrix) -> np.ndarray:

@@ -20,7 +20,7 @@ from model.boost import LabelBoost
 from model.data import Corpus, label_matrix
 from model.device import resolve_device
 from model.errors import ModelError
-from model.metrics import evaluate, ndcg_rows, precision_rows, propensities
+from model.metrics import evaluate, frequency_ranking, ndcg_rows, precision_rows, propensities
 from model.neighbours import Neighbours
 from model.rank_ae import RankAE, predict_topk
 from model.text import Featurizer
@@ -105,8 +105,13 @@ class Tagger:
         """P@1 and nDCG@5 of each document of a labelled corpus, (n,) each: what paired comparisons of two
         models on the same documents need (labels the model never saw count as misses)."""
         ids, _ = self.topk(self.features(corpus.inputs), 5)
+        return _document_rows(ids, label_matrix(corpus.labels, self.label_names))
+
+    def baseline_scores(self, corpus: Corpus) -> dict[str, np.ndarray]:
+        """``document_scores`` of the label-frequency baseline over this model's labels (the most frequent in
+        training first, whatever the text): the floor any model that reads the text should clear."""
         y = label_matrix(corpus.labels, self.label_names)
-        return {"p@1": precision_rows(ids, y, 1), "ndcg@5": ndcg_rows(ids, y, 5)}
+        return _document_rows(frequency_ranking(*y.shape), y)
 
     def _propensities(self) -> np.ndarray | None:
         counts = np.asarray(self.metrics.get("label_counts", []), dtype=np.float64)
@@ -114,3 +119,8 @@ class Tagger:
         if counts.size != len(self.label_names) or n_train < 1:
             return None
         return propensities(counts, n_train)
+
+
+def _document_rows(topk: np.ndarray, y: sp.csr_matrix) -> dict[str, np.ndarray]:
+    """Per-document P@1 and nDCG@5, (n,) each, of the rankings ``topk`` (n, ≥5) against labels ``y`` (n, L)."""
+    return {"p@1": precision_rows(topk, y, 1), "ndcg@5": ndcg_rows(topk, y, 5)}

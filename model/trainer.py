@@ -29,7 +29,7 @@ from model.data import Corpus, label_matrix
 from model.device import resolve_device
 from model.errors import ConfigError, DataError, ModelError
 from model.label_embedding import label_embedding
-from model.metrics import evaluate
+from model.metrics import evaluate, frequency_ranking
 from model.neighbours import MAX_DOC_FREQ, Neighbours
 from model.neighbours import SETTINGS as NEIGHBOUR_SETTINGS
 from model.neighbours import choose as choose_neighbours
@@ -310,8 +310,7 @@ WARMUP_EPOCHS = 10
 
 def frequency_baseline(y_valid: sp.csr_matrix) -> float:
     """Validation P@1 of ranking every document's labels by training frequency (label id 0 first)."""
-    ranking = np.tile(np.arange(min(5, y_valid.shape[1])), (y_valid.shape[0], 1))
-    return evaluate(ranking, y_valid)["p@1"]
+    return evaluate(frequency_ranking(*y_valid.shape), y_valid)["p@1"]
 
 
 def _validate(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -32,9 +33,11 @@ TRAIN, TEST = hash_split(CORPUS, 0.3, seed=0)
 
 
 def weak_model(out: Path, seed: int = 0) -> Path:
-    """An under-trained model (one epoch): good enough to tag, with room for corrections to help (no
-    neighbour votes: on this generated corpus they alone would tag well, leaving corrections no room)."""
-    config = TrainConfig(epochs=1, lr=1e-3, min_df=1, seed=seed, neighbours=False)
+    """An under-trained model (two epochs): past the label priors, with room for corrections to help (no
+    neighbour votes: on this generated corpus they alone would tag well, leaving corrections no room). One
+    epoch at 1e-3 left it, and a retrained candidate with its settings, at the label-frequency ranking, where
+    the guard cannot tell the corrections from unrelated labels."""
+    config = TrainConfig(epochs=2, lr=3e-3, min_df=1, seed=seed, neighbours=False)
     trained = train(TRAIN, ModelConfig(embed_dim=32, latent_dim=16, label_hidden=32, pooling="sum"), config)
     checkpoint.save(trained, out, feedback_corpora(TRAIN, config))
     return out
@@ -157,6 +160,10 @@ def test_the_guard_judges_on_the_corrections_since_the_live_model(
     assert len(since) >= 10 and older  # both periods have documents in the slice
     outcome = learner.run_round()
     assert all(len(scores) == len(since) for scores in outcome.rows["slice"]["live"].values()), outcome
+    # the label-frequency baseline's P@1 on a document: whether the most frequent label (id 0) is among its own
+    first = live.label_names[0]
+    examples = {i: json.loads(client.hget(EXAMPLES, i) or "{}") for i in since}
+    assert outcome.rows["slice"]["baseline"]["p@1"].tolist() == [float(first in examples[i]["labels"]) for i in since]
 
 
 def test_a_label_new_to_the_model_is_admitted_by_three_users_and_learned(

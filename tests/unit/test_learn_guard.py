@@ -12,11 +12,17 @@ def _rows(n: int, p1_hits: int, ndcg: float) -> dict[str, np.ndarray]:
     return {"p@1": np.array([1.0] * p1_hits + [0.0] * (n - p1_hits)), "ndcg@5": np.full(n, ndcg)}
 
 
+def _floor(judged: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """A label-frequency baseline that ranks none of the slice's labels (every score 0)."""
+    n = len(judged["live"]["p@1"])
+    return {"p@1": np.zeros(n), "ndcg@5": np.zeros(n)}
+
+
 def test_a_round_that_gains_on_the_slice_and_keeps_held_out_is_promoted() -> None:
     heldout = {"live": _rows(100, 60, 0.60), "candidate": _rows(100, 60, 0.60)}
     judged = {"live": _rows(50, 20, 0.40), "candidate": _rows(50, 25, 0.45)}
     assert round(gain(judged), 4) == 0.15  # p@1 +5/50, nDCG@5 +0.05
-    assert verdict(heldout, judged, epsilon=0.01, tolerance=0.05) == ""
+    assert verdict(heldout, judged, _floor(judged), epsilon=0.01, tolerance=0.05) == ""
 
 
 def test_a_held_out_collapse_is_rejected_whatever_the_slice_gained() -> None:
@@ -24,7 +30,7 @@ def test_a_held_out_collapse_is_rejected_whatever_the_slice_gained() -> None:
     # sd = sqrt(30*0.7^2 + 70*0.3^2) / sqrt(99) = 0.4606, se 0.0461; 0.05 + 1.645 * 0.0461 = 0.1258 < 0.3
     heldout = {"live": _rows(100, 60, 0.60), "candidate": _rows(100, 30, 0.60)}
     judged = {"live": _rows(50, 10, 0.30), "candidate": _rows(50, 40, 0.80)}
-    assert verdict(heldout, judged, epsilon=0.01, tolerance=0.05) == (
+    assert verdict(heldout, judged, _floor(judged), epsilon=0.01, tolerance=0.05) == (
         "held-out p@1 dropped by 0.3000, more than 0.05 plus 1.645 standard errors (0.0461)")
 
 
@@ -34,8 +40,9 @@ def test_a_drifted_held_out_loss_within_the_tolerance_does_not_veto_a_slice_gain
     # reject it: 0.01 + 0.0393 = 0.0493 < 0.06), while the slice gains p@1 +4/50 and nDCG@5 +0.04
     heldout = {"live": _rows(100, 60, 0.60), "candidate": _rows(100, 54, 0.60)}
     judged = {"live": _rows(50, 20, 0.40), "candidate": _rows(50, 24, 0.44)}
-    assert verdict(heldout, judged, epsilon=0.01, tolerance=0.05) == ""
-    assert verdict(heldout, judged, epsilon=0.01, tolerance=0.01).startswith("held-out p@1 dropped by 0.0600")
+    assert verdict(heldout, judged, _floor(judged), epsilon=0.01, tolerance=0.05) == ""
+    assert verdict(heldout, judged, _floor(judged), epsilon=0.01,
+                   tolerance=0.01).startswith("held-out p@1 dropped by 0.0600")
 
 
 def test_a_slice_drop_beyond_epsilon_is_rejected_whatever_the_other_metric_gained() -> None:
@@ -43,7 +50,7 @@ def test_a_slice_drop_beyond_epsilon_is_rejected_whatever_the_other_metric_gaine
     # 0.01 + 1.645 * 0.0571 = 0.1040 < 0.2, though nDCG@5 +0.3 would make the summed gain +0.1
     heldout = {"live": _rows(100, 60, 0.60), "candidate": _rows(100, 60, 0.60)}
     judged = {"live": _rows(50, 25, 0.40), "candidate": _rows(50, 15, 0.70)}
-    assert verdict(heldout, judged, epsilon=0.01, tolerance=0.05) == (
+    assert verdict(heldout, judged, _floor(judged), epsilon=0.01, tolerance=0.05) == (
         "corrections slice p@1 dropped by 0.2000, more than 0.01 plus 1.645 standard errors (0.0571)")
 
 
@@ -61,33 +68,36 @@ def test_a_poisoned_round_whose_slice_of_random_labels_gains_nothing_is_rejected
     judged = {"live": _rows(86, 0, 0.0126), "candidate": _rows(86, 0, 0.0128)}
     assert round(gain(judged), 4) == 0.0002
     assert round(gain(heldout) + gain(judged), 4) == -0.0604
-    assert verdict(heldout, judged, epsilon=0.01, tolerance=0.05) == (
-        "no gain: not above epsilon 0.01 plus 1.645 standard errors on the corrections slice, nor above epsilon "
-        "over held-out and slice together (held-out p@1 -0.0354, held-out ndcg@5 -0.0252, slice p@1 +0.0000, "
+    assert verdict(heldout, judged, _floor(judged), epsilon=0.01, tolerance=0.05) == (
+        "no gain: not above epsilon 0.01 plus 1.645 standard errors on the corrections slice, nor over held-out "
+        "and slice together (held-out p@1 -0.0354, held-out ndcg@5 -0.0252, slice p@1 +0.0000, "
         "slice ndcg@5 +0.0002)")
 
 
 def test_a_slice_gain_of_one_lucky_document_is_not_beyond_chance() -> None:
     # Stack Exchange biology, poisoned round under a rule without standard errors on the slice's gain, which
-    # promoted it: its 86 random-label documents, P@1 0 -> 1/86 (+0.0116) and nDCG@5 0.0081 -> 0.0116, a summed
+    # promoted it: its 86 random-label documents, P@1 +1/86 (+0.0116) and nDCG@5 0.0081 -> 0.0116, a summed
     # gain of 0.0151 > epsilon. d: one 1.0035, 85 of 0.0035: sd 0.1079, se 0.0116, and 0.01 + 1.645 * 0.0116 =
     # 0.0191 > 0.0151. Held-out P@1 110 -> 109 of 198, nDCG@5 0.5934 -> 0.5814: together -0.0020.
-    hit = np.zeros(86)
-    hit[0] = 1.0
-    judged = {"live": {"p@1": np.zeros(86), "ndcg@5": np.full(86, 0.0081)},
-              "candidate": {"p@1": hit, "ndcg@5": np.full(86, 0.0116)}}
+    live_p1 = np.array([1.0] * 30 + [0.0] * 56)  # here on a slice the live model relates to (see _floor)
+    hit = live_p1.copy()
+    hit[30] = 1.0
+    judged = {"live": {"p@1": live_p1, "ndcg@5": np.full(86, 0.4081)},
+              "candidate": {"p@1": hit, "ndcg@5": np.full(86, 0.4116)}}
     heldout = {"live": _rows(198, 110, 0.5934), "candidate": _rows(198, 109, 0.5814)}
     assert round(gain(judged), 4) == 0.0151
-    assert verdict(heldout, judged, epsilon=0.01, tolerance=0.05) == (
-        "no gain: not above epsilon 0.01 plus 1.645 standard errors on the corrections slice, nor above epsilon "
-        "over held-out and slice together (held-out p@1 -0.0051, held-out ndcg@5 -0.0120, slice p@1 +0.0116, "
+    assert verdict(heldout, judged, _floor(judged), epsilon=0.01, tolerance=0.05) == (
+        "no gain: not above epsilon 0.01 plus 1.645 standard errors on the corrections slice, nor over held-out "
+        "and slice together (held-out p@1 -0.0051, held-out ndcg@5 -0.0120, slice p@1 +0.0116, "
         "slice ndcg@5 +0.0035)")
 
 
-def test_a_poisoned_round_level_with_the_live_model_is_not_promoted_by_a_sum_just_above_zero() -> None:
-    # Stack Exchange biology, 0% wrong, this VM's poisoned round (docs/results.md, sixth session), promoted by
-    # the rule "together > 0": held-out P@1 110 -> 115 of 198 (+0.0253), nDCG@5 0.6133 -> 0.5886 (-0.0247);
-    # slice of random labels P@1 0 -> 0, nDCG@5 0.0036 -> 0.0045 (+0.0009): together +0.0015, not above epsilon
+def test_a_held_out_gain_does_not_carry_a_round_on_a_slice_no_model_relates_to_its_texts() -> None:
+    # Stack Exchange biology, 0% wrong, a poisoned round of this session's VM (docs/results.md, sixth session),
+    # which "together > 0" promoted: held-out P@1 110 -> 115 of 198 (+0.0253), nDCG@5 0.6133 -> 0.5886
+    # (-0.0247); the slice of random labels P@1 0 -> 0, nDCG@5 0.0036 -> 0.0045 (+0.0009): together +0.0015.
+    # Label frequency ranks that slice about as well as either model (here nDCG@5 0.0030: 0.0006 and 0.0015
+    # behind live and candidate, not beyond epsilon 0.01).
     live_p1 = np.array([1.0] * 110 + [0.0] * 88)
     cand_p1 = live_p1.copy()
     cand_p1[:20] = 0.0  # 20 documents lost at 1
@@ -95,8 +105,28 @@ def test_a_poisoned_round_level_with_the_live_model_is_not_promoted_by_a_sum_jus
     heldout = {"live": {"p@1": live_p1, "ndcg@5": np.full(198, 0.6133)},
                "candidate": {"p@1": cand_p1, "ndcg@5": np.full(198, 0.5886)}}
     judged = {"live": _rows(86, 0, 0.0036), "candidate": _rows(86, 0, 0.0045)}
-    assert round(gain(heldout) + gain(judged), 4) == 0.0015
-    assert verdict(heldout, judged, epsilon=0.01, tolerance=0.05).startswith("no gain: not above epsilon 0.01")
+    assert round(gain(heldout) + gain(judged), 4) == 0.0015  # the sum alone would promote it
+    frequency = {"p@1": np.zeros(86), "ndcg@5": np.full(86, 0.0030)}
+    assert verdict(heldout, judged, frequency, epsilon=0.01, tolerance=0.05) == (
+        "no gain: not above epsilon 0.01 plus 1.645 standard errors on the corrections slice, whose labels look "
+        "unrelated to their documents: neither model ranks them better than label frequency does (P@1 live "
+        "0.0000, candidate 0.0000, frequency 0.0000), so held-out gains cannot carry the round; review the "
+        "corrections (a misbehaving client?)")
+    assert verdict(heldout, judged, _floor(judged), epsilon=0.0, tolerance=0.05) == ""
+
+
+def test_a_held_out_gain_carries_a_round_on_a_slice_only_the_candidate_relates_to_its_texts() -> None:
+    # slice nDCG@5: label frequency 0.050, the live model 0.055 (0.005 above it, not beyond epsilon), the
+    # candidate 0.062 (0.012 above it: the slice is readable; 0.007 above the live model: no slice gain);
+    # held-out p@1 +2/100: together +0.027
+    heldout = {"live": _rows(100, 10, 0.10), "candidate": _rows(100, 12, 0.10)}
+    judged = {"live": _rows(50, 0, 0.055), "candidate": _rows(50, 0, 0.062)}
+    frequency = {"p@1": np.zeros(50), "ndcg@5": np.full(50, 0.05)}
+    assert round(gain(heldout) + gain(judged), 4) == 0.027
+    assert verdict(heldout, judged, frequency, epsilon=0.01, tolerance=0.05) == ""
+    unreadable = {"p@1": np.zeros(50), "ndcg@5": np.full(50, 0.055)}  # frequency as good as both: not carried
+    assert verdict(heldout, judged, unreadable, epsilon=0.01, tolerance=0.05).startswith(
+        "no gain: not above epsilon 0.01 plus 1.645 standard errors on the corrections slice, whose labels")
 
 
 def test_a_held_out_gain_with_a_level_slice_is_promoted() -> None:
@@ -105,14 +135,15 @@ def test_a_held_out_gain_with_a_level_slice_is_promoted() -> None:
     heldout = {"live": _rows(1000, 740, 0.700), "candidate": _rows(1000, 753, 0.707)}
     judged = {"live": _rows(100, 47, 0.4714), "candidate": _rows(100, 47, 0.4681)}
     assert round(gain(heldout) + gain(judged), 4) == 0.0167
-    assert verdict(heldout, judged, epsilon=0.01, tolerance=0.05) == ""
+    assert verdict(heldout, judged, _floor(judged), epsilon=0.01, tolerance=0.05) == ""
 
 
 def test_a_slice_gain_within_epsilon_does_not_buy_a_larger_held_out_loss() -> None:
     # held-out p@1 60 -> 59 of 100 (-0.01); slice nDCG@5 +0.005, not above epsilon: together -0.005
     heldout = {"live": _rows(100, 60, 0.60), "candidate": _rows(100, 59, 0.60)}
     judged = {"live": _rows(100, 40, 0.400), "candidate": _rows(100, 40, 0.405)}
-    assert verdict(heldout, judged, epsilon=0.01, tolerance=0.05).startswith("no gain: not above epsilon 0.01")
+    assert verdict(heldout, judged, _floor(judged), epsilon=0.01,
+                   tolerance=0.05).startswith("no gain: not above epsilon 0.01")
 
 
 def test_the_largest_boost_within_the_cost_is_chosen_and_the_search_stops_at_the_first_too_dear() -> None:

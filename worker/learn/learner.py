@@ -19,8 +19,9 @@ Each step, in order:
    held-out set kept with the model (trusted labels from the past). Promote only if the held-out set shows
    no collapse (a drop beyond ``heldout_tolerance`` and chance), the slice no loss (beyond
    ``promote_epsilon`` and chance), and the candidate gains: on the slice, beyond ``promote_epsilon`` and
-   chance, or beyond ``promote_epsilon`` on the two sets together (:func:`worker.learn.rounds.verdict`);
-   otherwise reject and record why (history.jsonl, metrics, one log line per round).
+   chance, or on the two sets together when the slice's labels relate to their texts (a model ranks them
+   better than label frequency does) (:func:`worker.learn.rounds.verdict`); otherwise reject and record
+   why (history.jsonl, metrics, one log line per round).
 5. Promotion writes the candidate as a new registry version (atomic), points CURRENT at it, and
    prunes old versions.
 """
@@ -79,7 +80,8 @@ class RoundResult:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per step: load, train, boost, judge, promote
     labels_added: list[str] = field(default_factory=list)  # admitted new labels the candidate knows
     # in memory only, for whoever judges the guard itself (the feedback benchmark): the judged candidate, and
-    # the per-document scores the verdict read, set ("heldout", "slice") -> model -> metric -> (n,)
+    # the per-document scores the verdict read, set ("heldout", "slice") -> model ("live", "candidate", and on
+    # the slice "baseline": the label-frequency baseline) -> metric -> (n,)
     model: TrainedModel | None = field(default=None, repr=False, compare=False)
     rows: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict, repr=False, compare=False)
 
@@ -215,8 +217,10 @@ class Learner:
                   for name, t in (("live", tagger), ("candidate", rounds.as_tagger(trained)))}
         rows = {"heldout": {n: j.heldout_rows for n, j in judged.items()},
                 "slice": {n: j.slice_rows for n, j in judged.items()}}
-        reason = rounds.verdict(rows["heldout"], rows["slice"], self.rounds.promote_epsilon,
+        baseline = tagger.baseline_scores(judge_set)
+        reason = rounds.verdict(rows["heldout"], rows["slice"], baseline, self.rounds.promote_epsilon,
                                 self.rounds.heldout_tolerance)
+        rows["slice"]["baseline"] = baseline
         boosts = {"live": live.boost.weight, "candidate": trained.boost.weight}
         summary = {n: {**_summary({"heldout": j.heldout, "slice": j.slice}), "new_label_boost": boosts[n]}
                    for n, j in judged.items()}

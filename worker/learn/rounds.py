@@ -21,8 +21,11 @@ made, or at least the newest ``TAGGER_JUDGE_RECENT``). Three rules, on per-docum
 1. No collapse on the held-out set: neither metric may drop beyond ``TAGGER_HELDOUT_TOLERANCE``.
 2. No loss on the slice: neither metric may drop beyond ``TAGGER_PROMOTE_EPSILON``.
 3. A gain: summed over the two metrics, the slice gains more than ``TAGGER_PROMOTE_EPSILON``, or the two
-   sets together gain more than it (what the candidate loses on one set must be bought by what it gains
-   on the other).
+   sets together gain (what the candidate loses on one set must be bought by what it gains on the other).
+   The two sets together count only when the slice's labels relate to their texts: when the live model
+   or the candidate (which learnt from the other corrections) ranks them better than the label-frequency
+   baseline does, beyond epsilon and chance. On a slice no model can read, a held-out gain says nothing
+   about the corrections.
 
 A drop counts only beyond its allowance plus ``Z`` standard errors of the mean per-document difference, so a
 few hundred documents cannot veto a round on noise alone; the slice's gain, to promote on its own, must
@@ -38,9 +41,13 @@ epsilon, and beyond chance, to promote alone: a round on nothing but wrong corre
 labels on which neither model can score, yet one of its 86 documents hit by luck made a gain of 0.015 on
 biology, and a rule without the standard errors promoted that round. Why the sum stays: where the stream
 does not drift (Stack Exchange cooking), the held-out set's trusted labels show gains the small slice cannot.
-Why the sum must clear epsilon too: a poisoned round's candidate, trained on every earlier correction and
-the poisoned ones, was level with the live model (held-out P@1 +0.025, nDCG@5 −0.025, slice +0.001: a sum of
-+0.0016), and a sum above 0 promoted it.
+Why the sum needs a readable slice: a poisoned round's candidate, trained on every earlier correction and the
+poisoned ones, can be level with the live model, and then the sum is a coin toss (biology: held-out P@1
++0.025, nDCG@5 −0.025, slice +0.001, a sum of +0.0016, promoted); the live model's P@1 on a poisoned slice is
+0–0.04, on the slices of real rounds 0.33–0.60. Requiring the sum to clear epsilon instead rejected that
+round but also two rounds that were better on later documents. Why the slice's own gain needs no such check:
+a live model still at the label priors (a weak seed) ranks even true labels no better than label frequency,
+and a candidate that gains on the slice beyond chance has shown that the corrections are learnable.
 Why only the recent part of the slice: a candidate's edge over the live model is on what the stream became
 since the live model was made; on biology with correct corrections, the whole slice (every round's
 documents) showed no gain in rounds whose candidates were 2–3.5 points better on later documents.
@@ -194,12 +201,13 @@ def gain(rows: dict[str, dict[str, np.ndarray]]) -> float:
 
 
 def verdict(heldout: dict[str, dict[str, np.ndarray]], judged: dict[str, dict[str, np.ndarray]],
-            epsilon: float, tolerance: float) -> str:
+            baseline: dict[str, np.ndarray], epsilon: float, tolerance: float) -> str:
     """Empty when the candidate may be promoted, else why not.
 
     heldout, judged: model ("live", "candidate") -> metric -> per-document scores (n,), on the held-out set
-    and on the corrections slice. ``epsilon``: the slice's allowance, and the gain it must show to promote
-    alone; ``tolerance``: the held-out set's allowance.
+    and on the corrections slice; baseline: metric -> (n_slice,), the label-frequency baseline on the slice.
+    ``epsilon``: the slice's allowance, and the gain it must show to promote alone; ``tolerance``: the
+    held-out set's allowance.
     """
     for where, rows, allowed in (("held-out", heldout, tolerance), ("corrections slice", judged, epsilon)):
         for metric in GUARD_METRICS:
@@ -207,17 +215,24 @@ def verdict(heldout: dict[str, dict[str, np.ndarray]], judged: dict[str, dict[st
             if drop > allowed + Z * se:
                 return (f"{where} {metric} dropped by {drop:.4f}, more than {allowed} plus {Z} standard errors "
                         f"({se:.4f})")
-    if not _gains_beyond(judged, epsilon) and gain(heldout) + gain(judged) <= epsilon:
+    if _beyond(judged["live"], judged["candidate"], epsilon):
+        return ""
+    if not any(_beyond(baseline, judged[model], epsilon) for model in ("live", "candidate")):
+        p1 = {name: float(np.mean(rows["p@1"])) for name, rows in (*judged.items(), ("frequency", baseline))}
+        return (f"no gain: not above epsilon {epsilon} plus {Z} standard errors on the corrections slice, whose "
+                "labels look unrelated to their documents: neither model ranks them better than label frequency "
+                "does (P@1 " + ", ".join(f"{k} {v:.4f}" for k, v in p1.items()) + "), so held-out gains cannot "
+                "carry the round; review the corrections (a misbehaving client?)")
+    if gain(heldout) + gain(judged) <= 0:
         return (f"no gain: not above epsilon {epsilon} plus {Z} standard errors on the corrections slice, nor "
-                f"above epsilon over held-out and slice together ({_changes(heldout, judged)})")
+                f"over held-out and slice together ({_changes(heldout, judged)})")
     return ""
 
 
-def _gains_beyond(rows: dict[str, dict[str, np.ndarray]], epsilon: float) -> bool:
-    """Whether the candidate's summed per-document gain on ``rows`` is above ``epsilon`` plus ``Z`` standard
-    errors (the mirror of the drop test)."""
-    live, new = (np.sum([rows[model][m] for m in GUARD_METRICS], axis=0) for model in ("live", "candidate"))
-    drop, se = paired_drop(live, new)
+def _beyond(old: dict[str, np.ndarray], new: dict[str, np.ndarray], epsilon: float) -> bool:
+    """Whether ``new``'s per-document scores, summed over the guard metrics, beat ``old``'s on the same documents
+    by more than ``epsilon`` plus ``Z`` standard errors (the mirror of the drop test)."""
+    drop, se = paired_drop(*(np.sum([rows[m] for m in GUARD_METRICS], axis=0) for rows in (old, new)))
     return -drop > epsilon + Z * se
 
 
