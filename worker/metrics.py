@@ -102,12 +102,14 @@ class _RejectedCorrections(Collector):
 class LearnerMetrics:
     """Metrics of ``tagger learn``: corrections, fine-tune rounds, the live model."""
 
-    def __init__(self, client: Any, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, client: Any, registry: CollectorRegistry | None = None, rules: tuple[str, ...] = ()) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.received = Counter("tagger_corrections_received_total", "Corrections stored as examples",
                                 registry=r)
         self.runs = Counter("tagger_finetune_runs_total", "Fine-tune rounds by result", ["result"], registry=r)
+        self.rejections = Counter("tagger_finetune_rejections_total", "Rounds the promotion guard rejected, by "
+                                  "rule", ["rule"], registry=r)
         self.seconds = Histogram("tagger_finetune_seconds", "Duration of a fine-tune round",
                                  buckets=(1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600), registry=r)
         self.heldout_p1 = Gauge("tagger_heldout_p_at_1", "Held-out P@1 in the last round", ["model"], registry=r)
@@ -122,6 +124,8 @@ class LearnerMetrics:
                                        "Rounds rejected or failed since the last promotion", registry=r)
         for result in ("promoted", "rejected", "failed"):
             self.runs.labels(result)
+        for rule in rules:  # the guard's rules (worker.learn.rounds.REJECTION_RULES), each at 0 from the start
+            self.rejections.labels(rule)
         r.register(_RejectedCorrections(client))
 
 

@@ -21,6 +21,7 @@ from worker.learn.corrections import CorrectionClient, CorrectionRejected
 from worker.learn.labels import LabelBook
 from worker.learn.learner import Learner
 from worker.learn.registry import Registry, resolve
+from worker.learn.rounds import REJECTION_RULES
 from worker.services import Service
 from worker.settings import Settings
 from worker.store.keys import CORRECTIONS, EXAMPLES, LEARNERS
@@ -139,6 +140,8 @@ def test_helpful_corrections_promote_and_a_poisoned_round_is_rejected(
     runs = learner.metrics.registry.get_sample_value
     assert runs("tagger_finetune_runs_total", {"result": "promoted"}) == 1
     assert runs("tagger_finetune_runs_total", {"result": "rejected"}) == 1
+    assert runs("tagger_finetune_rejections_total", {"rule": second.rule}) == 1, second.rule
+    assert sum(runs("tagger_finetune_rejections_total", {"rule": rule}) or 0 for rule in REJECTION_RULES) == 1
 
 
 def test_the_guard_judges_on_the_corrections_since_the_live_model(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from worker.learn.rounds import gain, largest_boost, verdict
+from worker.learn.rounds import Rejection, gain, largest_boost, verdict
 
 
 def _rows(n: int, p1_hits: int, ndcg: float) -> dict[str, np.ndarray]:
@@ -22,7 +22,7 @@ def test_a_round_that_gains_on_the_slice_and_keeps_held_out_is_promoted() -> Non
     heldout = {"live": _rows(100, 60, 0.60), "candidate": _rows(100, 60, 0.60)}
     judged = {"live": _rows(50, 20, 0.40), "candidate": _rows(50, 25, 0.45)}
     assert round(gain(judged), 4) == 0.15  # p@1 +5/50, nDCG@5 +0.05
-    assert verdict(heldout, judged, _floor(judged), epsilon=0.01, tolerance=0.05) == ""
+    assert verdict(heldout, judged, _floor(judged), epsilon=0.01, tolerance=0.05) is None
 
 
 def test_a_held_out_collapse_is_rejected_whatever_the_slice_gained() -> None:
@@ -30,7 +30,8 @@ def test_a_held_out_collapse_is_rejected_whatever_the_slice_gained() -> None:
     # sd = sqrt(30*0.7^2 + 70*0.3^2) / sqrt(99) = 0.4606, se 0.0461; 0.05 + 1.645 * 0.0461 = 0.1258 < 0.3
     heldout = {"live": _rows(100, 60, 0.60), "candidate": _rows(100, 30, 0.60)}
     judged = {"live": _rows(50, 10, 0.30), "candidate": _rows(50, 40, 0.80)}
-    assert verdict(heldout, judged, _floor(judged), epsilon=0.01, tolerance=0.05) == (
+    assert verdict(heldout, judged, _floor(judged), epsilon=0.01, tolerance=0.05) == Rejection(
+        "heldout_collapse",
         "held-out p@1 dropped by 0.3000, more than 0.05 plus 1.645 standard errors (0.0461)")
 
 
@@ -40,9 +41,9 @@ def test_a_drifted_held_out_loss_within_the_tolerance_does_not_veto_a_slice_gain
     # reject it: 0.01 + 0.0393 = 0.0493 < 0.06), while the slice gains p@1 +4/50 and nDCG@5 +0.04
     heldout = {"live": _rows(100, 60, 0.60), "candidate": _rows(100, 54, 0.60)}
     judged = {"live": _rows(50, 20, 0.40), "candidate": _rows(50, 24, 0.44)}
-    assert verdict(heldout, judged, _floor(judged), epsilon=0.01, tolerance=0.05) == ""
-    assert verdict(heldout, judged, _floor(judged), epsilon=0.01,
-                   tolerance=0.01).startswith("held-out p@1 dropped by 0.0600")
+    assert verdict(heldout, judged, _floor(judged), epsilon=0.01, tolerance=0.05) is None
+    strict = verdict(heldout, judged, _floor(judged), epsilon=0.01, tolerance=0.01)
+    assert strict and strict.rule == "heldout_collapse" and strict.reason.startswith("held-out p@1 dropped by 0.0600")
 
 
 def test_a_slice_drop_beyond_epsilon_is_rejected_whatever_the_other_metric_gained() -> None:
@@ -50,7 +51,8 @@ def test_a_slice_drop_beyond_epsilon_is_rejected_whatever_the_other_metric_gaine
     # 0.01 + 1.645 * 0.0571 = 0.1040 < 0.2, though nDCG@5 +0.3 would make the summed gain +0.1
     heldout = {"live": _rows(100, 60, 0.60), "candidate": _rows(100, 60, 0.60)}
     judged = {"live": _rows(50, 25, 0.40), "candidate": _rows(50, 15, 0.70)}
-    assert verdict(heldout, judged, _floor(judged), epsilon=0.01, tolerance=0.05) == (
+    assert verdict(heldout, judged, _floor(judged), epsilon=0.01, tolerance=0.05) == Rejection(
+        "slice_drop",
         "corrections slice p@1 dropped by 0.2000, more than 0.01 plus 1.645 standard errors (0.0571)")
 
 
@@ -68,7 +70,8 @@ def test_a_poisoned_round_whose_slice_of_random_labels_gains_nothing_is_rejected
     judged = {"live": _rows(86, 0, 0.0126), "candidate": _rows(86, 0, 0.0128)}
     assert round(gain(judged), 4) == 0.0002
     assert round(gain(heldout) + gain(judged), 4) == -0.0604
-    assert verdict(heldout, judged, _floor(judged), epsilon=0.01, tolerance=0.05) == (
+    assert verdict(heldout, judged, _floor(judged), epsilon=0.01, tolerance=0.05) == Rejection(
+        "no_gain",
         "no gain: not above epsilon 0.01 plus 1.645 standard errors on the corrections slice, nor over held-out "
         "and slice together (held-out p@1 -0.0354, held-out ndcg@5 -0.0252, slice p@1 +0.0000, "
         "slice ndcg@5 +0.0002)")
@@ -86,7 +89,8 @@ def test_a_slice_gain_of_one_lucky_document_is_not_beyond_chance() -> None:
               "candidate": {"p@1": hit, "ndcg@5": np.full(86, 0.4116)}}
     heldout = {"live": _rows(198, 110, 0.5934), "candidate": _rows(198, 109, 0.5814)}
     assert round(gain(judged), 4) == 0.0151
-    assert verdict(heldout, judged, _floor(judged), epsilon=0.01, tolerance=0.05) == (
+    assert verdict(heldout, judged, _floor(judged), epsilon=0.01, tolerance=0.05) == Rejection(
+        "no_gain",
         "no gain: not above epsilon 0.01 plus 1.645 standard errors on the corrections slice, nor over held-out "
         "and slice together (held-out p@1 -0.0051, held-out ndcg@5 -0.0120, slice p@1 +0.0116, "
         "slice ndcg@5 +0.0035)")
@@ -107,12 +111,13 @@ def test_a_held_out_gain_does_not_carry_a_round_on_a_slice_no_model_relates_to_i
     judged = {"live": _rows(86, 0, 0.0036), "candidate": _rows(86, 0, 0.0045)}
     assert round(gain(heldout) + gain(judged), 4) == 0.0015  # the sum alone would promote it
     frequency = {"p@1": np.zeros(86), "ndcg@5": np.full(86, 0.0030)}
-    assert verdict(heldout, judged, frequency, epsilon=0.01, tolerance=0.05) == (
+    assert verdict(heldout, judged, frequency, epsilon=0.01, tolerance=0.05) == Rejection(
+        "unrelated_labels",
         "no gain: not above epsilon 0.01 plus 1.645 standard errors on the corrections slice, whose labels look "
         "unrelated to their documents: neither model ranks them better than label frequency does (P@1 live "
         "0.0000, candidate 0.0000, frequency 0.0000), so held-out gains cannot carry the round; review the "
         "corrections (a misbehaving client?)")
-    assert verdict(heldout, judged, _floor(judged), epsilon=0.0, tolerance=0.05) == ""
+    assert verdict(heldout, judged, _floor(judged), epsilon=0.0, tolerance=0.05) is None
 
 
 def test_a_held_out_gain_carries_a_round_on_a_slice_only_the_candidate_relates_to_its_texts() -> None:
@@ -123,10 +128,10 @@ def test_a_held_out_gain_carries_a_round_on_a_slice_only_the_candidate_relates_t
     judged = {"live": _rows(50, 0, 0.055), "candidate": _rows(50, 0, 0.062)}
     frequency = {"p@1": np.zeros(50), "ndcg@5": np.full(50, 0.05)}
     assert round(gain(heldout) + gain(judged), 4) == 0.027
-    assert verdict(heldout, judged, frequency, epsilon=0.01, tolerance=0.05) == ""
+    assert verdict(heldout, judged, frequency, epsilon=0.01, tolerance=0.05) is None
     unreadable = {"p@1": np.zeros(50), "ndcg@5": np.full(50, 0.055)}  # frequency as good as both: not carried
-    assert verdict(heldout, judged, unreadable, epsilon=0.01, tolerance=0.05).startswith(
-        "no gain: not above epsilon 0.01 plus 1.645 standard errors on the corrections slice, whose labels")
+    rejection = verdict(heldout, judged, unreadable, epsilon=0.01, tolerance=0.05)
+    assert rejection and rejection.rule == "unrelated_labels", rejection
 
 
 def test_a_held_out_gain_with_a_level_slice_is_promoted() -> None:
@@ -135,15 +140,15 @@ def test_a_held_out_gain_with_a_level_slice_is_promoted() -> None:
     heldout = {"live": _rows(1000, 740, 0.700), "candidate": _rows(1000, 753, 0.707)}
     judged = {"live": _rows(100, 47, 0.4714), "candidate": _rows(100, 47, 0.4681)}
     assert round(gain(heldout) + gain(judged), 4) == 0.0167
-    assert verdict(heldout, judged, _floor(judged), epsilon=0.01, tolerance=0.05) == ""
+    assert verdict(heldout, judged, _floor(judged), epsilon=0.01, tolerance=0.05) is None
 
 
 def test_a_slice_gain_within_epsilon_does_not_buy_a_larger_held_out_loss() -> None:
     # held-out p@1 60 -> 59 of 100 (-0.01); slice nDCG@5 +0.005, not above epsilon: together -0.005
     heldout = {"live": _rows(100, 60, 0.60), "candidate": _rows(100, 59, 0.60)}
     judged = {"live": _rows(100, 40, 0.400), "candidate": _rows(100, 40, 0.405)}
-    assert verdict(heldout, judged, _floor(judged), epsilon=0.01,
-                   tolerance=0.05).startswith("no gain: not above epsilon 0.01")
+    rejection = verdict(heldout, judged, _floor(judged), epsilon=0.01, tolerance=0.05)
+    assert rejection and rejection.rule == "no_gain" and rejection.reason.startswith("no gain: not above epsilon 0.01")
 
 
 def test_the_largest_boost_within_the_cost_is_chosen_and_the_search_stops_at_the_first_too_dear() -> None:

@@ -79,6 +79,7 @@ class RoundResult:
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)  # seconds per step: load, train, boost, judge, promote
     labels_added: list[str] = field(default_factory=list)  # admitted new labels the candidate knows
+    rule: str = ""  # when rejected: the rule (worker.learn.rounds.REJECTION_RULES)
     # in memory only, for whoever judges the guard itself (the feedback benchmark): the judged candidate, and
     # the per-document scores the verdict read, set ("heldout", "slice") -> model ("live", "candidate", and on
     # the slice "baseline": the label-frequency baseline) -> metric -> (n,)
@@ -95,7 +96,7 @@ class Learner:
         self.rounds = settings.learner  # when rounds run, on what, and the promotion guard
         self.client = client or connect(settings.redis, wait=False)
         self.registry = Registry(settings.model.model_dir)
-        self.metrics = metrics or LearnerMetrics(self.client)
+        self.metrics = metrics or LearnerMetrics(self.client, rules=rounds.REJECTION_RULES)
         self.labels = LabelBook.from_settings(self.client, settings.corrections)
         self.stopping = threading.Event()
         self.consumer = f"learner-{int(time.time())}"
@@ -207,7 +208,7 @@ class Learner:
         train_set, judge_set = self._examples(set(names), _made_ms(live_dir))
         clock.lap("load")
         if not len(judge_set) or not len(train_set):
-            return RoundResult("rejected", "too few corrected documents to hold a slice out", {}, {})
+            return RoundResult("rejected", "too few corrected documents to hold a slice out", {}, {}, rule="too_few")
         trained = rounds.candidate(live, replay, train_set, names, self.rounds)
         clock.lap("train")
         trained = rounds.boosted(trained, heldout, [*live.boost.labels, *new_labels], self.rounds.new_label_cost)
@@ -218,16 +219,16 @@ class Learner:
         rows = {"heldout": {n: j.heldout_rows for n, j in judged.items()},
                 "slice": {n: j.slice_rows for n, j in judged.items()}}
         baseline = tagger.baseline_scores(judge_set)
-        reason = rounds.verdict(rows["heldout"], rows["slice"], baseline, self.rounds.promote_epsilon,
-                                self.rounds.heldout_tolerance)
+        rejection = rounds.verdict(rows["heldout"], rows["slice"], baseline, self.rounds.promote_epsilon,
+                                   self.rounds.heldout_tolerance)
         rows["slice"]["baseline"] = baseline
         boosts = {"live": live.boost.weight, "candidate": trained.boost.weight}
         summary = {n: {**_summary({"heldout": j.heldout, "slice": j.slice}), "new_label_boost": boosts[n]}
                    for n, j in judged.items()}
         clock.lap("judge")
-        if reason:
-            return RoundResult("rejected", reason, summary["live"], summary["candidate"], labels_added=new_labels,
-                               model=trained, rows=rows)
+        if rejection:
+            return RoundResult("rejected", rejection.reason, summary["live"], summary["candidate"],
+                               labels_added=new_labels, model=trained, rows=rows, rule=rejection.rule)
         trained = dataclasses.replace(trained, metrics=judged["candidate"].heldout)  # accepted with these scores
         version = self._promote(live.version, trained, {"heldout": heldout, "replay": replay})
         clock.lap("promote")
@@ -277,6 +278,8 @@ class Learner:
             self.metrics.admitted.inc(len(outcome.labels_added))
             self.metrics.rejected_in_a_row.set(0)
         else:
+            if outcome.result == "rejected":
+                self.metrics.rejections.labels(outcome.rule).inc()
             self.metrics.rejected_in_a_row.inc()
             self.registry.record(outcome.result, live, reason=outcome.reason, live=outcome.live,
                                  candidate=outcome.candidate)

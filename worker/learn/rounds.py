@@ -74,10 +74,28 @@ from model.tagger import Tagger
 from model.trainer import train
 from worker.settings import LearnerSettings
 
-__all__ = ["BOOSTS", "GUARD_METRICS", "ROUND_MODES", "Z", "as_tagger", "boosted", "candidate", "gain", "label_set",
-           "largest_boost", "paired_drop", "recent", "verdict"]
+__all__ = [
+    "BOOSTS",
+    "GUARD_METRICS",
+    "REJECTION_RULES",
+    "ROUND_MODES",
+    "Rejection",
+    "Z",
+    "as_tagger",
+    "boosted",
+    "candidate",
+    "gain",
+    "label_set",
+    "largest_boost",
+    "paired_drop",
+    "recent",
+    "verdict",
+]
 
 ROUND_MODES = ("retrain", "finetune")
+# why a round is rejected (tagger_finetune_rejections_total's rule label): too few corrections to judge on,
+# then verdict's rules in the order it applies them
+REJECTION_RULES = ("too_few", "heldout_collapse", "slice_drop", "unrelated_labels", "no_gain")
 GUARD_METRICS = ("p@1", "ndcg@5")
 # New labels' boosts tried, smallest first. Served scores lie in [0, 1]; on the feedback benchmark's ceiling
 # the best boosts were 0.05 (cooking) and 0.02 (biology), and 0.1 already cost cooking 1.7 points of P@1.
@@ -200,33 +218,44 @@ def gain(rows: dict[str, dict[str, np.ndarray]]) -> float:
     return float(sum(np.mean(rows["candidate"][metric]) - np.mean(rows["live"][metric]) for metric in GUARD_METRICS))
 
 
+@dataclasses.dataclass(frozen=True)
+class Rejection:
+    """Why the guard rejected a candidate: which rule (one of ``REJECTION_RULES``, a metric label) and a message
+    an operator can act on."""
+
+    rule: str
+    reason: str
+
+
 def verdict(heldout: dict[str, dict[str, np.ndarray]], judged: dict[str, dict[str, np.ndarray]],
-            baseline: dict[str, np.ndarray], epsilon: float, tolerance: float) -> str:
-    """Empty when the candidate may be promoted, else why not.
+            baseline: dict[str, np.ndarray], epsilon: float, tolerance: float) -> Rejection | None:
+    """None when the candidate may be promoted, else why not.
 
     heldout, judged: model ("live", "candidate") -> metric -> per-document scores (n,), on the held-out set
     and on the corrections slice; baseline: metric -> (n_slice,), the label-frequency baseline on the slice.
     ``epsilon``: the slice's allowance, and the gain it must show to promote alone; ``tolerance``: the
     held-out set's allowance.
     """
-    for where, rows, allowed in (("held-out", heldout, tolerance), ("corrections slice", judged, epsilon)):
+    for rule, where, rows, allowed in (("heldout_collapse", "held-out", heldout, tolerance),
+                                       ("slice_drop", "corrections slice", judged, epsilon)):
         for metric in GUARD_METRICS:
             drop, se = paired_drop(rows["live"][metric], rows["candidate"][metric])
             if drop > allowed + Z * se:
-                return (f"{where} {metric} dropped by {drop:.4f}, more than {allowed} plus {Z} standard errors "
-                        f"({se:.4f})")
+                return Rejection(rule, f"{where} {metric} dropped by {drop:.4f}, more than {allowed} plus {Z} "
+                                       f"standard errors ({se:.4f})")
     if _beyond(judged["live"], judged["candidate"], epsilon):
-        return ""
+        return None
     if not any(_beyond(baseline, judged[model], epsilon) for model in ("live", "candidate")):
         p1 = {name: float(np.mean(rows["p@1"])) for name, rows in (*judged.items(), ("frequency", baseline))}
-        return (f"no gain: not above epsilon {epsilon} plus {Z} standard errors on the corrections slice, whose "
-                "labels look unrelated to their documents: neither model ranks them better than label frequency "
-                "does (P@1 " + ", ".join(f"{k} {v:.4f}" for k, v in p1.items()) + "), so held-out gains cannot "
-                "carry the round; review the corrections (a misbehaving client?)")
+        return Rejection("unrelated_labels", f"no gain: not above epsilon {epsilon} plus {Z} standard errors on the "
+                         "corrections slice, whose labels look unrelated to their documents: neither model ranks "
+                         "them better than label frequency does (P@1 " +
+                         ", ".join(f"{k} {v:.4f}" for k, v in p1.items()) + "), so held-out gains cannot carry the "
+                         "round; review the corrections (a misbehaving client?)")
     if gain(heldout) + gain(judged) <= 0:
-        return (f"no gain: not above epsilon {epsilon} plus {Z} standard errors on the corrections slice, nor "
-                f"over held-out and slice together ({_changes(heldout, judged)})")
-    return ""
+        return Rejection("no_gain", f"no gain: not above epsilon {epsilon} plus {Z} standard errors on the "
+                         f"corrections slice, nor over held-out and slice together ({_changes(heldout, judged)})")
+    return None
 
 
 def _beyond(old: dict[str, np.ndarray], new: dict[str, np.ndarray], epsilon: float) -> bool:
