@@ -12,6 +12,16 @@ def _rows(n: int, p1_hits: int, ndcg: float) -> dict[str, np.ndarray]:
     return {"p@1": np.array([1.0] * p1_hits + [0.0] * (n - p1_hits)), "ndcg@5": np.full(n, ndcg)}
 
 
+def _changed(n: int, hits: int, lost: int, gained: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-document P@1 (n,) of a live model right on the first ``hits`` documents, and of a candidate that
+    loses the first ``lost`` of them and gains the ``gained`` after them."""
+    live = np.array([1.0] * hits + [0.0] * (n - hits))
+    candidate = live.copy()
+    candidate[:lost] = 0.0
+    candidate[hits:hits + gained] = 1.0
+    return live, candidate
+
+
 def _floor(judged: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """A label-frequency baseline that ranks none of the slice's labels (every score 0)."""
     n = len(judged["live"]["p@1"])
@@ -61,10 +71,7 @@ def test_a_poisoned_round_whose_slice_of_random_labels_gains_nothing_is_rejected
     # (115 -> 108 right: 19 lost, 12 gained), nDCG@5 0.6146 -> 0.5894, both inside the held-out tolerance;
     # its slice of random labels P@1 0 -> 0, nDCG@5 0.0126 -> 0.0128: a gain of 0.0002, not above epsilon,
     # and together -7/198 - 0.0252 + 0.0002 = -0.0604
-    live_p1 = np.array([1.0] * 115 + [0.0] * 83)
-    cand_p1 = live_p1.copy()
-    cand_p1[:19] = 0.0  # 19 documents lost at 1
-    cand_p1[115:127] = 1.0  # 12 gained
+    live_p1, cand_p1 = _changed(198, 115, lost=19, gained=12)
     heldout = {"live": {"p@1": live_p1, "ndcg@5": np.full(198, 0.6146)},
                "candidate": {"p@1": cand_p1, "ndcg@5": np.full(198, 0.5894) + np.linspace(-0.3, 0.3, 198)}}
     judged = {"live": _rows(86, 0, 0.0126), "candidate": _rows(86, 0, 0.0128)}
@@ -82,9 +89,7 @@ def test_a_slice_gain_of_one_lucky_document_is_not_beyond_chance() -> None:
     # promoted it: its 86 random-label documents, P@1 +1/86 (+0.0116) and nDCG@5 0.0081 -> 0.0116, a summed
     # gain of 0.0151 > epsilon. d: one 1.0035, 85 of 0.0035: sd 0.1079, se 0.0116, and 0.01 + 1.645 * 0.0116 =
     # 0.0191 > 0.0151. Held-out P@1 110 -> 109 of 198, nDCG@5 0.5934 -> 0.5814: together -0.0020.
-    live_p1 = np.array([1.0] * 30 + [0.0] * 56)  # here on a slice the live model relates to (see _floor)
-    hit = live_p1.copy()
-    hit[30] = 1.0
+    live_p1, hit = _changed(86, 30, lost=0, gained=1)  # here on a slice the live model relates to (see _floor)
     judged = {"live": {"p@1": live_p1, "ndcg@5": np.full(86, 0.4081)},
               "candidate": {"p@1": hit, "ndcg@5": np.full(86, 0.4116)}}
     heldout = {"live": _rows(198, 110, 0.5934), "candidate": _rows(198, 109, 0.5814)}
@@ -102,10 +107,7 @@ def test_a_held_out_gain_does_not_carry_a_round_on_a_slice_no_model_relates_to_i
     # (-0.0247); the slice of random labels P@1 0 -> 0, nDCG@5 0.0036 -> 0.0045 (+0.0009): together +0.0015.
     # Label frequency ranks that slice about as well as either model (here nDCG@5 0.0030: 0.0006 and 0.0015
     # behind live and candidate, not beyond epsilon 0.01).
-    live_p1 = np.array([1.0] * 110 + [0.0] * 88)
-    cand_p1 = live_p1.copy()
-    cand_p1[:20] = 0.0  # 20 documents lost at 1
-    cand_p1[110:135] = 1.0  # 25 gained
+    live_p1, cand_p1 = _changed(198, 110, lost=20, gained=25)
     heldout = {"live": {"p@1": live_p1, "ndcg@5": np.full(198, 0.6133)},
                "candidate": {"p@1": cand_p1, "ndcg@5": np.full(198, 0.5886)}}
     judged = {"live": _rows(86, 0, 0.0036), "candidate": _rows(86, 0, 0.0045)}
