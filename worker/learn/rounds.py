@@ -41,9 +41,10 @@ epsilon, and beyond chance, to promote alone: a round on nothing but wrong corre
 labels on which neither model can score, yet one of its 86 documents hit by luck made a gain of 0.015 on
 biology, and a rule without the standard errors promoted that round. Why the sum stays: where the stream
 does not drift (Stack Exchange cooking), the held-out set's trusted labels show gains the small slice cannot.
-Why the sum needs a readable slice: a poisoned round's candidate, trained on every earlier correction and the
-poisoned ones, can be level with the live model, and then the sum is a coin toss (biology: held-out P@1
-+0.025, nDCG@5 −0.025, slice +0.001, a sum of +0.0016, promoted); the live model's P@1 on a poisoned slice is
+Why the sum needs a readable slice: a poisoned round's candidate (the replayed training documents and the
+poisoned corrections) can score like the seed on the held-out set, above a live model that has drifted from
+it, and then the sum is a coin toss (biology: held-out P@1 +0.025, nDCG@5 −0.025, slice +0.001, a sum of
++0.0016, promoted); the live model's P@1 on a poisoned slice is
 0–0.04, on the slices of real rounds 0.33–0.60. Requiring the sum to clear epsilon instead rejected that
 round but also two rounds that were better on later documents. Why the slice's own gain needs no such check:
 a live model still at the label priors (a weak seed) ranks even true labels no better than label frequency,
