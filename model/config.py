@@ -133,6 +133,11 @@ class TrainConfig:
     # and a set's model changed from run to run; they lie far under 20,000 (docs/results.md, "A floor of
     # 20,000 documents/s").
     min_docs_per_s: float = 20_000.0
+    # Whether the votes met that floor when the model was trained, recorded with it: None times them (tagger
+    # train); a learner's round inherits the live model's answer, so that its candidate does not hinge on one
+    # timing (from the same live model and corrections, rounds timed at 17,572 and 21,889 documents/s and
+    # made different models).
+    votes_affordable: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes stored with the model
 
     def __post_init__(self) -> None:

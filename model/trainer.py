@@ -175,8 +175,11 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
     # Text rows are sparse, and their most common words make the similarity product dense; a feature
     # matrix (dense columns, or words as given) is indexed whole.
     max_doc_freq = MAX_DOC_FREQ if run.featurizer.kind == "text" else 1.0
-    neighbours = (_neighbours(run.loop, x_valid, y_valid, max_doc_freq, train_config.min_docs_per_s)
-                  if train_config.neighbours else None)
+    neighbours = None
+    if train_config.neighbours:
+        affordable = _votes_affordable(run.loop, x_valid, max_doc_freq, train_config)
+        train_config = dataclasses.replace(train_config, votes_affordable=affordable)  # recorded with the model
+        neighbours = _neighbours(run.loop, x_valid, y_valid, max_doc_freq, affordable)
     metrics = best["metrics"]
     if neighbours is not None:  # what the model is accepted with is what it serves: the blend
         metrics = evaluate(predict_topk(run.loop.model, x_valid, 5, device=run.loop.device, neighbours=neighbours)[0],
@@ -192,16 +195,24 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
                         history, run.label_counts, run.loop.x.shape[0], neighbours)
 
 
+def _votes_affordable(loop: EpochLoop, x_valid: sp.csr_matrix, max_doc_freq: float, config: TrainConfig) -> bool:
+    """Whether the votes may be tried: the answer ``config`` records (a learner's round, from its live model),
+    else whether the model served with them tags at least ``config.min_docs_per_s`` (0: any rate), timed."""
+    if config.votes_affordable is not None:
+        return config.votes_affordable
+    if config.min_docs_per_s <= 0:
+        return True
+    rate = _votes_rate(loop, x_valid, max_doc_freq)
+    affordable = rate >= config.min_docs_per_s
+    log.info("served with neighbour votes: %.0f documents/s (model only, batch 256)%s", rate,
+             "" if affordable else f", under the floor of {config.min_docs_per_s:.0f} (--min-docs-per-s): not tried")
+    return affordable
+
+
 def _neighbours(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,
-                max_doc_freq: float, min_docs_per_s: float) -> Neighbours | None:
-    """Neighbour votes over the training rows, when blending them in beats the network on validation and
-    the model served with them tags at least ``min_docs_per_s`` (0: any rate)."""
-    affordable = True
-    if min_docs_per_s > 0:
-        rate = _votes_rate(loop, x_valid, max_doc_freq)
-        affordable = rate >= min_docs_per_s
-        log.info("served with neighbour votes: %.0f documents/s (model only, batch 256)%s", rate,
-                 "" if affordable else f", under the floor of {min_docs_per_s:.0f} (--min-docs-per-s): not tried")
+                max_doc_freq: float, affordable: bool) -> Neighbours | None:
+    """Neighbour votes over the training rows, when blending them in beats the network on validation; the
+    votes only where ``affordable`` (label centroids alone otherwise)."""
     rows = choice_rows(x_valid.shape[0], loop.y.shape[1], loop.config.seed, CHOICE_ENTRIES)
     if rows is not None:
         log.info("neighbour weights chosen on %d of the %d validation documents (%d labels)", rows.size,

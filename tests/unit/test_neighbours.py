@@ -206,6 +206,30 @@ def test_votes_too_slow_to_serve_are_not_tried(corpus_split, monkeypatch: pytest
         preset("default", min_docs_per_s=-1.0)
 
 
+def test_the_floor_s_answer_is_recorded_and_a_recorded_answer_is_not_timed_again(  # type: ignore[no-untyped-def]
+        corpus_split, monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    tried: list[tuple[tuple[int, float], ...]] = []  # the vote settings the trainer lets validation try
+
+    def spy(*args, settings, **kwargs):  # type: ignore[no-untyped-def]
+        tried.append(settings)
+        return choose(*args, settings=settings, **kwargs)
+
+    monkeypatch.setattr("model.trainer.choose_neighbours", spy)
+    too_slow = train(corpus_split[0], *preset("default", epochs=1, patience=1, min_docs_per_s=1e12))
+    assert too_slow.train_config.votes_affordable is False  # timed, and under the floor
+    checkpoint.save(too_slow, tmp_path / "model")
+    assert checkpoint.load(tmp_path / "model").train_config.votes_affordable is False
+
+    def untimed(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("a recorded answer must not be timed again")
+
+    monkeypatch.setattr("model.trainer._votes_rate", untimed)
+    inherited = train(corpus_split[0], *preset("default", epochs=1, patience=1, min_docs_per_s=1e12,
+                                               votes_affordable=True))  # as a learner's round from a live model
+    assert inherited.train_config.votes_affordable is True
+    assert tried == [(), SETTINGS]
+
+
 def test_the_paper_preset_and_the_flag_leave_votes_out(corpus_split) -> None:  # type: ignore[no-untyped-def]
     model_config, train_config = preset("default", epochs=2, patience=2, neighbours=False)
     assert train(corpus_split[0], model_config, train_config).neighbours is None
