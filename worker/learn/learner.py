@@ -244,9 +244,9 @@ class Learner:
         raw = {k.decode(): json.loads(v) for k, v in stored.items()}
         labels = {i: [name for name in example["labels"] if name in names] for i, example in raw.items()}
         ids = sorted(i for i in raw if labels[i])
-        held = {i: int(raw[i].get("ts", 0)) for i in ids if hash_unit(i) < self.rounds.corrections_slice}
-        judge = rounds.recent(held, since_ms, self.rounds.judge_recent)
-        train = [i for i in ids if hash_unit(i) >= self.rounds.corrections_slice]
+        held = {i: hash_unit(i) < self.rounds.corrections_slice for i in ids}  # the judge side, never trained on
+        judge = rounds.recent({i: int(raw[i].get("ts", 0)) for i in ids if held[i]}, since_ms, self.rounds.judge_recent)
+        train = [i for i in ids if not held[i]]
 
         def corpus(chosen: list[str]) -> Corpus:
             return Corpus(chosen, [labels[i] for i in chosen], texts=[raw[i]["text"] for i in chosen])
