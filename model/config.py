@@ -125,18 +125,17 @@ class TrainConfig:
     neighbours: bool = True  # blend neighbour votes and label centroids into the score where validation prefers
     time_budget_s: float = 0.0  # stop before an epoch would end past this many seconds of epochs; 0: no limit
     # The neighbour votes are left out when the model served with them would tag fewer documents/s than this
-    # (model-only, batch 256, measured on the training machine); 0: no floor. The votes search the whole
-    # index for every document, so their cost grows with the training set. 20,000 is issue 11's model-only
-    # target on 2 cores: the model shares them with the worker's consuming, featurizing and Redis writes (a
-    # worker drained 4,418 cooking questions/s with the model alone and 2,581 served with votes). At the
-    # earlier 10,000 the shared text sets' rates with votes (6,000-12,200 on 2-core VMs) straddled the floor
-    # and a set's model changed from run to run; they lie far under 20,000 (docs/results.md, "A floor of
-    # 20,000 documents/s").
+    # (model-only, batch 256), counted from the model's sizes and the votes' search (``model.cost``: the rate
+    # of a 2-core reference machine), not timed, so that every run and machine makes the same model; 0: no
+    # floor. The votes search the whole index for every document, so their cost grows with the training set.
+    # 20,000 is issue 11's model-only target on 2 cores: the model shares them with the worker's consuming,
+    # featurizing and Redis writes (a worker drained 4,418 cooking questions/s with the model alone and 2,581
+    # served with votes). The shared text sets count at 9,300-13,200 with votes (docs/results.md, "The votes'
+    # floor, counted").
     min_docs_per_s: float = 20_000.0
-    # Whether the votes met that floor when the model was trained, recorded with it: None times them (tagger
-    # train); a learner's round inherits the live model's answer, so that its candidate does not hinge on one
-    # timing (from the same live model and corrections, rounds timed at 17,572 and 21,889 documents/s and
-    # made different models).
+    # Whether the votes met that floor when the model was trained, recorded with it: None counts them (tagger
+    # train); a learner's round inherits the live model's answer, so that a model keeps its served form through
+    # its rounds (a retrained model decides afresh).
     votes_affordable: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes stored with the model
 

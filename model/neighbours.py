@@ -119,6 +119,20 @@ class Neighbours:
         scores = queries @ self._centroid_columns
         return np.asarray(scores.toarray() if sp.issparse(scores) else scores, dtype=np.float32)
 
+    def search_counts(self, x: sp.csr_matrix) -> tuple[float, float]:
+        """What the votes' similarity search does per row of x (n, F), on average: (similarities it yields, the
+        non-zero entries of each row's (1, N) block; multiply-adds of the sparse product, 0 for a dense index,
+        whose product is one BLAS call). ``model.cost`` turns them into time."""
+        if x.shape[0] == 0:
+            return 0.0, 0.0
+        columns = self._columns
+        if isinstance(columns, np.ndarray):
+            return float(columns.shape[1]), 0.0
+        queries = l2_normalise(sp.csr_matrix(x, dtype=np.float32))
+        similarities = (queries @ columns).nnz
+        multiply_adds = np.diff(columns.indptr)[queries.indices].sum()  # each query entry meets its feature's row
+        return similarities / x.shape[0], float(multiply_adds) / x.shape[0]
+
     def votes(self, x: sp.csr_matrix) -> np.ndarray:
         """Rows x (n, F) → (n, L) float32 votes in [0, 1]: the similarity-weighted share of the k nearest
         indexed documents that carry each label. Blocks of rows run on torch's thread count: scipy's sparse

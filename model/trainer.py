@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from model.checkpoint import TrainedModel
 from model.config import ModelConfig, TrainConfig
+from model.cost import served_cost
 from model.data import Corpus, label_matrix
 from model.device import resolve_device
 from model.errors import ConfigError, DataError, ModelError
@@ -35,7 +36,7 @@ from model.neighbours import SETTINGS as NEIGHBOUR_SETTINGS
 from model.neighbours import choose as choose_neighbours
 from model.noise import add_label_noise
 from model.optim import optimisers
-from model.rank_ae import RankAE, blend_topk, labels_batch, predict_scores, predict_topk, served_rate
+from model.rank_ae import RankAE, blend_topk, labels_batch, predict_scores, predict_topk
 from model.text import Featurizer
 
 __all__ = ["CHOICE_ENTRIES", "EpochLoop", "build_model", "choice_rows", "corpus_labels", "diverged", "feedback_corpora",
@@ -197,14 +198,20 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
 
 def _votes_affordable(loop: EpochLoop, x_valid: sp.csr_matrix, max_doc_freq: float, config: TrainConfig) -> bool:
     """Whether the votes may be tried: the answer ``config`` records (a learner's round, from its live model),
-    else whether the model served with them tags at least ``config.min_docs_per_s`` (0: any rate), timed."""
+    else whether the model served with them keeps ``config.min_docs_per_s`` (0: any rate), counted
+    (``model.cost``) over the first validation rows, so that every run and machine makes the same model."""
     if config.votes_affordable is not None:
         return config.votes_affordable
     if config.min_docs_per_s <= 0:
         return True
-    rate = _votes_rate(loop, x_valid, max_doc_freq)
-    affordable = rate >= config.min_docs_per_s
-    log.info("served with neighbour votes: %.0f documents/s (model only, batch 256)%s", rate,
+    # the dearest blend the trainer may choose: the larger (k, power) setting, votes and centroids both served
+    dearest = Neighbours.index(loop.x, loop.y, *max(NEIGHBOUR_SETTINGS), share=0.1, max_doc_freq=max_doc_freq,
+                               centroids=0.1)
+    cost = served_cost(x_valid[:_COUNTED_ROWS], loop.model.config.embed_dim, loop.y.shape[1], dearest)
+    affordable = cost.docs_per_s >= config.min_docs_per_s
+    log.info("served with neighbour votes: about %.0f documents/s on 2 reference cores (counted: %.0f µs per "
+             "document for the network and centroids, %.0f for the votes)%s", cost.docs_per_s, cost.network_us,
+             cost.votes_us,
              "" if affordable else f", under the floor of {config.min_docs_per_s:.0f} (--min-docs-per-s): not tried")
     return affordable
 
@@ -252,20 +259,8 @@ def choice_rows(n_valid: int, n_labels: int, seed: int, entries: int = CHOICE_EN
     return np.sort(np.random.default_rng(seed).choice(n_valid, size=keep, replace=False))
 
 
-# Rows the served rate is timed on: validation rows, repeated where there are fewer, so that a small set is
-# timed at batch 256 as a stream would be rather than on one short batch.
-_RATE_ROWS = 1024
-
-
-def _votes_rate(loop: EpochLoop, x_valid: sp.csr_matrix, max_doc_freq: float) -> float:
-    """Documents/s of the model served with votes and centroids over its training rows (the dearest blend the
-    trainer may choose), timed on validation rows."""
-    dearest = Neighbours.index(loop.x, loop.y, *max(NEIGHBOUR_SETTINGS), share=0.1, max_doc_freq=max_doc_freq,
-                               centroids=0.1)
-    rows = x_valid[:_RATE_ROWS]
-    if 0 < rows.shape[0] < _RATE_ROWS:
-        rows = sp.vstack([rows] * -(-_RATE_ROWS // rows.shape[0]), format="csr")[:_RATE_ROWS]
-    return served_rate(loop.model, rows, dearest, device=loop.device)
+# Validation rows the votes' cost is counted over: enough for a stable mean, and a bounded search.
+_COUNTED_ROWS = 1024
 
 
 @dataclass

@@ -12,6 +12,7 @@ import torch
 
 from model import checkpoint
 from model.config import preset
+from model.cost import ServedCost, served_cost
 from model.errors import CheckpointError, ConfigError
 from model.neighbours import SETTINGS, Neighbours, choose
 from model.synthetic import generate_corpus
@@ -187,26 +188,50 @@ def test_the_validation_metrics_kept_are_those_of_the_served_blend() -> None:
         served["ndcg@5"])
 
 
-def test_votes_too_slow_to_serve_are_not_tried(corpus_split, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
-                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_the_search_counts_are_the_block_s_entries_and_the_product_s_multiply_adds(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("model.neighbours._DENSE_INDEX", 2.0)  # a sparse index
+    index = Neighbours.index(ROWS, LABELS, k=2, power=1.0, share=0.5, max_doc_freq=1)
+    # Feature 0 is on indexed documents 0 and 2, feature 1 on 1 and 2. QUERY (feature 0) meets 2 documents in 2
+    # multiply-adds; (1, 1) meets all 3 in 4. Mean per query: 2.5 similarities, 3 multiply-adds.
+    queries = sp.vstack([QUERY, sp.csr_matrix(np.array([[1.0, 1.0]]))], format="csr")
+    assert index.search_counts(queries) == (2.5, 3.0)
+    assert index.search_counts(sp.csr_matrix((0, 2))) == (0.0, 0.0)
+    monkeypatch.setattr("model.neighbours._DENSE_INDEX", 0.0)  # a dense index: every document, one BLAS product
+    dense = Neighbours.index(ROWS, LABELS, k=2, power=1.0, share=0.5, max_doc_freq=1)
+    assert dense.search_counts(queries) == (3.0, 0.0)
+
+
+def test_votes_too_dear_to_serve_are_not_tried_and_the_floor_reads_a_count(  # type: ignore[no-untyped-def]
+        corpus_split, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     tried: list[tuple[tuple[int, float], ...]] = []  # the vote settings the trainer lets validation try
+    costs: list[ServedCost] = []
 
     def spy(*args, settings, **kwargs):  # type: ignore[no-untyped-def]
         tried.append(settings)
         return choose(*args, settings=settings, **kwargs)
 
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        costs.append(served_cost(*args, **kwargs))
+        return costs[-1]
+
     monkeypatch.setattr("model.trainer.choose_neighbours", spy)
-    train(corpus_split[0], *preset("default", epochs=1, patience=1, min_docs_per_s=0))
+    monkeypatch.setattr("model.trainer.served_cost", counted)
+    train(corpus_split[0], *preset("default", epochs=1, patience=1, min_docs_per_s=1.0))
+    rate = costs[0].docs_per_s
+    assert costs[0].votes_us > 0
     with caplog.at_level("INFO", logger="model.trainer"):
-        neighbours = train(corpus_split[0], *preset("default", epochs=1, patience=1, min_docs_per_s=1e12)).neighbours
+        neighbours = train(corpus_split[0], *preset("default", epochs=1, patience=1,
+                                                    min_docs_per_s=rate * 1.0001)).neighbours
+    assert costs[1] == costs[0]  # counted, not timed: the same model gives the same answer on every run
     assert tried == [SETTINGS, ()]
     assert neighbours is None or neighbours.votes_weight == 0
-    assert "under the floor of 1000000000000 (--min-docs-per-s): not tried" in caplog.text
+    assert f"under the floor of {rate * 1.0001:.0f} (--min-docs-per-s): not tried" in caplog.text
     with pytest.raises(ConfigError, match="min_docs_per_s"):
         preset("default", min_docs_per_s=-1.0)
 
 
-def test_the_floor_s_answer_is_recorded_and_a_recorded_answer_is_not_timed_again(  # type: ignore[no-untyped-def]
+def test_the_floor_s_answer_is_recorded_and_a_recorded_answer_is_not_counted_again(  # type: ignore[no-untyped-def]
         corpus_split, monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     tried: list[tuple[tuple[int, float], ...]] = []  # the vote settings the trainer lets validation try
 
@@ -216,14 +241,14 @@ def test_the_floor_s_answer_is_recorded_and_a_recorded_answer_is_not_timed_again
 
     monkeypatch.setattr("model.trainer.choose_neighbours", spy)
     too_slow = train(corpus_split[0], *preset("default", epochs=1, patience=1, min_docs_per_s=1e12))
-    assert too_slow.train_config.votes_affordable is False  # timed, and under the floor
+    assert too_slow.train_config.votes_affordable is False  # counted, and under the floor
     checkpoint.save(too_slow, tmp_path / "model")
     assert checkpoint.load(tmp_path / "model").train_config.votes_affordable is False
 
-    def untimed(*args, **kwargs):  # type: ignore[no-untyped-def]
-        raise AssertionError("a recorded answer must not be timed again")
+    def uncounted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("a recorded answer must not be counted again")
 
-    monkeypatch.setattr("model.trainer._votes_rate", untimed)
+    monkeypatch.setattr("model.trainer.served_cost", uncounted)
     inherited = train(corpus_split[0], *preset("default", epochs=1, patience=1, min_docs_per_s=1e12,
                                                votes_affordable=True))  # as a learner's round from a live model
     assert inherited.train_config.votes_affordable is True

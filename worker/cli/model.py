@@ -100,7 +100,8 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
                             "each label's centroid into its tag scores where that raises validation P@1 "
                             "(default preset: on)")
     option("--min-docs-per-s", type=float, help="leave the neighbour votes out when the model served with them "
-           "would tag fewer documents/s (model-only, batch 256, measured on this machine; 0: no floor)")
+           "would tag fewer documents/s (model-only, batch 256; counted from the model's sizes as a 2-core "
+           "reference machine's rate, so every machine makes the same model; 0: no floor)")
     option("--noise", help="training-label noise, e.g. missing:0.3 or flip:0.3")
     option("--min-df", type=int)
     option("--max-vocab", type=int)
