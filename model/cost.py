@@ -6,8 +6,8 @@ corpus whose rate lies near the floor got votes in one run and none in the next.
 microseconds of the reference machine, a 2-core VM (Intel Xeon, torch 2.13 CPU) serving top-5 at batch 256
 with torch's two threads, as ``rank_ae.served_rate`` times it. Its constants were fitted on fourteen corpora
 (the eight shared sets, four of them halved, and the feedback benchmark's two seeds); docs/results.md, "The
-votes' floor, counted", has the fit: within 13% of the timed rate on every sparse index, and 28% slower than
-timed on mediamill's dense one.
+votes' floor, counted", has the fit: within 15% of the best timed rate on every sparse index, and 22% under
+it on mediamill's dense one.
 """
 
 from __future__ import annotations
