@@ -11,13 +11,49 @@ import pytest
 import scipy.sparse as sp
 
 from model.errors import CheckpointError, DataError
-from model.text import Featurizer, tokenize
+from model.text import Featurizer, tokenize, tokenize_v1
 
 DOCS = ["apple banana apple", "banana cherry", "apple durian", "elderberry"]
 
 
 def test_tokenize_lowercases_and_splits_on_punctuation() -> None:
     assert tokenize("Hello, WORLD! it's 2026 e-mail") == ["hello", "world", "it", "2026", "mail"]
+
+
+def test_unspaced_scripts_become_character_pairs_and_marks_stay_in_their_word() -> None:
+    # Chinese and Japanese runs: overlapping pairs; a run of one character is itself; full-width letters and
+    # half-width katakana are NFKC-normalised first.
+    assert tokenize("深度学习。Ｔｏｒｃｈ 和 ｶﾀｶﾅ") == ["深度", "度学", "学习", "torch", "和", "カタ", "タカ", "カナ"]
+    assert tokenize("ภาษา") == ["ภา", "าษ", "ษา"]  # Thai: pairs of code points, vowel signs included
+    # Devanagari: consonant + vowel sign is a word of two code points; v1 cut words at every mark
+    assert tokenize("के लिए नमस्ते") == ["के", "लिए", "नमस्ते"]
+    assert tokenize_v1("के लिए नमस्ते") == ["नमस"]
+    assert tokenize("µl of CO₂ at 140ºF") == ["μl", "of", "co2", "at", "140of"]  # compatibility forms folded
+    assert tokenize("café, Straße") == tokenize_v1("café, Straße") == ["café", "straße"]
+
+
+def test_a_chinese_corpus_gets_a_vocabulary_where_whole_sentences_would_each_be_seen_once() -> None:
+    docs = ["今天天气很好", "天气预报说明天下雨", "今天下雨了"]
+    assert Featurizer.fit_text(docs, min_df=2).tokens == ("下雨", "今天", "天下", "天气")  # df 2 each
+    assert [tokenize_v1(d) for d in docs] == [[d] for d in docs]  # v1: one token per sentence, none shared
+
+
+def test_a_vocabulary_saved_before_the_tokenizer_was_named_keeps_the_first_tokenizer(tmp_path: Path) -> None:
+    featurizer = Featurizer.fit_text(["机器 学习", "机器 学习 好"], min_df=1)
+    assert featurizer.tokenizer == "words-v2"
+    featurizer.save(tmp_path / "vocab.json")
+    assert Featurizer.load(tmp_path / "vocab.json").tokenizer == "words-v2"
+    # a vocabulary file as saved before: no "tokenizer", and the tokens v1 fitted (the Hindi word cut at its virama)
+    body = {"kind": "text", "n_features": 3, "weighting": "tfidf", "tokens": ["机器", "学习", "नमस"],
+            "idf": [1.0, 1.0, 1.0], "encoder": "", "mean": None, "scale": None}
+    (tmp_path / "old.json").write_text(json.dumps(body), encoding="utf-8")
+    old = Featurizer.load(tmp_path / "old.json")
+    assert old.tokenizer == "words-v1"
+    assert old.token_ids("机器 学习 नमस्ते") == [0, 1, 2]  # featurized as it was trained (v2 would give [0, 1])
+    assert Featurizer.fit_text(["नमस्ते"] * 2, min_df=1).token_ids("नमस्ते") == [0]
+    (tmp_path / "new.json").write_text(json.dumps({**body, "tokenizer": "words-v9"}), encoding="utf-8")
+    with pytest.raises(CheckpointError, match=r"unknown tokenizer 'words-v9'.*newer rankae-tagger"):
+        Featurizer.load(tmp_path / "new.json")
 
 
 def test_vocabulary_respects_min_df_and_orders_by_frequency() -> None:
