@@ -30,7 +30,7 @@ import scipy.sparse as sp
 from model.encoder import load_encoder, require_encoder
 from model.errors import CheckpointError, ConfigError, DataError, TaggerError
 
-__all__ = ["TOKENIZER", "TOKENIZERS", "Featurizer", "l2_normalise", "tokenize", "tokenize_v1", "unspaced_characters"]
+__all__ = ["TOKENIZER", "TOKENIZERS", "Featurizer", "l2_normalise", "paired_characters", "tokenize", "tokenize_v1"]
 
 _TOKEN_V1 = re.compile(r"[^\W_]{2,}|\d")
 
@@ -44,19 +44,20 @@ def _mark_ranges() -> str:
     return "".join(f"\\u{a:04x}-\\u{b:04x}" for a, b in zip(starts, ends, strict=True))
 
 
-# Scripts written without spaces between words: Thai and Lao, Myanmar, Khmer, Hiragana and Katakana, Han
-# (extension A, unified, compatibility; extensions B-F and the compatibility supplement). A word tokenizer
-# makes each of their sentences one token, seen once; their overlapping character pairs are the standard
-# stand-in for a dictionary segmenter (Lucene's CJKBigramFilter, Elasticsearch's cjk analyzer).
-_UNSPACED = ("\\u0e00-\\u0eff\\u1000-\\u109f\\u1780-\\u17ff\\u3040-\\u30ff\\u3400-\\u4dbf\\u4e00-\\u9fff"
-             "\\uf900-\\ufaff\\U00020000-\\U0002fa1f")
+# Scripts tokenised as overlapping character pairs. Written without spaces between words: Thai and Lao,
+# Myanmar, Khmer, Hiragana and Katakana, Han (extension A, unified, compatibility; extensions B-F and the
+# compatibility supplement); a word tokenizer makes each of their sentences one token, seen once. And Hangul
+# (syllables, jamo), whose spaced words carry their particles (학교에서, "at school"). Character pairs are the
+# standard stand-in for a dictionary segmenter (Lucene's CJKBigramFilter, which pairs the same scripts).
+_PAIRED = ("\\u0e00-\\u0eff\\u1000-\\u109f\\u1100-\\u11ff\\u1780-\\u17ff\\u3040-\\u30ff\\u3130-\\u318f"
+           "\\u3400-\\u4dbf\\u4e00-\\u9fff\\uac00-\\ud7af\\uf900-\\ufaff\\U00020000-\\U0002fa1f")
 _MARKS = _mark_ranges()
-# Text with neither marks nor unspaced scripts (after NFKC: accents composed) tokenises as the first tokenizer
+# Text with neither marks nor paired scripts (after NFKC: accents composed) tokenises as the first tokenizer
 # did, which is 1.6 times faster than the rule below (cooking's long non-ASCII questions: 47 against 74 µs).
-_SPECIAL = re.compile(f"[{_UNSPACED}{_MARKS}]")
-_UNSPACED_CHAR = re.compile(f"[{_UNSPACED}]")
-# (an unspaced run) or (a word: a letter or digit, then letters, digits or marks; or one digit)
-_RUNS_AND_WORDS = re.compile(f"([{_UNSPACED}]+)|([^\\W_{_UNSPACED}](?:[^\\W_{_UNSPACED}]|[{_MARKS}])+|\\d)")
+_SPECIAL = re.compile(f"[{_PAIRED}{_MARKS}]")
+_PAIRED_CHAR = re.compile(f"[{_PAIRED}]")
+# (a paired run) or (a word: a letter or digit, then letters, digits or marks; or one digit)
+_RUNS_AND_WORDS = re.compile(f"([{_PAIRED}]+)|([^\\W_{_PAIRED}](?:[^\\W_{_PAIRED}]|[{_MARKS}])+|\\d)")
 
 Kind = Literal["text", "features"]
 Weighting = Literal["tfidf", "raw", "standard"]
@@ -72,8 +73,8 @@ _CONSTANT = 1e-6  # a column whose spread is at most this share of its mean is c
 
 def tokenize(text: str) -> list[str]:
     """Lower-cased tokens: runs of two or more letters/digits (combining marks kept in their word), or a single
-    digit; scripts written without spaces (Chinese, Japanese kana, Thai, Lao, Khmer, Myanmar) as overlapping
-    character pairs, as Lucene's CJK analyzer does. Non-ASCII text is NFKC-normalised first (full-width
+    digit; scripts written without spaces (Chinese, Japanese kana, Thai, Lao, Khmer, Myanmar) and Korean as
+    overlapping character pairs, as Lucene's CJK analyzer does. Non-ASCII text is NFKC-normalised first (full-width
     letters and digits, ligatures, half-width kana become their plain forms).
 
     >>> tokenize("Chewy cookies: 2 cups of sugar_free, Starbucks-style!")
@@ -90,24 +91,24 @@ def tokenize(text: str) -> list[str]:
     if not _SPECIAL.search(text):  # composed accents, dashes, emoji
         return _TOKEN_V1.findall(text)
     tokens: list[str] = []
-    for unspaced, word in _RUNS_AND_WORDS.findall(text):
-        if not unspaced:
+    for paired, word in _RUNS_AND_WORDS.findall(text):
+        if not paired:
             tokens.append(word)
-        elif len(unspaced) == 1:
-            tokens.append(unspaced)
+        elif len(paired) == 1:
+            tokens.append(paired)
         else:
-            tokens.extend(unspaced[i:i + 2] for i in range(len(unspaced) - 1))
+            tokens.extend(paired[i:i + 2] for i in range(len(paired) - 1))
     return tokens
 
 
-def unspaced_characters(text: str) -> int:
-    """How many characters of ``text`` belong to scripts written without spaces (each starts a token pair)."""
-    return 0 if text.isascii() else len(_UNSPACED_CHAR.findall(text))
+def paired_characters(text: str) -> int:
+    """How many characters of ``text`` belong to the scripts tokenised as character pairs (about one token each)."""
+    return 0 if text.isascii() else len(_PAIRED_CHAR.findall(text))
 
 
 def tokenize_v1(text: str) -> list[str]:
     """The first tokenizer, which models saved before ``words-v2`` were trained with: runs of two or more
-    letters/digits, or a single digit, split at combining marks; unspaced scripts stay whole runs.
+    letters/digits, or a single digit, split at combining marks; Chinese or Thai sentences stay whole runs.
 
     >>> tokenize_v1("机器学习很流行。नमस्ते")  # one token for the sentence; the Hindi word cut at its virama
     ['机器学习很流行', 'नमस']

@@ -25,6 +25,7 @@ def test_unspaced_scripts_become_character_pairs_and_marks_stay_in_their_word() 
     # half-width katakana are NFKC-normalised first.
     assert tokenize("深度学习。Ｔｏｒｃｈ 和 ｶﾀｶﾅ") == ["深度", "度学", "学习", "torch", "和", "カタ", "タカ", "カナ"]
     assert tokenize("ภาษา") == ["ภา", "าษ", "ษา"]  # Thai: pairs of code points, vowel signs included
+    assert tokenize("학교에서 공부") == ["학교", "교에", "에서", "공부"]  # Korean words carry particles: pairs too
     # Devanagari: consonant + vowel sign is a word of two code points; v1 cut words at every mark
     assert tokenize("के लिए नमस्ते") == ["के", "लिए", "नमस्ते"]
     assert tokenize_v1("के लिए नमस्ते") == ["नमस"]

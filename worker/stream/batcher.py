@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from model.text import unspaced_characters
+from model.text import paired_characters
 from worker.stream.messages import Document
 
 __all__ = ["Batch", "Batcher", "Item", "approx_tokens"]
@@ -19,8 +19,8 @@ __all__ = ["Batch", "Batcher", "Item", "approx_tokens"]
 
 def approx_tokens(text: str) -> int:
     """The batch's token measure: whitespace-separated words, close to ``model.text.tokenize``'s count, plus
-    the characters of scripts written without spaces (Chinese, Japanese, Thai...), which the tokenizer turns
-    into about one token each where ``split()`` sees one word per sentence.
+    the characters of the scripts the tokenizer turns into character pairs (Chinese, Japanese, Thai, Korean...),
+    about one token each where ``split()`` sees one word per sentence or phrase.
 
     The token limit (``TAGGER_MAX_BATCH_TOKENS``, "whitespace-separated tokens") only bounds how much
     featurizing one batch costs. The exact count would cost as much as the featurizer's own tokenizing,
@@ -35,7 +35,7 @@ def approx_tokens(text: str) -> int:
     >>> approx_tokens("今天天气很好，明天下雨"), len(tokenize("今天天气很好，明天下雨"))
     (11, 8)
     """
-    return len(text.split()) + unspaced_characters(text)
+    return len(text.split()) + paired_characters(text)
 
 
 @dataclass(frozen=True)
