@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -39,10 +39,12 @@ from model.optim import optimisers
 from model.rank_ae import RankAE, blend_topk, labels_batch, predict_scores, predict_topk
 from model.text import Featurizer
 
-__all__ = ["CHOICE_ENTRIES", "EpochLoop", "build_model", "choice_rows", "corpus_labels", "diverged", "feedback_corpora",
-           "frequency_baseline", "train"]
+__all__ = ["CHOICE_ENTRIES", "EpochLoop", "Progress", "build_model", "choice_rows", "corpus_labels", "diverged",
+           "feedback_corpora", "frequency_baseline", "train"]
 
 log = logging.getLogger(__name__)
+# How a training run shows its epochs: a bar on a terminal, a log line each (logs that are files), or neither.
+Progress = Literal["bar", "log", "off"]
 
 
 def corpus_labels(corpus: Corpus) -> list[str]:
@@ -153,13 +155,14 @@ class EpochLoop:
 
 def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainConfig,
           valid_corpus: Corpus | None = None, device: str | None = None,
-          progress: bool = False, label_names: Sequence[str] | None = None) -> TrainedModel:
+          progress: Progress = "off", label_names: Sequence[str] | None = None) -> TrainedModel:
     """Train Rank-AE (or a variant) and return the state with the best validation P@1.
 
     With ``train_config.refit`` the epoch count is chosen on the internal validation split, then a
     fresh model is trained for that many epochs on all of ``train_corpus`` (paper §3.1). ``label_names``
     fixes the label set and its order (the learner keeps a live model's label ids and appends new ones);
-    by default it is the training documents' labels, most frequent first.
+    by default it is the training documents' labels, most frequent first. ``progress``: a bar on the terminal
+    ("bar"), one log line per epoch ("log", for logs that are files: a job's, a container's), or neither.
     """
     if valid_corpus is not None and train_config.refit:
         raise ConfigError("refit retrains on the internal validation split too; pass no valid_corpus")
@@ -333,14 +336,14 @@ def diverged(mean_loss: float, p1: float, baseline: float, best_p1: float) -> bo
 
 
 def _fit(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,
-         progress: bool) -> tuple[list[dict[str, float]], dict[str, Any]]:
+         progress: Progress) -> tuple[list[dict[str, float]], dict[str, Any]]:
     history: list[dict[str, float]] = []
     shares = SHARES if loop.model.tag_head is not None else (loop.model.config.ae_share,)
     baseline = frequency_baseline(y_valid)
     best: dict[str, Any] = {"p@1": -1.0, "epoch": 0, "state": _snapshot(loop.model)}
     recoveries, stale = 0, 0
     budget, began = loop.config.time_budget_s, time.perf_counter()
-    with tqdm(total=loop.config.epochs, desc="train", unit="epoch", disable=not progress) as bar:
+    with tqdm(total=loop.config.epochs, desc="train", unit="epoch", disable=progress != "bar") as bar:
         for epoch in range(1, loop.config.epochs + 1):
             started = time.perf_counter()
             mean_loss = loop.epoch(bar)
@@ -364,8 +367,10 @@ def _fit(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,
                 stale += 1
             bar.set_postfix(loss=f"{mean_loss:.4f}", valid_p1=f"{100 * metrics['p@1']:.2f}%",
                             best=f"{100 * best['p@1']:.2f}%")
-            log.debug("epoch %d loss=%.4f valid p@1=%.2f%% share=%.1f", epoch, mean_loss, 100 * metrics["p@1"],
-                      share)
+            log.log(logging.INFO if progress == "log" else logging.DEBUG,
+                    "epoch %d of at most %d: loss %.4f, validation P@1 %.2f%% (best %.2f%%, epoch %d), %.1f s", epoch,
+                    loop.config.epochs, mean_loss, 100 * metrics["p@1"], 100 * best["p@1"], best["epoch"],
+                    history[-1]["seconds"])
             warming_up = best["p@1"] <= baseline and epoch < WARMUP_EPOCHS
             if stale >= loop.config.patience and not warming_up:
                 log.info("early stop after epoch %d; best epoch %d", epoch, best["epoch"])
@@ -406,10 +411,10 @@ def _snapshot(model: RankAE) -> dict[str, torch.Tensor]:
     return copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()})
 
 
-def _fit_blind(loop: EpochLoop, epochs: int, progress: bool) -> None:
+def _fit_blind(loop: EpochLoop, epochs: int, progress: Progress) -> None:
     """Train for a fixed number of epochs with no validation (the refit on all training documents)."""
     log.info("refit on all %d training documents for %d epochs", loop.x.shape[0], epochs)
-    with tqdm(total=epochs, desc="refit", unit="epoch", disable=not progress) as bar:
+    with tqdm(total=epochs, desc="refit", unit="epoch", disable=progress != "bar") as bar:
         for _ in range(epochs):
             loop.epoch(bar)
             bar.update()

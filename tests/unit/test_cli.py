@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from worker.cli import main
+from worker.cli.running import epoch_progress
 
 TINY = ["--embed-dim", "64", "--latent-dim", "32", "--label-hidden", "64", "--epochs", "10", "--lr", "0.01",
         "--min-df", "1", "--dropout", "0.1", "--quiet"]
@@ -167,3 +168,11 @@ def test_an_encoder_on_feature_rows_is_a_one_line_error(tmp_path: Path, capsys: 
     assert main(["train", "--train", str(data), "--out", str(tmp_path / "m"), "--encoder", "minilm"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["tagger: error: the minilm encoder reads raw text; these documents are feature rows"]
+
+
+def test_training_from_the_command_line_shows_a_bar_on_a_terminal_and_epoch_lines_in_a_log(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert (epoch_progress(), epoch_progress(quiet=True)) == ("bar", "off")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)  # a container's or a job's log
+    assert (epoch_progress(), epoch_progress(quiet=True)) == ("log", "off")

@@ -110,6 +110,20 @@ def test_early_stopping_keeps_the_best_epoch(corpus_split: tuple[Corpus, Corpus]
     assert len(trained.history) <= 6
 
 
+def test_a_run_without_a_terminal_logs_one_line_per_epoch(corpus_split: tuple[Corpus, Corpus],
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    model_config, _ = tiny_configs()
+    with caplog.at_level(logging.INFO, logger="model.trainer"):
+        train(corpus_split[0], model_config, TrainConfig(epochs=2, patience=2), progress="log")
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert [line.split(":")[0] for line in lines] == ["epoch 1 of at most 2", "epoch 2 of at most 2"]
+    assert "validation P@1" in lines[0] and "(best" in lines[0]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="model.trainer"):
+        train(corpus_split[0], model_config, TrainConfig(epochs=2, patience=2))  # "off": the learner's rounds
+    assert not [r for r in caplog.records if r.getMessage().startswith("epoch ")]
+
+
 def test_a_time_budget_stops_training_after_the_epoch_that_leaves_no_time(corpus_split: tuple[Corpus, Corpus]) -> None:
     model_config, _ = tiny_configs()
     # any epoch takes longer than a microsecond: the first one already leaves no time for a second

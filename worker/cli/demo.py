@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from model.data import Corpus, hash_split, read_corpus
 from model.encoder import ENCODERS
+from worker.cli.running import epoch_progress
 from worker.metrics import histogram_quantile
 from worker.services import free_port, start_redis, start_tansu
 from worker.settings import Settings, load
@@ -85,7 +86,7 @@ def _model(args: argparse.Namespace, train_corpus: Corpus) -> Path:
     except CheckpointError:
         pass
     print(f"training a model on {len(train_corpus)} {args.data} documents (once; reused next time) ...")
-    trained = train(train_corpus, *preset("default", encoder=args.encoder or ""), progress=True)
+    trained = train(train_corpus, *preset("default", encoder=args.encoder or ""), progress=epoch_progress())
     checkpoint.save(trained, out)
     return out
 

@@ -12,6 +12,7 @@ from typing import Any
 from model.config import HEADS, LABEL_INITS, LOSSES, PRESETS, ModelConfig, TrainConfig, preset
 from model.data import FORMATS, hash_split, read_corpus, write_jsonl
 from model.encoder import ENCODERS
+from worker.cli.running import epoch_progress
 
 __all__ = ["register"]
 
@@ -28,7 +29,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
     train.add_argument("--format", choices=sorted(FORMATS), help="input format (detected when omitted)")
     train.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--quiet", action="store_true", help="no progress bar (on a terminal) or epoch lines (in a log)")
     _add_model_options(train)
     _add_train_options(train)
     train.set_defaults(handler=cmd_train)
@@ -135,7 +136,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     model_config, train_config = configs_from_args(args)
     corpus = read_corpus(args.train, args.format)
     test = read_corpus(args.test, args.format) if args.test else None
-    trained = train(corpus, model_config, train_config, device=args.device, progress=not args.quiet)
+    trained = train(corpus, model_config, train_config, device=args.device, progress=epoch_progress(args.quiet))
     version = checkpoint.save(trained, args.out, feedback_corpora(corpus, train_config))
     log.info("saved %s (version %s); validation %s", args.out, version, _percent(trained.metrics))
     if test is not None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-__all__ = ["Stoppable", "configure_logging", "run_until_signalled"]
+if TYPE_CHECKING:  # the trainer imports torch; ``tagger --help`` does not
+    from model.trainer import Progress
+
+__all__ = ["Stoppable", "configure_logging", "epoch_progress", "run_until_signalled"]
 
 
 class Stoppable(Protocol):
@@ -25,6 +28,15 @@ def configure_logging(verbose: bool, tag: str = "") -> None:
                         format=f"%(asctime)s %(levelname)s {tag}%(name)s: %(message)s", stream=sys.stderr)
     if not verbose:  # kafka-python narrates every connection and group join at INFO
         logging.getLogger("kafka").setLevel(logging.WARNING)
+
+
+def epoch_progress(quiet: bool = False) -> Progress:
+    """How a training run started from the command line shows its epochs: a bar on a terminal, else one log
+    line each (a bar's carriage returns make one endless line of a job's or container's log); none if
+    ``quiet``."""
+    if quiet:
+        return "off"
+    return "bar" if sys.stderr.isatty() else "log"
 
 
 def run_until_signalled(loop: Stoppable) -> None:
