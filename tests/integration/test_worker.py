@@ -15,10 +15,13 @@ import redis
 from kafka import KafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
+from model import checkpoint
 from model.checkpoint import load
+from model.config import ModelConfig, TrainConfig
 from model.tagger import Tagger
+from model.trainer import train
 from tests.integration.conftest import Stream, WorkerProcess, tagged_ids, wait_until
-from tests.support.fixtures import tiny_model
+from tests.support.fixtures import tiny_model, unspaced_corpus
 from worker.services import start_redis
 from worker.store.client import TagClient
 
@@ -256,3 +259,28 @@ def test_a_model_with_a_text_encoder_is_served_as_it_predicts(stream: Stream, tm
         assert len(common) >= 4
         assert [served_scores[label] for label in common] == pytest.approx([scores[label] for label in common],
                                                                            abs=0.02)
+
+
+def test_chinese_documents_are_tagged_as_the_model_predicts(stream: Stream, tmp_path: Path,
+                                                            start_worker: Callable[..., WorkerProcess]) -> None:
+    corpus = unspaced_corpus(460, seed=3)
+    trained = train(corpus.subset(range(400)), ModelConfig(embed_dim=32, latent_dim=16, label_hidden=32),
+                    TrainConfig(epochs=6, patience=6, min_df=1))
+    checkpoint.save(trained, tmp_path / "model")
+    texts = corpus.texts[400:] if corpus.texts else []
+    ids = [f"{stream.topic}:{doc_id}" for doc_id in corpus.ids[400:]]
+    worker = start_worker(TAGGER_MODEL_DIR=str(tmp_path / "model"))
+    worker.wait_ready()
+    stream.produce([json.dumps({"id": i, "text": t}, ensure_ascii=False).encode() for i, t in zip(ids, texts,
+                                                                                                  strict=True)])
+    wait_until(lambda: len(tagged_ids(stream.redis_url, ids)) == len(ids), 120, "all documents tagged")
+    served = TagClient.from_url(stream.redis_url).lookup(ids)
+    expected = Tagger.load(tmp_path / "model", "cpu").predict(texts, k=3)
+    hits = 0
+    for doc_id, tags, labels in zip(ids, expected, corpus.labels[400:], strict=True):
+        found = served[doc_id]
+        assert found is not None
+        assert [label for label, _ in found.tags] == [label for label, _ in tags]
+        assert [score for _, score in found.tags] == pytest.approx([score for _, score in tags], abs=1e-4)
+        hits += found.tags[0][0] in labels
+    assert hits >= 0.9 * len(ids)  # learnt from character pairs: three labels, guessing scores a third

@@ -20,6 +20,7 @@ from model.synthetic import generate_corpus
 from model.tagger import Tagger
 from model.trainer import diverged, frequency_baseline, train
 from tests.conftest import TINY_MODEL, TINY_TRAIN, tiny_configs
+from tests.support.fixtures import unspaced_corpus
 
 
 @pytest.mark.parametrize("variant", [{}, {"head": "pmi-cosine"}])
@@ -35,15 +36,7 @@ def test_training_beats_chance_by_far(corpus_split: tuple[Corpus, Corpus], varia
 
 
 def test_text_without_spaces_trains_a_tagger() -> None:
-    # Chinese-like documents, no spaces: 20 characters each, 14 from the label's own 12 characters and 6 from
-    # 40 shared ones. Tokenised by words, every document would be one token seen once; by character pairs the
-    # label's characters make the features.
-    rng = np.random.default_rng(0)
-    chars = [chr(0x4E00 + i) for i in range(76)]
-    own, shared = [chars[12 * k:12 * (k + 1)] for k in range(3)], chars[36:]
-    labels = [int(rng.integers(3)) for _ in range(600)]
-    texts = ["".join(rng.permutation(list(rng.choice(own[k], 14)) + list(rng.choice(shared, 6)))) for k in labels]
-    corpus = Corpus([str(i) for i in range(600)], [[f"topic{k}"] for k in labels], texts=texts)
+    corpus = unspaced_corpus(600)
     train_corpus, test_corpus = corpus.subset(range(500)), corpus.subset(range(500, 600))
     model_config, _ = tiny_configs(embed_dim=64, latent_dim=32, label_hidden=64)
     trained = train(train_corpus, model_config, TrainConfig(epochs=8, patience=8))
