@@ -196,6 +196,8 @@ def test_the_search_counts_are_the_block_s_entries_and_the_product_s_multiply_ad
     # multiply-adds; (1, 1) meets all 3 in 4. Mean per query: 2.5 similarities, 3 multiply-adds.
     queries = sp.vstack([QUERY, sp.csr_matrix(np.array([[1.0, 1.0]]))], format="csr")
     assert index.search_counts(queries) == (2.5, 3.0)
+    monkeypatch.setattr("model.neighbours._COUNT_ENTRIES", 3)  # blocks of one query (3 indexed documents)
+    assert index.search_counts(queries) == (2.5, 3.0)
     assert index.search_counts(sp.csr_matrix((0, 2))) == (0.0, 0.0)
     monkeypatch.setattr("model.neighbours._DENSE_INDEX", 0.0)  # a dense index: every document, one BLAS product
     dense = Neighbours.index(ROWS, LABELS, k=2, power=1.0, share=0.5, max_doc_freq=1)
