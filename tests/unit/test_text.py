@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given
+from hypothesis import strategies as st
 
 from model.errors import CheckpointError, DataError
 from model.text import Featurizer, tokenize, tokenize_v1
@@ -31,6 +34,15 @@ def test_unspaced_scripts_become_character_pairs_and_marks_stay_in_their_word() 
     assert tokenize_v1("के लिए नमस्ते") == ["नमस"]
     assert tokenize("µl of CO₂ at 140ºF") == ["μl", "of", "co2", "at", "140of"]  # compatibility forms folded
     assert tokenize("café, Straße") == tokenize_v1("café, Straße") == ["café", "straße"]
+
+
+@given(st.text())
+def test_any_text_tokenises_to_non_empty_tokens_without_spaces_and_ascii_as_before(text: str) -> None:
+    tokens = tokenize(text)
+    assert all(token and not any(c.isspace() for c in token) for token in tokens)
+    assert tokenize(unicodedata.normalize("NFKC", text)) == tokens  # normalising first changes nothing
+    if text.isascii():
+        assert tokens == tokenize_v1(text)
 
 
 def test_a_chinese_corpus_gets_a_vocabulary_where_whole_sentences_would_each_be_seen_once() -> None:
