@@ -129,7 +129,7 @@ class Neighbours:
         columns = self._columns
         if isinstance(columns, np.ndarray):
             return float(columns.shape[1]), 0.0
-        queries = l2_normalise(sp.csr_matrix(x, dtype=np.float32))
+        queries = sp.csr_matrix(x, dtype=np.float32)  # what is counted is the pattern: scaling rows keeps it
         # in blocks of at most _COUNT_ENTRIES possible similarities, so that a million indexed documents do not
         # make one (rows, N) product of gigabytes
         step = max(1, _COUNT_ENTRIES // max(columns.shape[1], 1))

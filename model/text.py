@@ -84,10 +84,9 @@ def tokenize(text: str) -> list[str]:
     >>> tokenize("नमस्ते दुनिया")  # Devanagari vowel signs are combining marks: each word stays whole
     ['नमस्ते', 'दुनिया']
     """
-    text = text.lower()
     if text.isascii():  # what nearly every English document takes: the two rules agree on ASCII
-        return _TOKEN_V1.findall(text)
-    text = unicodedata.normalize("NFKC", text).lower()
+        return _TOKEN_V1.findall(text.lower())
+    text = unicodedata.normalize("NFKC", text).lower()  # lower after NFKC: it can make capitals (Ⅸ → IX)
     if not _SPECIAL.search(text):  # composed accents, dashes, emoji
         return _TOKEN_V1.findall(text)
     tokens: list[str] = []
