@@ -83,11 +83,12 @@ def _cell(row: Mapping[str, Any] | None, metric: str, best: float) -> str:
     return f"**{text}**" if float(row[metric]) == best else text
 
 
-def noise_target(clean_rank: float, noisy_rank: float, clean_bce: float, noisy_bce: float) -> tuple[bool, str]:
+def noise_target(clean_rank: float, noisy_rank: float, clean_bce: float, noisy_bce: float,
+                 names: tuple[str, str] = ("Rank-AE", "BCE-AE")) -> tuple[bool, str]:
     """The issue's target at one noise level: Rank-AE loses at most half the P@1 that BCE-AE loses.
 
     Losses are clean − noisy (in P@1 points when given in %). If BCE-AE loses nothing, the target
-    holds only if Rank-AE loses nothing either.
+    holds only if Rank-AE loses nothing either. ``names``: the margin and BCE models, as the text names them.
 
     >>> noise_target(90.0, 88.0, 90.0, 80.0)
     (True, 'Rank-AE −2.00 vs BCE-AE −10.00 (ratio 0.20)')
@@ -95,9 +96,9 @@ def noise_target(clean_rank: float, noisy_rank: float, clean_bce: float, noisy_b
     False
     """
     lost_rank, lost_bce = clean_rank - noisy_rank, clean_bce - noisy_bce
-    text = f"Rank-AE {_signed(-lost_rank)} vs BCE-AE {_signed(-lost_bce)}"
+    text = f"{names[0]} {_signed(-lost_rank)} vs {names[1]} {_signed(-lost_bce)}"
     if lost_bce <= 0:
-        return lost_rank <= 0, text + " (BCE-AE lost nothing)"
+        return lost_rank <= 0, text + f" ({names[1]} lost nothing)"
     return lost_rank <= 0.5 * lost_bce, text + f" (ratio {lost_rank / lost_bce:.2f})"
 
 

@@ -62,3 +62,31 @@ def test_explain_html_escapes_and_shades_by_weight() -> None:
                           "labels": ["crude"]}], "t")
     assert "&lt;b&gt;" in page and "<b>" not in page.split("<h1>")[1]
     assert "rgba(255,120,0,0.00)'" in page and "rgba(255,120,0,1.00)'" in page
+
+
+def _row(p1: float) -> dict[str, float]:
+    return {"p@1": p1, "p@3": p1 / 2}
+
+
+def test_noise_section_counts_the_default_against_its_bce_twin_and_the_peers() -> None:
+    from benchmarks.paper import QUICK, noise_section
+
+    clean = {"default": 0.80, "default, BCE decoder": 0.80, "Rank-AE": 0.70, "BCE-AE": 0.70, "peer-a": 0.85,
+             "peer-b": 0.84}
+    at_40 = {"default": 0.77, "default, BCE decoder": 0.74, "Rank-AE": 0.60, "BCE-AE": 0.65, "peer-a": 0.81,
+             "peer-b": 0.82}
+    missing = {m: {0.0: _row(clean[m]), 0.4: _row(at_40[m])} for m in clean}
+    flip = {m: {0.0: _row(clean[m]), 0.4: _row(at_40[m] - 0.01)} for m in clean}
+    text = noise_section({"set": {"missing": missing, "flip": flip}}, QUICK)
+    # Lost at 40% missing: default 3, its BCE twin 6 (ratio 0.5: met); Rank-AE 10, BCE-AE 5 (not met).
+    assert "| default | 3.00 |" in text and "| default, BCE decoder | 6.00 |" in text
+    assert ("Target (default loses ≤ half the P@1 default, BCE decoder loses at 40% missing): **met**: "
+            "default −3.00 vs default, BCE decoder −6.00 (ratio 0.50)") in text
+    assert "Target (Rank-AE loses ≤ half the P@1 BCE-AE loses at 40% missing): **not met**" in text
+    assert "- default lost less P@1 than default, BCE decoder in 2 of 2 noisy settings." in text
+    assert "- Rank-AE lost less P@1 than BCE-AE in 0 of 2 noisy settings." in text
+    # peer-a lost 4, peer-b 2: the default's 3 beats one of them, so not every peer.
+    assert "- default lost less P@1 than every peer (peer-a, peer-b) under missing labels at 0 of 1 rates." in text
+    missing["peer-b"][0.4] = _row(0.80)  # now peer-b lost 4 too
+    text = noise_section({"set": {"missing": missing, "flip": flip}}, QUICK)
+    assert "under missing labels at 1 of 1 rates (40%)." in text
