@@ -176,6 +176,8 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
     history, best = _fit(run.loop, x_valid, y_valid, progress)
     run.loop.model.load_state_dict(best["state"])
     run.loop.model.config = dataclasses.replace(run.loop.model.config, ae_share=best["share"])
+    log.info("kept epoch %d (validation P@1 %.2f%%); the network's score: decoder share %.1f, tag head %.1f",
+             best["epoch"], 100 * best["p@1"], best["share"], 1 - best["share"])
     # Text rows are sparse, and their most common words make the similarity product dense; a feature
     # matrix (dense columns, or words as given) is indexed whole.
     max_doc_freq = MAX_DOC_FREQ if run.featurizer.kind == "text" else 1.0

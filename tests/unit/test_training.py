@@ -103,6 +103,19 @@ def test_early_stopping_keeps_the_best_epoch(corpus_split: tuple[Corpus, Corpus]
     assert len(trained.history) <= 6
 
 
+def test_the_log_names_the_epoch_kept_and_the_networks_blend(corpus_split: tuple[Corpus, Corpus],
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    model_config, _ = tiny_configs()
+    with caplog.at_level(logging.INFO, logger="model.trainer"):
+        trained = train(corpus_split[0], model_config, TrainConfig(epochs=3, patience=3, min_df=1, lr=0.05))
+    best = max(trained.history, key=lambda entry: entry["valid_p@1"])
+    share = trained.model.config.ae_share
+    assert share == best["ae_share"]
+    kept = [r.getMessage() for r in caplog.records if r.getMessage().startswith("kept epoch")]
+    assert kept == [f"kept epoch {best['epoch']} (validation P@1 {100 * best['valid_p@1']:.2f}%); the network's score: "
+                    f"decoder share {share:.1f}, tag head {1 - share:.1f}"]
+
+
 def test_a_run_without_a_terminal_logs_one_line_per_epoch(corpus_split: tuple[Corpus, Corpus],
                                                           caplog: pytest.LogCaptureFixture) -> None:
     model_config, _ = tiny_configs()
