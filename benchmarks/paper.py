@@ -207,12 +207,14 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
 def noise_section(noise: dict[str, dict[str, Any]], plan: Plan) -> str:
     """Markdown of the label-noise study: P@1 and P@3 grids, the P@1 each method lost under missing labels,
     the target per dataset and loss pair, and how the default's losses compare with the peers'."""
+    changed = {**plan.default_model, **plan.default_train}
+    default = (f"the default preset with {json.dumps(changed)} changed" if changed
+               else "the default preset exactly as `tagger train` builds it")
     parts = ["### Label-noise robustness (paper Fig. 3)\n", "![noise curves](figures/paper_noise.png)\n",
              f"Settings: Rank-AE and BCE-AE {json.dumps(plan.noise_model)} / {json.dumps(plan.noise_train)} "
-             "(the paper preset made cheaper than the table: no SE attention, fewer epochs, no refit); *default* "
-             f"is the default preset with {json.dumps({**plan.default_model, **plan.default_train})} changed "
-             "(nothing: exactly `tagger train`), and *default, BCE decoder* the same with BCE in place of its "
-             "decoder's margin loss. Noise on the training labels only (`model.noise.add_label_noise`, seed 0): "
+             f"(the paper preset made cheaper than the table: no SE attention, fewer epochs, no refit); *default* "
+             f"is {default}, and *default, BCE decoder* the same with BCE in place of its decoder's margin loss. "
+             "Noise on the training labels only (`model.noise.add_label_noise`, seed 0): "
              "*missing* drops each positive with probability p; *flip* also adds Binomial(|y|, p) random invalid "
              "labels per document. The validation split (10% of the training set, which keeps the best epoch and "
              "chooses the default's blend) and the test set stay clean, as in the paper. Peers train on the noisy "
