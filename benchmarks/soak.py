@@ -31,14 +31,10 @@ import argparse
 import itertools
 import json
 import logging
-import os
 import random
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +42,7 @@ import redis
 
 from benchmarks.output import add_output_arguments, begin
 from benchmarks.rig.process import ServeProcess
-from benchmarks.stream import WorkerRun, new_topic, payloads, produce
+from benchmarks.stream import Broker, WorkerRun, broker_for, new_topic, payloads, produce
 from model import checkpoint
 from model.config import ModelConfig, TrainConfig
 from model.data import Corpus, hash_split
@@ -56,7 +52,7 @@ from model.trainer import feedback_corpora, train
 from worker.learn.corrections import CorrectionClient, CorrectionRejected
 from worker.learn.registry import Registry
 from worker.metrics import histogram_quantile
-from worker.services import Service, start_redis, start_tansu
+from worker.services import Service, start_redis
 from worker.store.client import read_tags
 from worker.store.keys import tags_key
 
@@ -144,30 +140,6 @@ def p99_between(first: dict[str, Any], last: dict[str, Any]) -> float | None:
                                                                        strict=True)]
     p99 = histogram_quantile(delta, 0.99)
     return None if p99 is None else round(1000 * p99, 1)
-
-
-@dataclass(frozen=True)
-class ExternalBroker:
-    """A Kafka broker this benchmark did not start (``TAGGER_KAFKA_BOOTSTRAP_SERVERS``)."""
-
-    address: str
-
-
-Broker = Service | ExternalBroker
-
-
-@contextmanager
-def broker_for(phase: str, workdir: Path) -> Iterator[Broker]:
-    """The broker of one phase: the external one when configured, else a fresh embedded tansu."""
-    external = os.environ.get("TAGGER_KAFKA_BOOTSTRAP_SERVERS")
-    if external:
-        yield ExternalBroker(external)
-        return
-    broker = start_tansu(workdir / f"tansu-{phase}")
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 def max_rate(args: argparse.Namespace, broker: Broker, redis_service: Service, registry: Registry,

@@ -1,4 +1,4 @@
-"""Streaming benchmark on the embedded broker: throughput, latency under load, batching gain, memory.
+"""Streaming benchmark: throughput, latency under load, batching gain, memory.
 
     python -m benchmarks.stream --data reuters [--model DIR] [--docs 20000] [--epochs N] [--processes N]
                                 [--redis-cluster] [--worker-cpus CPU ...]
@@ -16,7 +16,11 @@ For one model (trained here with the quality benchmark's settings, or given with
 (f) the drain's Redis stage (ms per batch write, µs per document) and the keys on each Redis node.
 
 Every phase runs on a fresh broker and Redis: one redis-server, or with ``--redis-cluster`` a local
-3-node Redis Cluster (``TAGGER_REDIS_CLUSTER=1`` for the workers). With ``--worker-cpus`` the workers run
+3-node Redis Cluster (``TAGGER_REDIS_CLUSTER=1`` for the workers). The broker is an embedded tansu, or the
+Kafka cluster that ``TAGGER_KAFKA_BOOTSTRAP_SERVERS`` names (then each phase works on new topics there):
+on this project's 2-core machine the embedded broker and the load generator share the worker's cores, and
+most of its p99 is spent before the worker's poll (docs/results.md), so latency targets are for a broker
+on other machines. With ``--worker-cpus`` the workers run
 on those CPUs and the broker, Redis and the load generator on the rest, as they would on separate machines.
 """
 
@@ -32,6 +36,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -154,17 +159,41 @@ def new_topic(broker: Addressed) -> str:
     return name
 
 
+@dataclass(frozen=True)
+class ExternalBroker:
+    """A Kafka broker this benchmark did not start (``TAGGER_KAFKA_BOOTSTRAP_SERVERS``)."""
+
+    address: str
+
+
+Broker = Service | ExternalBroker
+
+
 @contextmanager
-def services(workdir: Path) -> Iterator[tuple[Service, Service]]:
-    """A tansu broker and a redis-server (with ``TAGGER_REDIS_CLUSTER=1`` set: a 3-node Redis Cluster, of
-    which the first node is yielded, as the workers are given it), stopped on exit."""
-    broker = start_tansu(workdir / "tansu")
+def broker_for(phase: str, workdir: Path) -> Iterator[Broker]:
+    """The broker of one phase: the external one when ``TAGGER_KAFKA_BOOTSTRAP_SERVERS`` names one (each phase
+    then works on topics of its own), else a fresh embedded tansu, stopped on exit."""
+    external = os.environ.get("TAGGER_KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        yield ExternalBroker(external)
+        return
+    broker = start_tansu(workdir / f"tansu-{phase}")
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@contextmanager
+def services(workdir: Path) -> Iterator[tuple[Broker, Service]]:
+    """The phase's broker (``broker_for``) and a redis-server (with ``TAGGER_REDIS_CLUSTER=1`` set: a 3-node
+    Redis Cluster, of which the first node is yielded, as the workers are given it), stopped on exit."""
     cluster = start_redis_cluster(workdir / "redis") if os.environ.get("TAGGER_REDIS_CLUSTER") == "1" else None
     redis = cluster.nodes[0] if cluster else start_redis(workdir / "redis")
     try:
-        yield broker, redis
+        with broker_for(workdir.name, workdir) as broker:
+            yield broker, redis
     finally:
-        broker.stop()
         (cluster or redis).stop()
 
 
@@ -201,6 +230,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model = args.model or model_for(train_corpus, workdir / "model", args.epochs)
     loaded = checkpoint.load(model)
     result: dict[str, Any] = {"data": args.data, "processes": args.processes, "redis_cluster": args.redis_cluster,
+                              "broker": os.environ.get("TAGGER_KAFKA_BOOTSTRAP_SERVERS") or "embedded tansu",
                               "worker_cpus": sorted(WorkerRun.cpus or ()),
                               "labels": len(loaded.label_names),
                               "docs": args.docs,
@@ -250,7 +280,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def hot_swap(broker: Service, redis: Service, model: Path, test: Corpus, topic: str, rate: float,
+def hot_swap(broker: Broker, redis: Service, model: Path, test: Corpus, topic: str, rate: float,
              seconds: float, workdir: Path) -> dict[str, Any]:
     """Serve a registry, publish a new version half-way through a paced stream, compare latencies."""
     from worker.learn.registry import Registry
