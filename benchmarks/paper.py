@@ -485,9 +485,19 @@ def run(args: argparse.Namespace) -> Path:
     loads.append(os.getloadavg())
     command = "tagger bench paper " + " ".join(sys.argv[sys.argv.index("paper") + 1:] if "paper" in sys.argv
                                                else sys.argv[1:])
-    writer.section("meta", meta_section(command.strip(), commit, started, time.perf_counter() - clock, timings, plan,
-                                        loads))
+    writer.section(meta_name(sections), meta_section(command.strip(), commit, started, time.perf_counter() - clock,
+                                                     timings, plan, loads))
     return out
+
+
+def meta_name(sections: set[str]) -> str:
+    """The section a run's command, commit and settings go to: ``meta`` for a run with the table, ``meta-noise``
+    for a rerun of the noise grid alone, so that it does not leave the table's sections described by its own.
+
+    >>> meta_name({"table", "noise"}), meta_name({"noise"})
+    ('meta', 'meta-noise')
+    """
+    return "meta" if sections - {"noise"} else "meta-noise"
 
 
 def add_paper_arguments(parser: argparse.ArgumentParser) -> None:

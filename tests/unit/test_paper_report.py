@@ -90,3 +90,11 @@ def test_noise_section_counts_the_default_against_its_bce_twin_and_the_peers() -
     missing["peer-b"][0.4] = _row(0.80)  # now peer-b lost 4 too
     text = noise_section({"set": {"missing": missing, "flip": flip}}, QUICK)
     assert "under missing labels at 1 of 1 rates (40%)." in text
+
+
+def test_a_noise_only_rerun_writes_its_own_meta_section() -> None:
+    from benchmarks.paper import SECTIONS, meta_name
+
+    assert meta_name(set(SECTIONS)) == "meta"
+    assert meta_name({"table"}) == "meta"
+    assert meta_name({"noise"}) == "meta-noise"  # the table's meta stays as its run wrote it
