@@ -268,9 +268,11 @@ def _noise_verdict(name: str, kinds: dict[str, Any]) -> str:
         wins, total = 0, 0
         for kind in ("missing", "flip"):
             r, b = kinds[kind].get(margin, {}), kinds[kind].get(bce, {})
-            for rate in (x for x in r if x and x in b and 0.0 in r and 0.0 in b):
-                total += 1
-                wins += (r[0.0]["p@1"] - r[rate]["p@1"]) < (b[0.0]["p@1"] - b[rate]["p@1"])
+            for rate in (x for x in r if x):
+                ours, theirs = _lost(r, rate), _lost(b, rate)
+                if ours is not None and theirs is not None:
+                    total += 1
+                    wins += ours < theirs
         lines.append(f"- {margin} lost less P@1 than {bce} in {wins} of {total} noisy settings.")
     lines += _against_peers(kinds["missing"], "default")
     return f"**{name}**\n\n" + "\n".join(lines) + "\n"
@@ -280,17 +282,14 @@ def _against_peers(missing: dict[str, Any], method: str) -> list[str]:
     """Whether ``method`` lost less P@1 under missing labels than every peer, rate by rate."""
     ours = missing.get(method, {})
     peers = [m for m in missing if m not in {name for pair in LOSS_PAIRS for name in pair}]
-    fewer, rates = [], []
-    for rate in (r for r in ours if r and 0.0 in ours):
-        lost, theirs = _lost(ours, rate), [_lost(missing[p], rate) for p in peers]
-        rates.append(rate)
-        if lost is not None and theirs and all(t is not None and lost < t for t in theirs):
-            fewer.append(f"{rate * 100:.0f}%")
-    if not peers or not rates:
+    lost = {rate: points for rate in ours if rate and (points := _lost(ours, rate)) is not None}
+    if not peers or not lost:
         return []
+    fewer = [f"{rate * 100:.0f}%" for rate, points in lost.items()
+             if all((theirs := _lost(missing[p], rate)) is not None and points < theirs for p in peers)]
     which = f" ({', '.join(fewer)})" if fewer else ""
     return [f"- {method} lost less P@1 than every peer ({', '.join(peers)}) under missing labels at "
-            f"{len(fewer)} of {len(rates)} rates{which}."]
+            f"{len(fewer)} of {len(lost)} rates{which}."]
 
 
 def ablation_section(results: dict[str, list[dict[str, Any]]]) -> str:

@@ -42,7 +42,7 @@ import redis
 
 from benchmarks.output import add_output_arguments, begin
 from benchmarks.rig.process import ServeProcess
-from benchmarks.stream import Broker, WorkerRun, broker_for, new_topic, payloads, produce
+from benchmarks.stream import Addressed, WorkerRun, broker_for, new_topic, payloads, produce
 from model import checkpoint
 from model.config import ModelConfig, TrainConfig
 from model.data import Corpus, hash_split
@@ -142,7 +142,7 @@ def p99_between(first: dict[str, Any], last: dict[str, Any]) -> float | None:
     return None if p99 is None else round(1000 * p99, 1)
 
 
-def max_rate(args: argparse.Namespace, broker: Broker, redis_service: Service, registry: Registry,
+def max_rate(args: argparse.Namespace, broker: Addressed, redis_service: Service, registry: Registry,
              stream: Corpus, workdir: Path) -> float:
     """Step 1: docs/s while an unpaced producer writes ``--max-docs`` documents."""
     backlog = new_topic(broker)
@@ -186,7 +186,7 @@ def soak(args: argparse.Namespace, redis_service: Service, workdir: Path) -> dic
             "rate_capped_by": capped_by, **result}
 
 
-def soak_at(args: argparse.Namespace, rate: float, broker: Broker, redis_service: Service, registry: Registry,
+def soak_at(args: argparse.Namespace, rate: float, broker: Addressed, redis_service: Service, registry: Registry,
             stream: Corpus, workdir: Path) -> dict[str, Any]:
     """Steps 2-3 at ``rate``."""
     paced = new_topic(broker)

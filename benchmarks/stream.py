@@ -166,11 +166,8 @@ class ExternalBroker:
     address: str
 
 
-Broker = Service | ExternalBroker
-
-
 @contextmanager
-def broker_for(phase: str, workdir: Path) -> Iterator[Broker]:
+def broker_for(phase: str, workdir: Path) -> Iterator[Addressed]:
     """The broker of one phase: the external one when ``TAGGER_KAFKA_BOOTSTRAP_SERVERS`` names one (each phase
     then works on topics of its own), else a fresh embedded tansu, stopped on exit."""
     external = os.environ.get("TAGGER_KAFKA_BOOTSTRAP_SERVERS")
@@ -185,7 +182,7 @@ def broker_for(phase: str, workdir: Path) -> Iterator[Broker]:
 
 
 @contextmanager
-def services(workdir: Path) -> Iterator[tuple[Broker, Service]]:
+def services(workdir: Path) -> Iterator[tuple[Addressed, Service]]:
     """The phase's broker (``broker_for``) and a redis-server (with ``TAGGER_REDIS_CLUSTER=1`` set: a 3-node
     Redis Cluster, of which the first node is yielded, as the workers are given it), stopped on exit."""
     cluster = start_redis_cluster(workdir / "redis") if os.environ.get("TAGGER_REDIS_CLUSTER") == "1" else None
@@ -280,7 +277,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def hot_swap(broker: Broker, redis: Service, model: Path, test: Corpus, topic: str, rate: float,
+def hot_swap(broker: Addressed, redis: Service, model: Path, test: Corpus, topic: str, rate: float,
              seconds: float, workdir: Path) -> dict[str, Any]:
     """Serve a registry, publish a new version half-way through a paced stream, compare latencies."""
     from worker.learn.registry import Registry

@@ -19,7 +19,7 @@ import dataclasses
 import json
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -159,11 +159,13 @@ class Featurizer:
     device: str = field(default="", compare=False)  # where the encoder runs ("": CUDA when present); not saved
     tokenizer: str = TOKENIZER  # text only: the name in TOKENIZERS its vocabulary was fitted with
     _index: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+    _tokenize: Callable[[str], list[str]] = field(init=False, repr=False, compare=False)  # TOKENIZERS[tokenizer]
 
     def __post_init__(self) -> None:
         if self.tokenizer not in TOKENIZERS:
             raise DataError(f"unknown tokenizer {self.tokenizer!r} (this version has {', '.join(TOKENIZERS)}): "
                             "the model was saved by a newer rankae-tagger; upgrade to read it")
+        object.__setattr__(self, "_tokenize", TOKENIZERS[self.tokenizer])  # looked up once, not per document
         if self.kind == "text" and not self._index:
             object.__setattr__(self, "_index", {t: i for i, t in enumerate(self.tokens)})
         if self.encoder and self.kind != "text":
@@ -245,7 +247,7 @@ class Featurizer:
     def token_ids(self, text: str) -> list[int]:
         """Feature ids of a text's known tokens, in order (for explanations, and per document when counting)."""
         # One dict.get per token through map (the worker runs this for every document it tags).
-        return [i for i in map(self._index.get, TOKENIZERS[self.tokenizer](text)) if i is not None]
+        return [i for i in map(self._index.get, self._tokenize(text)) if i is not None]
 
     def _count_tokens(self, texts: Sequence[str] | sp.csr_matrix) -> sp.csr_matrix:
         if isinstance(texts, sp.spmatrix | str):
