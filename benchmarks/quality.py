@@ -1,11 +1,12 @@
 """Quality benchmark: Rank-AE beside peer XML methods on the shared datasets, in one run.
 
     python -m benchmarks.quality [--datasets bibtex reuters ...] [--no-peers] [--quick] [--json FILE]
-                                 [--encoder minilm] [--splits N]
+                                 [--encoder minilm [--encoder-epochs N]] [--splits N]
 
 Every method sees the same split and, except fastText (raw text), the same tf-idf features: the
 featurizer Rank-AE fits on the training documents. With ``--encoder`` a second Rank-AE row reads a
-pretrained sentence encoder's vectors too (``tagger train --encoder``); the peers keep the tf-idf features they are
+pretrained sentence encoder's vectors too (``tagger train --encoder``, fine-tuned first with
+``--encoder-epochs``); the peers keep the tf-idf features they are
 run with as open tools, and one more row, OvR logistic regression on the tf-idf features and the same
 vectors side by side, shows what a linear model makes of them. Rank-AE's hyperparameters per dataset are in
 ``SETTINGS``; they were chosen on validation splits of the training data only (docs/results.md).
@@ -93,11 +94,16 @@ def default_configs(**overrides: Any) -> tuple[ModelConfig, TrainConfig]:
     return preset("default", **overrides)
 
 
-def run_rank_ae(train_corpus: Corpus, test: Corpus, quick: bool, encoder: str = "") -> dict[str, Any]:
-    """Train the default model (with ``encoder``, if named); metrics, training seconds and predict docs/s."""
+def run_rank_ae(train_corpus: Corpus, test: Corpus, quick: bool, encoder: str = "",
+                encoder_epochs: int = 0) -> dict[str, Any]:
+    """Train the default model (with ``encoder``, if named, fine-tuned first for up to ``encoder_epochs``);
+    metrics, training seconds and predict docs/s."""
     overrides: dict[str, Any] = {"epochs": 2, "patience": 2} if quick else {}
-    model_config, train_config = default_configs(**overrides, **({"encoder": encoder} if encoder else {}))
-    method = f"Rank-AE + {encoder}" if encoder else "Rank-AE"
+    if encoder:
+        overrides |= {"encoder": encoder, "encoder_epochs": encoder_epochs}
+    model_config, train_config = default_configs(**overrides)
+    method = "Rank-AE" + (f" + {encoder}" if encoder else "") + (f" tuned ({encoder_epochs} epochs)"
+                                                                  if encoder and encoder_epochs else "")
     return run_model(method, train_corpus, test, model_config.to_dict(), train_config.to_dict())
 
 
@@ -155,7 +161,7 @@ def _linear_with_encoder(train_corpus: Corpus, test: Corpus, tagger: Tagger) -> 
     labels = tagger.label_names
     y_train, y_test = label_matrix(train_corpus.labels, labels), label_matrix(test.labels, labels)
     x_train, x_test = tagger.features(train_corpus.inputs), tagger.features(test.inputs)
-    name = f"ovr-logistic (tf-idf + {tagger.featurizer.encoder})"
+    name = f"ovr-logistic (tf-idf + {tagger.featurizer.encoder}{' tuned' if tagger.featurizer.tuned else ''})"
     row = _peer_row(name, lambda: peers.run_feature_peer("ovr-logistic", x_train, y_train, x_test, 5, 0), y_test)
     # Its predict docs/s leaves the encoding out, so a frontier plot must not place it beside end-to-end rates.
     return {**row, "method": name, "encoding_excluded": True} if row else row
@@ -251,7 +257,7 @@ def _split_rows(train_corpus: Corpus, test: Corpus, args: argparse.Namespace, wo
     ours.pop("history")
     rows = [ours]
     if args.encoder:
-        rows.append(run_rank_ae(train_corpus, test, args.quick, args.encoder))
+        rows.append(run_rank_ae(train_corpus, test, args.quick, args.encoder, args.encoder_epochs))
         encoded = rows[-1].pop("tagger")
         rows[-1].pop("history")
     rows += [] if args.no_peers else run_peers(train_corpus, test, tagger, workdir)
@@ -266,11 +272,15 @@ def main() -> None:
     parser.add_argument("--no-peers", action="store_true", help="Rank-AE only")
     parser.add_argument("--workdir", type=Path, default=Path("runs/quality"))
     parser.add_argument("--encoder", choices=sorted(ENCODERS), help="Rank-AE with this text encoder (text sets)")
+    parser.add_argument("--encoder-epochs", type=int, default=0, help="fine-tune that encoder on the training "
+                        "labels for up to this many epochs first (0: as shipped)")
     parser.add_argument("--splits", type=int, default=1, help="hashed sets: run this many 80/20 splits (seeds 0, "
                         "1, ...) and summarise P@1 over them; sets with an official split run it once")
     args = parser.parse_args()
     if args.splits < 1:
         parser.error(f"--splits must be at least 1, got {args.splits}")
+    if args.encoder_epochs and not args.encoder:
+        parser.error("--encoder-epochs fine-tunes the encoder --encoder names; name one")
     start_benchmark()
     if args.encoder:  # the OvR row reads the vectors Rank-AE's run made: encode each document once
         load_encoder(args.encoder).remember(200_000)

@@ -5,6 +5,7 @@ A checkpoint is a directory::
     config.json    {"format": 1, "version": "...", "created": "...", "model": {...}, "train": {...},
                     "boost": {"labels": [...], "weight": w}}  (boost optional: new labels' served boost)
     vocab.json     the fitted featurizer (tokens, idf, and the text encoder it runs, if any)
+    encoder.safetensors  optional: that encoder's fine-tuned weights (vocab.json records their digest)
     labels.json    label names, in label-id order
     weights.pt     the state dict, read back with torch.load(weights_only=True): no code runs on load
     metrics.json   validation metrics the model was accepted with, and the per-epoch history
@@ -37,6 +38,7 @@ import scipy.sparse as sp
 from model.boost import LabelBoost
 from model.config import ModelConfig, TrainConfig
 from model.data import Corpus, read_jsonl, write_jsonl
+from model.encoder import TUNED_FILE
 from model.errors import CheckpointError, ConfigError
 from model.neighbours import Neighbours
 from model.text import Featurizer
@@ -110,7 +112,13 @@ def interface_changes(live: Checkpoint, new: Checkpoint) -> list[str]:
                        f"{new_f.n_features}" + (" (another vocabulary)" if old_f.kind == new_f.kind else ""))
     if old_f.encoder != new_f.encoder:
         changes.append(f"text encoder {old_f.encoder or 'none'} → {new_f.encoder or 'none'}")
+    elif old_f.tuned != new_f.tuned:
+        changes.append(f"{old_f.encoder} encoder weights {_weights(old_f)} → {_weights(new_f)}")
     return changes
+
+
+def _weights(featurizer: Featurizer) -> str:
+    return f"fine-tuned {featurizer.tuned.digest}" if featurizer.tuned else "as shipped"
 
 
 def save(trained: TrainedModel, directory: Path | str, corpora: dict[str, Corpus] | None = None) -> str:
@@ -145,6 +153,9 @@ def _write_files(trained: TrainedModel, out: Path) -> str:
         config["boost"] = trained.boost.to_dict()
     _write_json(out / "config.json", config)
     trained.featurizer.save(out / "vocab.json")
+    if trained.featurizer.tuned is not None:
+        shutil.copyfile(trained.featurizer.tuned.path, out / TUNED_FILE)
+        _fsync(out / TUNED_FILE)
     _write_json(out / "labels.json", trained.label_names)
     _write_json(out / "metrics.json", {"valid": trained.metrics, "history": trained.history,
                                        "label_counts": trained.label_counts, "n_train": trained.n_train})

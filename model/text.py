@@ -27,7 +27,7 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-from model.encoder import load_encoder, require_encoder
+from model.encoder import TUNED_FILE, Tuned, load_encoder, require_encoder
 from model.errors import CheckpointError, ConfigError, DataError, TaggerError
 
 __all__ = ["TOKENIZER", "TOKENIZERS", "Featurizer", "l2_normalise", "paired_characters", "tokenize", "tokenize_v1"]
@@ -154,6 +154,7 @@ class Featurizer:
     tokens: tuple[str, ...] = ()  # text only: feature id → token
     idf: np.ndarray | None = None  # (n_features,) float32 when weighting == "tfidf"
     encoder: str = ""  # text only: a pretrained sentence encoder whose vector follows the sparse columns
+    tuned: Tuned | None = None  # that encoder's fine-tuned weights, when it was tuned (saved as their digest)
     mean: np.ndarray | None = None  # (n_features,) float32 training column means when weighting == "standard"
     scale: np.ndarray | None = None  # (n_features,) float32 their standard deviations (1 where constant)
     device: str = field(default="", compare=False)  # where the encoder runs ("": CUDA when present); not saved
@@ -170,6 +171,8 @@ class Featurizer:
             object.__setattr__(self, "_index", {t: i for i, t in enumerate(self.tokens)})
         if self.encoder and self.kind != "text":
             raise DataError(f"a text encoder ({self.encoder}) needs raw-text documents, not a feature matrix")
+        if self.tuned and not self.encoder:
+            raise ConfigError("fine-tuned encoder weights were given without the encoder they tune")
 
     @property
     def dense_features(self) -> int:
@@ -177,9 +180,11 @@ class Featurizer:
         return require_encoder(self.encoder).dim if self.encoder else 0
 
     @classmethod
-    def fit_text(cls, texts: Sequence[str], min_df: int = 2, max_size: int = 50_000, encoder: str = "") -> Featurizer:
+    def fit_text(cls, texts: Sequence[str], min_df: int = 2, max_size: int = 50_000, encoder: str = "",
+                 tuned: Tuned | None = None) -> Featurizer:
         """Fit a vocabulary (tokens with document frequency ≥ min_df, the max_size most frequent) and idf;
-        ``encoder`` names a pretrained sentence encoder whose vector each row also gets."""
+        ``encoder`` names a pretrained sentence encoder whose vector each row also gets (with ``tuned``'s
+        fine-tuned weights, when given)."""
         if encoder:
             require_encoder(encoder)
         doc_freq: dict[str, int] = {}
@@ -193,7 +198,7 @@ class Featurizer:
         if not tokens:
             raise DataError(f"no token occurs in at least {min_df} training documents; lower min_df")
         df = np.array([doc_freq[t] for t in tokens], dtype=np.float64)
-        return cls("text", len(tokens), "tfidf", tokens, _idf(df, len(texts)), encoder)
+        return cls("text", len(tokens), "tfidf", tokens, _idf(df, len(texts)), encoder, tuned)
 
     @classmethod
     def fit_matrix(cls, x: sp.csr_matrix, weighting: Weighting | None = None) -> Featurizer:
@@ -227,14 +232,14 @@ class Featurizer:
         rows = l2_normalise(counts)
         if not self.encoder:
             return rows
-        vectors = load_encoder(self.encoder, self.device or None).encode(list(docs))  # texts: checked above
+        vectors = load_encoder(self.encoder, self.device or None, tuned=self.tuned).encode(list(docs))  # texts
         return sp.hstack([rows, sp.csr_matrix(vectors)], format="csr", dtype=np.float32)
 
     def prepare(self) -> None:
         """Load the encoder now (exporting its CPU runtime on first use), so the first transform does not
         pay for it; nothing to do without an encoder."""
         if self.encoder:
-            load_encoder(self.encoder, self.device or None)
+            load_encoder(self.encoder, self.device or None, tuned=self.tuned)
 
     def on(self, device: object) -> Featurizer:
         """The same featurizer, running its encoder (if any) on ``device`` (a torch device or its name)."""
@@ -242,7 +247,7 @@ class Featurizer:
 
     def without_encoder(self) -> Featurizer:
         """The same vocabulary and weighting with no encoder columns (what sparse-only models read)."""
-        return dataclasses.replace(self, encoder="", device="")
+        return dataclasses.replace(self, encoder="", tuned=None, device="")
 
     def token_ids(self, text: str) -> list[int]:
         """Feature ids of a text's known tokens, in order (for explanations, and per document when counting)."""
@@ -274,17 +279,21 @@ class Featurizer:
         """Write as JSON (tokens, idf, column means and scales), readable without running any code."""
         body = {"kind": self.kind, "n_features": self.n_features, "weighting": self.weighting,
                 "tokens": list(self.tokens), "idf": _floats(self.idf), "encoder": self.encoder,
+                "encoder_tuned": self.tuned.digest if self.tuned else "",
                 "mean": _floats(self.mean), "scale": _floats(self.scale), "tokenizer": self.tokenizer}
         path.write_text(json.dumps(body), encoding="utf-8")
 
     @classmethod
     def load(cls, path: Path) -> Featurizer:
-        """Read what :meth:`save` wrote; a damaged file raises CheckpointError."""
+        """Read what :meth:`save` wrote (fine-tuned encoder weights from the same directory); a damaged file
+        raises CheckpointError."""
         try:
             body = json.loads(path.read_text(encoding="utf-8"))
             idf, mean, scale = (_array(body.get(key)) for key in ("idf", "mean", "scale"))
+            digest = str(body.get("encoder_tuned", ""))
+            tuned = Tuned(path.parent / TUNED_FILE, digest) if digest else None
             featurizer = cls(body["kind"], int(body["n_features"]), body["weighting"],
-                             tuple(body["tokens"]), idf, str(body.get("encoder", "")), mean=mean, scale=scale,
+                             tuple(body["tokens"]), idf, str(body.get("encoder", "")), tuned, mean=mean, scale=scale,
                              tokenizer=str(body.get("tokenizer", "words-v1")))  # saved before v2: v1
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise CheckpointError(f"{path}: unreadable vocabulary file ({err})") from err
@@ -295,6 +304,8 @@ class Featurizer:
                 require_encoder(featurizer.encoder)
             except ConfigError as err:
                 raise CheckpointError(f"{path}: {err}") from err
+        if featurizer.tuned:
+            featurizer.tuned.check()
         if featurizer.kind == "text" and len(featurizer.tokens) != featurizer.n_features:
             raise CheckpointError(f"{path}: {len(featurizer.tokens)} tokens but n_features={featurizer.n_features}")
         for name, values in (("idf", idf), ("mean", mean), ("scale", scale)):

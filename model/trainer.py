@@ -9,13 +9,17 @@ corrections learner that same validation split as its held-out set.
 
 from __future__ import annotations
 
+import atexit
 import copy
 import dataclasses
 import logging
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -28,6 +32,7 @@ from model.config import ModelConfig, TrainConfig
 from model.cost import served_cost
 from model.data import Corpus, label_matrix
 from model.device import resolve_device
+from model.encoder import TUNED_FILE, Tuned, require_encoder, save_tuned
 from model.errors import ConfigError, DataError, ModelError
 from model.label_embedding import label_embedding
 from model.metrics import evaluate, frequency_ranking
@@ -92,10 +97,11 @@ def feedback_corpora(corpus: Corpus, config: TrainConfig, replay_size: int = 500
     return corpora
 
 
-def fit_featurizer(corpus: Corpus, config: TrainConfig) -> Featurizer:
-    """Fit the text vocabulary or feature weighting on training documents."""
+def fit_featurizer(corpus: Corpus, config: TrainConfig, tuned: Tuned | None = None) -> Featurizer:
+    """Fit the text vocabulary or feature weighting on training documents (the text encoder with ``tuned``'s
+    weights, when given)."""
     if corpus.texts is not None:
-        return Featurizer.fit_text(corpus.texts, config.min_df, config.max_vocab, config.encoder)
+        return Featurizer.fit_text(corpus.texts, config.min_df, config.max_vocab, config.encoder, tuned)
     if config.encoder:
         raise ConfigError(f"the {config.encoder} encoder reads raw text; these documents are feature rows")
     return Featurizer.fit_matrix(corpus.features)
@@ -155,7 +161,8 @@ class EpochLoop:
 
 def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainConfig,
           valid_corpus: Corpus | None = None, device: str | None = None,
-          progress: Progress = "off", label_names: Sequence[str] | None = None) -> TrainedModel:
+          progress: Progress = "off", label_names: Sequence[str] | None = None,
+          tuned_encoder: Tuned | None = None) -> TrainedModel:
     """Train Rank-AE (or a variant) and return the state with the best validation P@1.
 
     With ``train_config.refit`` the epoch count is chosen on the internal validation split, then a
@@ -163,6 +170,8 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
     fixes the label set and its order (the learner keeps a live model's label ids and appends new ones);
     by default it is the training documents' labels, most frequent first. ``progress``: a bar on the terminal
     ("bar"), one log line per epoch ("log", for logs that are files: a job's, a container's), or neither.
+    With ``train_config.encoder_epochs`` the text encoder is first fine-tuned on the fit split's labels, unless
+    ``tuned_encoder`` gives weights to use as they are (a learner's round keeps its live model's).
     """
     if valid_corpus is not None and train_config.refit:
         raise ConfigError("refit retrains on the internal validation split too; pass no valid_corpus")
@@ -170,7 +179,9 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
     if valid_corpus is None:
         fit_corpus, valid_corpus = _internal_split(train_corpus, train_config)
     target = resolve_device(device)
-    run = _Run.prepare(fit_corpus, model_config, train_config, target, label_names)
+    if tuned_encoder is None and train_config.encoder_epochs:
+        tuned_encoder = _tune(fit_corpus, valid_corpus, train_config, target, label_names)
+    run = _Run.prepare(fit_corpus, model_config, train_config, target, label_names, tuned_encoder)
     x_valid = run.featurizer.transform(valid_corpus.inputs)
     y_valid = label_matrix(valid_corpus.labels, run.names)
     history, best = _fit(run.loop, x_valid, y_valid, progress)
@@ -191,7 +202,7 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
         metrics = evaluate(predict_topk(run.loop.model, x_valid, 5, device=run.loop.device, neighbours=neighbours)[0],
                            y_valid)
     if train_config.refit:
-        run = _Run.prepare(train_corpus, model_config, train_config, target, label_names)
+        run = _Run.prepare(train_corpus, model_config, train_config, target, label_names, tuned_encoder)
         _fit_blind(run.loop, best["epoch"], progress)
         run.loop.model.config = dataclasses.replace(run.loop.model.config, ae_share=best["share"])
         if neighbours is not None:  # the setting chosen on validation, over the refit's documents
@@ -199,6 +210,22 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
                                           max_doc_freq, neighbours.centroids)
     return TrainedModel(run.loop.model.eval(), run.featurizer, run.names, train_config, metrics,
                         history, run.label_counts, run.loop.x.shape[0], neighbours)
+
+
+def _tune(fit: Corpus, valid: Corpus, config: TrainConfig, device: torch.device,
+          label_names: Sequence[str] | None) -> Tuned:
+    """The text encoder fine-tuned on ``fit``'s labels (kept on ``valid``), its weights in a temporary file
+    that lives as long as this process (``checkpoint.save`` copies it into the checkpoint)."""
+    from model.encoder_tuning import tune_encoder
+
+    if fit.texts is None or valid.texts is None:
+        raise ConfigError(f"the {config.encoder} encoder reads raw text; these documents are feature rows")
+    names = list(label_names) if label_names is not None else corpus_labels(fit)
+    state = tune_encoder(require_encoder(config.encoder), fit.texts, label_matrix(fit.labels, names), valid.texts,
+                         label_matrix(valid.labels, names), config.encoder_epochs, device, config.seed)
+    folder = Path(tempfile.mkdtemp(prefix="rankae-encoder-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return save_tuned(state, folder / TUNED_FILE)
 
 
 def _votes_affordable(loop: EpochLoop, x_valid: sp.csr_matrix, max_doc_freq: float, config: TrainConfig) -> bool:
@@ -279,10 +306,10 @@ class _Run:
 
     @classmethod
     def prepare(cls, corpus: Corpus, model_config: ModelConfig, train_config: TrainConfig,
-                target: torch.device, label_names: Sequence[str] | None = None) -> _Run:
+                target: torch.device, label_names: Sequence[str] | None = None, tuned: Tuned | None = None) -> _Run:
         """Fit features (and, unless given, labels) on ``corpus``, build a freshly seeded model and its optimiser."""
         torch.manual_seed(train_config.seed)
-        featurizer = fit_featurizer(corpus, train_config).on(target)
+        featurizer = fit_featurizer(corpus, train_config, tuned).on(target)
         names = list(label_names) if label_names is not None else corpus_labels(corpus)
         x_train = featurizer.transform(corpus.inputs)
         y_clean = label_matrix(corpus.labels, names)

