@@ -67,7 +67,6 @@ def tune_encoder(wanted: EncoderSpec, texts: Sequence[str], y: sp.csr_matrix, va
     pieces = word_pieces(wanted)
     optimiser = torch.optim.AdamW([{"params": model.encoder.parameters(), "lr": ENCODER_LR},
                                    {"params": model.head.parameters(), "lr": HEAD_LR}], weight_decay=0.01)
-    targets = torch.as_tensor(y.toarray(), dtype=torch.float32)
     best_p1, best = _p1(model, pieces, valid_texts, y_valid, device), _state(model)
     log.info("fine-tuning the %s encoder on %d documents for up to %d epochs (validation P@1 before: %.2f%%)",
              wanted.name, len(texts), epochs, 100 * best_p1)
@@ -76,7 +75,8 @@ def tune_encoder(wanted: EncoderSpec, texts: Sequence[str], y: sp.csr_matrix, va
         started, total, steps = time.perf_counter(), 0.0, 0
         model.train()
         for rows, ids, mask in _batches(pieces, texts, rng.permutation(len(texts)), BATCH, device):
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(ids, mask), targets[rows].to(device))
+            targets = torch.as_tensor(y[rows].toarray(), dtype=torch.float32, device=device)  # dense per batch only
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(ids, mask), targets)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
