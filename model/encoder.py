@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from model.errors import ConfigError, EncoderUnavailable
+from model.errors import CheckpointError, ConfigError, EncoderUnavailable
 
 if TYPE_CHECKING:  # torch is imported where an encoder is loaded: checkpoint metadata stays cheap to read
     import torch
@@ -96,8 +96,6 @@ class Tuned:
 
     def check(self) -> None:
         """Raise CheckpointError unless the file is there and its bytes match ``digest``."""
-        from model.errors import CheckpointError
-
         if not self.path.is_file():
             raise CheckpointError(f"{self.path}: the fine-tuned encoder's weights are missing (the model's "
                                   f"vocab.json names them); copy the whole checkpoint directory")

@@ -104,7 +104,8 @@ def _int8_export(wanted: EncoderSpec, cache_dir: Path, tuned: Tuned | None = Non
         return path
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    log.info("exporting the %s encoder to ONNX (int8) into %s, once", wanted.name, cache_dir)
+    log.info("exporting the %s encoder%s to ONNX (int8) into %s, once", wanted.name,
+             f" (fine-tuned {tuned.digest})" if tuned else "", cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     staging = cache_dir / f".{path.name}.{uuid.uuid4().hex[:8]}"
     fp32, int8 = staging.with_suffix(".fp32"), staging.with_suffix(".int8")
