@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # torch is imported where an encoder is loaded: checkpoint me
     from tokenizers import Tokenizer
 
 __all__ = ["ENCODERS", "INSTALL_HINT", "TUNED_FILE", "EncoderSpec", "SentenceEncoder", "Tuned", "load_encoder",
-           "require_encoder", "save_tuned", "word_pieces"]
+           "piece_arrays", "require_encoder", "save_tuned", "word_pieces"]
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,13 @@ def word_pieces(wanted: EncoderSpec) -> Tokenizer:
     return tokenizer
 
 
+def piece_arrays(tokenizer: Tokenizer, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Texts → their word-piece ids and attention mask, (batch, tokens) int64 each, padded to the longest."""
+    pieces = tokenizer.encode_batch(list(texts))
+    return (np.array([p.ids for p in pieces], dtype=np.int64),
+            np.array([p.attention_mask for p in pieces], dtype=np.int64))
+
+
 def require_encoder(name: str) -> EncoderSpec:
     """The spec of ``name``, after checking its package is installed (cheap: nothing is loaded)."""
     wanted = spec(name)
@@ -182,10 +189,7 @@ class SentenceEncoder:
         order = todo[np.argsort([len(texts[i]) for i in todo.tolist()], kind="stable")]
         for start in range(0, len(order), self.batch_size):
             rows = order[start:start + self.batch_size]
-            pieces = self.tokenizer.encode_batch([texts[i] for i in rows.tolist()])
-            ids = np.array([p.ids for p in pieces], dtype=np.int64)
-            mask = np.array([p.attention_mask for p in pieces], dtype=np.int64)
-            out[rows] = self.backend.embed(ids, mask)
+            out[rows] = self.backend.embed(*piece_arrays(self.tokenizer, [texts[i] for i in rows.tolist()]))
         if self._keep:
             self._store(texts, todo, out)
         return out

@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from model.encoder import EncoderSpec, word_pieces
+from model.encoder import EncoderSpec, piece_arrays, word_pieces
 from model.encoder_backends import torch_model
 from model.errors import ConfigError
 from model.metrics import evaluate
@@ -97,10 +97,8 @@ def _batches(pieces: Tokenizer, texts: Sequence[str], order: np.ndarray, size: i
              device: torch.device) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
     for start in range(0, len(order), size):
         rows = order[start:start + size]
-        encoded = pieces.encode_batch([texts[i] for i in rows.tolist()])
-        ids = torch.as_tensor(np.array([p.ids for p in encoded], dtype=np.int64), device=device)
-        mask = torch.as_tensor(np.array([p.attention_mask for p in encoded], dtype=np.int64), device=device)
-        yield rows, ids, mask
+        ids, mask = piece_arrays(pieces, [texts[i] for i in rows.tolist()])
+        yield rows, torch.as_tensor(ids, device=device), torch.as_tensor(mask, device=device)
 
 
 def _p1(model: _Tagging, pieces: Tokenizer, texts: Sequence[str], y: sp.csr_matrix, device: torch.device) -> float:
