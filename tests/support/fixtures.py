@@ -25,8 +25,7 @@ def tiny_model(folder: Path, docs: int, epochs: int, encoder: str = "", encoder_
     ``encoder_epochs``."""
     corpus = generate_corpus(docs, 10, seed=11)
     trained = train(corpus, ModelConfig(embed_dim=32, latent_dim=16, label_hidden=32, pooling="sum", dropout=0.1),
-                    TrainConfig(epochs=epochs, lr=0.01, min_df=1, encoder=encoder,
-                                                encoder_epochs=encoder_epochs))
+                    TrainConfig(epochs=epochs, lr=0.01, min_df=1, encoder=encoder, encoder_epochs=encoder_epochs))
     out = folder / "model"
     checkpoint.save(trained, out)
     return out
