@@ -124,7 +124,10 @@ def run_model(method: str, train_corpus: Corpus, test: Corpus, model_kw: dict[st
               "ae_share": trained.model.config.ae_share,
               "neighbours": None if trained.neighbours is None else
               {"k": trained.neighbours.k, "power": trained.neighbours.power, "share": trained.neighbours.share,
-               "votes": trained.neighbours.votes_weight, "centroids": trained.neighbours.centroids}}
+               "votes": trained.neighbours.votes_weight, "centroids": trained.neighbours.centroids},
+              # with an encoder: the network's share beside a layer over its vector, when that form was kept
+              "vector_head": None if trained.head is None else {"share": trained.head.share},
+              "served_valid_p@1": trained.metrics["p@1"]}  # with neighbours and layer, as accepted
     return {"method": method, **scores, "train_seconds": seconds, "predict_docs_per_s": rate,
             "settings": {"model": model_kw, "train": train_kw}, "chosen": chosen, "history": trained.history,
             "tagger": tagger}
@@ -191,7 +194,7 @@ def markdown(name: str, split: str, n_train: int, n_test: int, rows: list[dict[s
     lines += [f"| {r['method']} | failed: {r['error'][:120]} |||||||| " for r in rows if "error" in r]
     notes = [f"\n{r['method']}: best validation epoch {r['chosen']['epoch']} of {r['chosen']['epochs_run']} run "
              f"(validation P@1 {r['chosen']['valid_p@1'] * 100:.2f}), decoder share {r['chosen']['ae_share']:.1f}, "
-             + _neighbour_note(r["chosen"].get("neighbours")) for r in rows if "chosen" in r]
+             + _neighbour_note(r["chosen"].get("neighbours")) + _layer_note(r["chosen"]) for r in rows if "chosen" in r]
     return head + "\n".join(lines) + "\n" + "".join(notes) + "\n"
 
 
@@ -200,6 +203,13 @@ def _neighbour_note(chosen: dict[str, float] | None) -> str:
         return "no neighbour scores"
     return (f"neighbour scores k={chosen['k']:.0f}, power {chosen['power']:g}; network {chosen['share']:.1f}, "
             f"votes {chosen['votes']:.1f}, centroids {chosen['centroids']:.1f}")
+
+
+def _layer_note(chosen: dict[str, Any]) -> str:
+    if not chosen.get("vector_head"):
+        return ""
+    return (f"; beside a layer over the encoder's vector, network share {chosen['vector_head']['share']:.1f} "
+            f"(served validation P@1 {100 * chosen['served_valid_p@1']:.2f})")
 
 
 def benchmark_parser(doc: str, datasets: Sequence[str]) -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ A checkpoint is a directory::
     weights.pt     the state dict, read back with torch.load(weights_only=True): no code runs on load
     metrics.json   validation metrics the model was accepted with, and the per-epoch history
     neighbours.npz optional: the nearest-neighbour index (training rows, their labels) and its blend setting
+    vector_head.npz optional: a layer over the encoder's vector (weight, bias) and the network's share beside it
     heldout.jsonl  optional: the fixed held-out documents a fine-tuned candidate is judged on
     replay.jsonl   optional: a sample of the training documents, replayed during fine-tuning
 
@@ -47,6 +48,7 @@ if TYPE_CHECKING:  # torch is imported where weights are read or written, so rea
     import torch
 
     from model.rank_ae import RankAE
+    from model.vector_head import VectorHead
 
 __all__ = ["FORMAT", "Checkpoint", "CheckpointMeta", "TrainedModel", "load", "load_corpus", "read_meta", "save"]
 
@@ -54,6 +56,7 @@ FORMAT = 1
 _FILES = ("config.json", "vocab.json", "labels.json", "weights.pt", "metrics.json")
 _META_FILES = ("config.json", "labels.json", "metrics.json")  # what read_meta reads
 NEIGHBOURS = "neighbours.npz"
+HEAD = "vector_head.npz"
 
 
 @dataclass
@@ -70,6 +73,7 @@ class TrainedModel:
     n_train: int = 0  # training documents (for PSP@k)
     neighbours: Neighbours | None = None  # nearest-neighbour votes blended into the score, when chosen
     boost: LabelBoost = field(default_factory=LabelBoost)  # new labels' served boost (the learner's choice)
+    head: VectorHead | None = None  # a layer over the encoder's vector served beside a network that does not read it
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,7 @@ class Checkpoint:
     metrics: dict[str, Any]
     neighbours: Neighbours | None = None
     boost: LabelBoost = field(default_factory=LabelBoost)
+    head: VectorHead | None = None
 
 
 def interface_changes(live: Checkpoint, new: Checkpoint) -> list[str]:
@@ -162,6 +167,9 @@ def _write_files(trained: TrainedModel, out: Path) -> str:
     if trained.neighbours is not None:
         _write_neighbours(trained.neighbours, out / NEIGHBOURS)
         _fsync(out / NEIGHBOURS)
+    if trained.head is not None:
+        _write_head(trained.head, out / HEAD)
+        _fsync(out / HEAD)
     for name in _FILES:
         _fsync(out / name)
     return version
@@ -194,6 +202,31 @@ def _read_neighbours(path: Path, n_features: int, n_labels: int) -> Neighbours |
         raise CheckpointError(f"{path}: the neighbour index has rows {rows.shape} and labels {labels.shape}, "
                               f"the model reads {n_features} features and {n_labels} labels")
     return Neighbours(rows, labels, int(k), float(power), float(share), float(centroids))
+
+
+def _write_head(head: VectorHead, path: Path) -> None:
+    with path.open("wb") as out:
+        np.savez(out, weight=head.weight.detach().cpu().numpy(), bias=head.bias.detach().cpu().numpy(),
+                 share=np.array([head.share], dtype=np.float64))
+
+
+def _read_head(path: Path, n_labels: int, device: torch.device | str) -> VectorHead | None:
+    if not path.is_file():
+        return None
+    import torch
+
+    from model.vector_head import VectorHead
+
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            weight, bias, share = npz["weight"], npz["bias"], float(npz["share"][0])
+    except (OSError, KeyError, ValueError, IndexError) as err:
+        raise CheckpointError(f"{path}: damaged encoder-vector layer ({err})") from err
+    if weight.ndim != 2 or weight.shape[0] != n_labels or bias.shape != (n_labels,) or not 0.0 <= share <= 1.0:
+        raise CheckpointError(f"{path}: the encoder-vector layer has weight {weight.shape}, bias {bias.shape} and "
+                              f"share {share}; the model has {n_labels} labels and a share in [0, 1]")
+    return VectorHead(torch.from_numpy(weight.astype(np.float32)), torch.from_numpy(bias.astype(np.float32)),
+                      share).on(device)
 
 
 def _write_json(path: Path, body: Any) -> None:
@@ -238,14 +271,15 @@ def load(directory: Path | str, device: torch.device | str = "cpu") -> Checkpoin
         raise CheckpointError(f"{directory}/config.json: invalid model or train section ({err})") from err
     featurizer = Featurizer.load(directory / "vocab.json").on(device)
     labels = _read_labels(directory)
-    _check_sizes(directory, model_config, featurizer, labels)
+    head = _read_head(directory / HEAD, len(labels), device)
+    _check_sizes(directory, model_config, featurizer, labels, head.dim if head else 0)
     model = RankAE(model_config)
     model.load_state_dict(_read_weights(directory / "weights.pt", model))
     metrics = _read_json(directory / "metrics.json")
-    neighbours = _read_neighbours(directory / NEIGHBOURS, featurizer.n_features + featurizer.dense_features,
+    neighbours = _read_neighbours(directory / NEIGHBOURS, model_config.n_features + model_config.dense_features,
                                   len(labels))
     return Checkpoint(model.to(device).eval(), featurizer, labels, str(config.get("version")),
-                      train_config, metrics, neighbours, _read_boost(directory, config.get("boost")))
+                      train_config, metrics, neighbours, _read_boost(directory, config.get("boost")), head)
 
 
 def _read_boost(directory: Path, raw: Any) -> LabelBoost:
@@ -273,15 +307,19 @@ def _read_labels(directory: Path) -> list[str]:
     return labels
 
 
-def _check_sizes(directory: Path, config: ModelConfig, featurizer: Featurizer, labels: list[str]) -> None:
+def _check_sizes(directory: Path, config: ModelConfig, featurizer: Featurizer, labels: list[str],
+                 head_dim: int) -> None:
+    """The label and feature counts of labels.json, vocab.json, config.json and the encoder-vector layer agree
+    (the encoder's vector is read by the network or by the layer beside it, never both)."""
     if len(labels) != config.n_labels:
         raise CheckpointError(f"{directory}: labels.json has {len(labels)} labels, config says {config.n_labels}")
     if featurizer.n_features != config.n_features:
         raise CheckpointError(f"{directory}: vocab.json has {featurizer.n_features} features, "
                               f"config says {config.n_features}")
-    if featurizer.dense_features != config.dense_features:
+    if featurizer.dense_features != config.dense_features + head_dim or (head_dim and config.dense_features):
         raise CheckpointError(f"{directory}: vocab.json's encoder gives {featurizer.dense_features} dense features, "
-                              f"config says {config.dense_features}")
+                              f"config says the network reads {config.dense_features} and {HEAD} "
+                              f"{head_dim or 'is absent'}")
 
 
 def _read_weights(path: Path, model: RankAE) -> dict[str, torch.Tensor]:

@@ -11,7 +11,7 @@ from typing import Any, Literal, TypeVar
 
 from model.errors import ConfigError
 
-__all__ = ["HEADS", "LABEL_INITS", "LOSSES", "PRESETS", "ModelConfig", "TrainConfig", "preset"]
+__all__ = ["ENCODER_USES", "HEADS", "LABEL_INITS", "LOSSES", "PRESETS", "ModelConfig", "TrainConfig", "preset"]
 
 Head = Literal["rank-ae", "pmi-cosine"]
 Loss = Literal["margin", "bce"]
@@ -21,6 +21,7 @@ Reduction = Literal["mean", "sum"]
 HEADS: tuple[Head, ...] = ("rank-ae", "pmi-cosine")
 LOSSES: tuple[Loss, ...] = ("margin", "bce")
 LABEL_INITS: tuple[LabelInit, ...] = ("random", "pmi")
+ENCODER_USES = ("choose", "network", "layer")  # TrainConfig.encoder_use
 
 _T = TypeVar("_T", "ModelConfig", "TrainConfig")
 
@@ -126,6 +127,10 @@ class TrainConfig:
     # epoch best on validation kept; 0: the encoder as shipped). About 430 s per epoch for 7,000 Reuters
     # articles on 2 CPU cores (docs/results.md), so the preset leaves it off.
     encoder_epochs: int = 0
+    # Where an encoder's vector goes: "network" (read by the network beside the words), "layer" (a logistic layer
+    # over it, served beside the tf-idf network, model/vector_head.py), or "choose": build both, keep whichever
+    # is better on validation (each won on some of the sets measured: docs/results.md).
+    encoder_use: str = "choose"
     neighbours: bool = True  # blend neighbour votes and label centroids into the score where validation prefers
     time_budget_s: float = 0.0  # stop before an epoch would end past this many seconds of epochs; 0: no limit
     # The neighbour votes are left out when the model served with them would tag fewer documents/s than this
@@ -156,6 +161,8 @@ class TrainConfig:
             raise ConfigError(f"encoder_epochs must be 0 (the encoder as shipped) or more, got {self.encoder_epochs}")
         if self.encoder_epochs and not self.encoder:
             raise ConfigError("encoder_epochs fine-tunes a text encoder: name one with encoder (--encoder minilm)")
+        if self.encoder_use not in ENCODER_USES:
+            raise ConfigError(f"encoder_use must be one of {ENCODER_USES}, got {self.encoder_use!r}")
         if self.time_budget_s < 0:
             raise ConfigError(f"time_budget_s must be 0 (no limit) or positive, got {self.time_budget_s}")
         if self.min_docs_per_s < 0:

@@ -41,8 +41,10 @@ from torch import nn
 from model.config import ModelConfig
 from model.loss import bce_loss, cosine_loss, latent_loss, margin_ranking_loss
 from model.neighbours import Neighbours
+from model.vector_head import VectorHead
 
-__all__ = ["RankAE", "SparseBatch", "blend", "blend_topk", "labels_batch", "predict_scores", "predict_topk"]
+__all__ = ["RankAE", "SparseBatch", "blend", "blend_topk", "labels_batch", "predict_scores", "predict_topk",
+           "served_scores"]
 
 
 def _to(array: np.ndarray, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
@@ -213,8 +215,11 @@ class RankAE(nn.Module):
         self.tag_head = TagHead(config) if config.tag_head else None
 
     def batch(self, rows: sp.csr_matrix, device: torch.device | str = "cpu") -> SparseBatch:
-        """Input rows (batch, n_features + dense_features) as this model reads them."""
-        return SparseBatch.from_csr(rows, device, self.config.dense_features)
+        """Input rows (batch, n_features + dense_features [+ more]) as this model reads them: columns after its
+        own belong to what is served beside it (an encoder vector's layer, model/vector_head.py)."""
+        reads = self.config.n_features + self.config.dense_features
+        return SparseBatch.from_csr(rows[:, :reads] if rows.shape[1] > reads else rows, device,
+                                    self.config.dense_features)
 
     def init_label_prior(self, frequency: np.ndarray) -> None:
         """Start the output biases of each BCE-trained head (D under BCE-AE, the tag head) at each label's
@@ -306,10 +311,10 @@ class RankAE(nn.Module):
 def predict_topk(model: RankAE, x: sp.csr_matrix, k: int, batch_size: int = 512,
                  device: torch.device | str | None = None,
                  neighbours: Neighbours | None = None,
-                 bias: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 bias: torch.Tensor | None = None,
+                 head: VectorHead | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k label ids and scores, best first, for rows of x (n, n_features): two (n, k') arrays, k' = min(k, L).
-    With ``neighbours`` the scores are the network's blended with their votes; ``bias`` (L,) is then added
-    (model.boost: new labels' boost)."""
+    The scores are as served (``served_scores``); ``bias`` (L,) is then added (model.boost: new labels' boost)."""
     device = device or next(model.parameters()).device
     k = min(k, model.config.n_labels)
     model.eval()
@@ -317,10 +322,7 @@ def predict_topk(model: RankAE, x: sp.csr_matrix, k: int, batch_size: int = 512,
     added = None if bias is None else bias.to(device)  # no copy when it already lives there (Tagger's)
     with torch.inference_mode():
         for start in range(0, x.shape[0], batch_size):
-            rows = x[start:start + batch_size]
-            served = model.scores(model.batch(rows, device)).float()
-            if neighbours is not None:
-                served = neighbours.blend(served, rows)
+            served = served_scores(model, x[start:start + batch_size], device, neighbours, head)
             if added is not None:
                 served = served + added
             top = torch.topk(served, k, dim=1)
@@ -331,27 +333,42 @@ def predict_topk(model: RankAE, x: sp.csr_matrix, k: int, batch_size: int = 512,
     return np.concatenate(ids), np.concatenate(scores)
 
 
+def served_scores(model: RankAE, rows: sp.csr_matrix, device: torch.device | str,
+                  neighbours: Neighbours | None = None, head: VectorHead | None = None) -> torch.Tensor:
+    """The served scores (batch, L) float32 of featurized ``rows``: the network's, blended with ``neighbours``'
+    votes and centroids, then with ``head``'s layer over the encoder vector that ends each row (the network
+    and the neighbours read the columns before it)."""
+    words, vectors = head.split(rows) if head is not None else (rows, None)
+    served = model.scores(model.batch(words, device)).float()
+    if neighbours is not None:
+        served = neighbours.blend(served, words)
+    if head is not None and vectors is not None:
+        served = head.blend(served, vectors)
+    return served
+
+
 def served_rate(model: RankAE, rows: sp.csr_matrix, neighbours: Neighbours | None = None, batch_size: int = 256,
-                repeats: int = 3, device: torch.device | str | None = None) -> float:
+                repeats: int = 3, device: torch.device | str | None = None, head: VectorHead | None = None) -> float:
     """Documents/s of top-5 prediction, served as with ``neighbours``, over featurized ``rows`` (n, n_features):
     the best of ``repeats`` timed passes after a warm-up batch (pools, index matrices), model-only: tokenising
     is the caller's cost. The best pass, not the mean, so that a moment's load elsewhere does not count."""
-    predict_topk(model, rows[:batch_size], 5, batch_size, device, neighbours)
+    predict_topk(model, rows[:batch_size], 5, batch_size, device, neighbours, head=head)
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()
-        predict_topk(model, rows, 5, batch_size, device, neighbours)
+        predict_topk(model, rows, 5, batch_size, device, neighbours, head=head)
         best = min(best, time.perf_counter() - started)
     return rows.shape[0] / max(best, 1e-9)
 
 
 def predict_scores(model: RankAE, x: sp.csr_matrix, batch_size: int = 512,
-                   device: torch.device | str | None = None) -> np.ndarray:
-    """The network's scores ŷ (n, L) float32 for rows of x (n, n_features), on the CPU."""
+                   device: torch.device | str | None = None, neighbours: Neighbours | None = None) -> np.ndarray:
+    """The network's scores ŷ (n, L) float32 for rows of x (n, n_features), on the CPU; blended with
+    ``neighbours``' when given."""
     device = device or next(model.parameters()).device
     model.eval()
     with torch.inference_mode():
-        parts = [model.scores(model.batch(x[start:start + batch_size], device)).float().cpu().numpy()
+        parts = [served_scores(model, x[start:start + batch_size], device, neighbours).cpu().numpy()
                  for start in range(0, x.shape[0], batch_size)]
     return np.concatenate(parts) if parts else np.zeros((0, model.config.n_labels), dtype=np.float32)
 

@@ -24,6 +24,7 @@ from model.metrics import evaluate, frequency_ranking, ndcg_rows, precision_rows
 from model.neighbours import Neighbours
 from model.rank_ae import RankAE, predict_topk
 from model.text import Featurizer
+from model.vector_head import VectorHead
 
 __all__ = ["Tagger"]
 
@@ -35,7 +36,8 @@ class Tagger:
 
     def __init__(self, model: RankAE, featurizer: Featurizer, label_names: Sequence[str],
                  version: str = "", metrics: dict[str, Any] | None = None,
-                 neighbours: Neighbours | None = None, boost: LabelBoost | None = None) -> None:
+                 neighbours: Neighbours | None = None, boost: LabelBoost | None = None,
+                 head: VectorHead | None = None) -> None:
         self.model = model.eval()
         self.featurizer = featurizer
         self.label_names = list(label_names)
@@ -43,6 +45,8 @@ class Tagger:
         self.metrics = metrics or {}
         self.neighbours = neighbours  # nearest-neighbour votes blended into the network's scores, if chosen
         self.boost = boost or LabelBoost()
+        # a layer over the encoder's vector served beside a network that reads the words alone, if chosen
+        self.head = None if head is None else head.on(self.device)
         bias = self.boost.bias(self.label_names)
         # (L,) added to served scores, moved to the model's device once rather than per batch
         self._bias = None if bias is None else torch.from_numpy(bias).to(self.device)
@@ -56,13 +60,13 @@ class Tagger:
     def from_checkpoint(cls, loaded: checkpoint.Checkpoint) -> Tagger:
         """The tagger of a loaded checkpoint."""
         return cls(loaded.model, loaded.featurizer, loaded.label_names, loaded.version, loaded.metrics,
-                   loaded.neighbours, loaded.boost)
+                   loaded.neighbours, loaded.boost, loaded.head)
 
     @classmethod
     def from_trained(cls, trained: checkpoint.TrainedModel, metrics: dict[str, Any] | None = None) -> Tagger:
         """The tagger of a model just trained (not yet saved): no version; ``metrics`` or its validation ones."""
         return cls(trained.model, trained.featurizer, trained.label_names, "",
-                   trained.metrics if metrics is None else metrics, trained.neighbours, trained.boost)
+                   trained.metrics if metrics is None else metrics, trained.neighbours, trained.boost, trained.head)
 
     @property
     def device(self) -> torch.device:
@@ -86,7 +90,7 @@ class Tagger:
         """Top-k label ids and scores for featurized rows: two (n, min(k, L)) arrays, best first."""
         if k < 1:
             raise ModelError(f"k must be at least 1, got {k}")
-        return predict_topk(self.model, rows, k, batch_size, self.device, self.neighbours, self._bias)
+        return predict_topk(self.model, rows, k, batch_size, self.device, self.neighbours, self._bias, self.head)
 
     def predict(self, docs: Sequence[str] | sp.csr_matrix, k: int = 5, batch_size: int = 512) -> list[Tags]:
         """Each document's top-k ``(label, score)`` pairs, best first; no autograd, batched."""

@@ -43,6 +43,7 @@ from model.noise import add_label_noise
 from model.optim import optimisers
 from model.rank_ae import RankAE, blend_topk, labels_batch, predict_scores, predict_topk
 from model.text import Featurizer
+from model.vector_head import VectorHead, choose_share, fit_layer
 
 __all__ = ["CHOICE_ENTRIES", "EpochLoop", "Progress", "build_model", "choice_rows", "corpus_labels", "diverged",
            "feedback_corpora", "frequency_baseline", "train"]
@@ -184,32 +185,112 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
     run = _Run.prepare(fit_corpus, model_config, train_config, target, label_names, tuned_encoder)
     x_valid = run.featurizer.transform(valid_corpus.inputs)
     y_valid = label_matrix(valid_corpus.labels, run.names)
-    history, best = _fit(run.loop, x_valid, y_valid, progress)
-    run.loop.model.load_state_dict(best["state"])
-    run.loop.model.config = dataclasses.replace(run.loop.model.config, ae_share=best["share"])
-    log.info("kept epoch %d (validation P@1 %.2f%%); the network's score: decoder share %.1f, tag head %.1f",
-             best["epoch"], 100 * best["p@1"], best["share"], 1 - best["share"])
     # Text rows are sparse, and their most common words make the similarity product dense; a feature
     # matrix (dense columns, or words as given) is indexed whole.
     max_doc_freq = MAX_DOC_FREQ if run.featurizer.kind == "text" else 1.0
-    neighbours = None
-    if train_config.neighbours:
-        affordable = _votes_affordable(run.loop, x_valid, max_doc_freq, train_config)
-        train_config = dataclasses.replace(train_config, votes_affordable=affordable)  # recorded with the model
-        neighbours = _neighbours(run.loop, x_valid, y_valid, max_doc_freq, affordable)
-    metrics = best["metrics"]
-    if neighbours is not None:  # what the model is accepted with is what it serves: the blend
-        metrics = evaluate(predict_topk(run.loop.model, x_valid, 5, device=run.loop.device, neighbours=neighbours)[0],
-                           y_valid)
+    use = train_config.encoder_use if run.featurizer.dense_features else "network"
+    if use == "layer":
+        built = _beside_layer(run, model_config, x_valid, y_valid, max_doc_freq, progress)
+    else:
+        built = _built(run.loop, x_valid, y_valid, max_doc_freq, progress)
+        if use == "choose":
+            built = _better(built, _beside_layer(run, model_config, x_valid, y_valid, max_doc_freq, progress))
     if train_config.refit:
         run = _Run.prepare(train_corpus, model_config, train_config, target, label_names, tuned_encoder)
-        _fit_blind(run.loop, best["epoch"], progress)
-        run.loop.model.config = dataclasses.replace(run.loop.model.config, ae_share=best["share"])
-        if neighbours is not None:  # the setting chosen on validation, over the refit's documents
-            neighbours = Neighbours.index(run.loop.x, run.loop.y, neighbours.k, neighbours.power, neighbours.share,
-                                          max_doc_freq, neighbours.centroids)
-    return TrainedModel(run.loop.model.eval(), run.featurizer, run.names, train_config, metrics,
-                        history, run.label_counts, run.loop.x.shape[0], neighbours)
+        built = _refit(run, built, model_config, max_doc_freq, progress)
+    return TrainedModel(built.loop.model.eval(), run.featurizer, run.names, built.config, built.metrics,
+                        built.history, run.label_counts, built.loop.x.shape[0], built.neighbours, head=built.head)
+
+
+@dataclass
+class _Built:
+    """A network trained on the fit split and what is served beside it, each chosen on validation."""
+
+    loop: EpochLoop
+    config: TrainConfig  # the run's, with the votes' affordability recorded
+    history: list[dict[str, float]]
+    epoch: int  # the epoch kept
+    metrics: dict[str, float]  # validation metrics of the served model
+    neighbours: Neighbours | None = None
+    head: VectorHead | None = None  # a layer over the encoder's vector, beside a network that does not read it
+    head_epochs: int = 0  # that layer's epochs, kept on validation
+
+
+def _better(read: _Built, beside: _Built) -> _Built:
+    """The better on validation (P@1, then nDCG@5) of the network reading the encoder's vector and the tf-idf
+    network beside a layer over it; the first on a tie."""
+    chosen = beside if (beside.metrics["p@1"], beside.metrics["ndcg@5"]) > (read.metrics["p@1"],
+                                                                             read.metrics["ndcg@5"]) else read
+    log.info("validation P@1 %.2f%% with the encoder's vector read by the network, %.2f%% with the tf-idf network "
+             "beside a layer over it (network share %.1f): kept the %s", 100 * read.metrics["p@1"],
+             100 * beside.metrics["p@1"], beside.head.share if beside.head else 1.0,
+             "first" if chosen is read else "second")
+    return chosen
+
+
+def _built(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix, max_doc_freq: float,
+           progress: Progress) -> _Built:
+    """Train ``loop``'s network, keep its best epoch, and choose the neighbour scores beside it."""
+    history, best = _fit(loop, x_valid, y_valid, progress)
+    loop.model.load_state_dict(best["state"])
+    loop.model.config = dataclasses.replace(loop.model.config, ae_share=best["share"])
+    log.info("kept epoch %d (validation P@1 %.2f%%); the network's score: decoder share %.1f, tag head %.1f",
+             best["epoch"], 100 * best["p@1"], best["share"], 1 - best["share"])
+    built = _Built(loop, loop.config, history, best["epoch"], best["metrics"])
+    if not loop.config.neighbours:
+        return built
+    affordable = _votes_affordable(loop, x_valid, max_doc_freq, loop.config)
+    built.config = dataclasses.replace(loop.config, votes_affordable=affordable)  # recorded with the model
+    built.neighbours = _neighbours(loop, x_valid, y_valid, max_doc_freq, affordable)
+    if built.neighbours is not None:  # what the model is accepted with is what it serves: the blend
+        built.metrics = evaluate(predict_topk(loop.model, x_valid, 5, device=loop.device,
+                                              neighbours=built.neighbours)[0], y_valid)
+    return built
+
+
+def _words_loop(run: _Run, model_config: ModelConfig) -> EpochLoop:
+    """A fresh tf-idf network over ``run``'s rows without their encoder columns, the same labels and settings."""
+    n_words = run.featurizer.n_features
+    torch.manual_seed(run.loop.config.seed)
+    config = _sized(model_config, n_words, len(run.names))
+    model = build_model(config, run.loop.y, run.loop.config.seed).to(run.loop.device)
+    log.info("training %s on %d documents (%d features, %d labels), the encoder's vector left to a layer beside it",
+             config.head, run.loop.x.shape[0], n_words, config.n_labels)
+    return EpochLoop(model, run.loop.x[:, :n_words], run.loop.y, run.loop.config, run.loop.device)
+
+
+def _beside_layer(run: _Run, model_config: ModelConfig, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,
+                  max_doc_freq: float, progress: Progress) -> _Built:
+    """The tf-idf network (the encoder unread) served beside a logistic layer over the encoder's vector, the
+    layer's share chosen on validation (on a sample of it for large label sets, as the neighbours' weights)."""
+    n_words = run.featurizer.n_features
+    built = _built(_words_loop(run, model_config), x_valid[:, :n_words], y_valid, max_doc_freq, progress)
+    layer, built.head_epochs = fit_layer(run.loop.x[:, n_words:].toarray(), run.loop.y, run.loop.config.seed,
+                                         x_valid[:, n_words:].toarray(), y_valid)
+    rows = choice_rows(x_valid.shape[0], y_valid.shape[1], run.loop.config.seed)
+    sample = x_valid if rows is None else x_valid[rows]
+    network = predict_scores(built.loop.model, sample[:, :n_words], device=built.loop.device,
+                             neighbours=built.neighbours)
+    built.head, _ = choose_share(layer, network, sample[:, n_words:], y_valid if rows is None else y_valid[rows])
+    built.metrics = evaluate(predict_topk(built.loop.model, x_valid, 5, device=built.loop.device,
+                                          neighbours=built.neighbours, head=built.head)[0], y_valid)
+    return built
+
+
+def _refit(run: _Run, built: _Built, model_config: ModelConfig, max_doc_freq: float, progress: Progress) -> _Built:
+    """``built``'s choices (epochs, shares, neighbour setting) over all of ``run``'s documents."""
+    loop = run.loop if built.head is None else _words_loop(run, model_config)
+    _fit_blind(loop, built.epoch, progress)
+    loop.model.config = dataclasses.replace(loop.model.config, ae_share=built.loop.model.config.ae_share)
+    refit = dataclasses.replace(built, loop=loop)
+    if built.neighbours is not None:
+        old = built.neighbours
+        refit.neighbours = Neighbours.index(loop.x, loop.y, old.k, old.power, old.share, max_doc_freq, old.centroids)
+    if built.head is not None:
+        layer, _ = fit_layer(run.loop.x[:, run.featurizer.n_features:].toarray(), loop.y, loop.config.seed,
+                             epochs=built.head_epochs)
+        refit.head = dataclasses.replace(layer, share=built.head.share)
+    return refit
 
 
 def _tune(fit: Corpus, valid: Corpus, config: TrainConfig, device: torch.device,

@@ -149,7 +149,8 @@ def encoder_model(corpus_split: tuple[Corpus, Corpus], tmp_path_factory: pytest.
         pytest.skip("the encoder extra is not installed")
     model_config, train_config = tiny_configs()
     trained = train(corpus_split[0], model_config, train_config.__class__(**{**train_config.to_dict(),
-                                                                              "encoder": "minilm"}))
+                                                                              "encoder": "minilm",
+                                                                              "encoder_use": "network"}))
     out = tmp_path_factory.mktemp("encoder") / "model"
     checkpoint.save(trained, out)
     return out
@@ -187,7 +188,7 @@ def test_a_checkpoint_whose_config_disagrees_with_its_encoder_is_refused(encoder
     config = json.loads((damaged / "config.json").read_text())
     config["model"]["dense_features"] = 0
     (damaged / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match="encoder gives 384 dense features, config says 0"):
+    with pytest.raises(CheckpointError, match="encoder gives 384 dense features, config says the network reads 0"):
         checkpoint.load(damaged)
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from model.config import HEADS, LABEL_INITS, LOSSES, PRESETS, ModelConfig, TrainConfig, preset
+from model.config import ENCODER_USES, HEADS, LABEL_INITS, LOSSES, PRESETS, ModelConfig, TrainConfig, preset
 from model.data import FORMATS, hash_split, read_corpus, write_jsonl
 from model.encoder import ENCODERS
 from worker.cli.running import epoch_progress
@@ -111,6 +111,9 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     option("--encoder-epochs", type=int, help="fine-tune the encoder on the training labels for up to this many "
            "epochs first (the epoch best on validation kept; slow on a CPU: about 7 minutes per 7,000 "
            "documents per epoch on 2 cores)")
+    option("--encoder-use", choices=ENCODER_USES, help="with --encoder: its vector read by the network beside the "
+           "words (network), a logistic layer over it served beside the tf-idf network (layer), or both trained and "
+           "the better on validation kept (choose)")
 
 
 def _optional(group: argparse._ArgumentGroup, defaults: Any) -> Callable[..., None]:

@@ -1,0 +1,156 @@
+"""The layer over a text encoder's vector served beside the tf-idf network: its blend, its training, the share
+chosen on validation, its checkpoint file, and the trainer's choice between the two encoder models."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from model import checkpoint
+from model.config import TrainConfig
+from model.data import Corpus, label_matrix
+from model.errors import CheckpointError, ConfigError
+from model.rank_ae import RankAE
+from model.tagger import Tagger
+from model.trainer import frequency_baseline, train
+from model.vector_head import VectorHead, choose_share, fit_layer
+from tests.conftest import tiny_configs
+from tests.unit.test_encoder import needs_minilm
+
+# Two labels read off a 2-d vector: label 0 where e = (1, 0), label 1 where e = (0, 1).
+HEAD = VectorHead(torch.tensor([[4.0, -4.0], [-4.0, 4.0]]), torch.zeros(2), share=0.5)
+
+
+def test_the_served_score_is_the_share_weighted_blend() -> None:
+    network = torch.tensor([[0.2, 0.6]])
+    layer = torch.sigmoid(torch.tensor([[4.0, -4.0]]))  # W e + b for e = (1, 0)
+    served = HEAD.blend(network, np.array([[1.0, 0.0]]))
+    assert torch.allclose(served, 0.5 * network + 0.5 * layer)
+    assert served.argmax().item() == 0  # 0.1 + 0.491 against 0.3 + 0.009
+
+
+def test_rows_split_into_the_words_and_the_vector_that_ends_them() -> None:
+    rows = sp.csr_matrix(np.array([[0.5, 0.0, 0.1, 1.0, 0.0], [0.0, 0.3, 0.0, 0.0, 1.0]], dtype=np.float32))
+    words, vectors = HEAD.split(rows)
+    assert words.shape == (2, 3) and words.toarray()[1].tolist() == pytest.approx([0.0, 0.3, 0.0])
+    assert vectors.toarray().tolist() == [[1.0, 0.0], [0.0, 1.0]]
+
+
+def test_the_share_is_chosen_on_validation_and_ties_keep_the_network() -> None:
+    y = sp.csr_matrix(np.array([[1, 0], [0, 1]]))
+    vectors = np.array([[1.0, 0.0], [0.0, 1.0]])
+    # The network ranks the first document wrongly by a margin of 0.3: the layer (0.982 vs 0.018 for each
+    # document's own label) must outweigh it, share·0.3 < (1 − share)·0.964, so shares up to 0.7 get both right.
+    wrong = np.array([[0.3, 0.6], [0.1, 0.9]], dtype=np.float32)
+    head, metrics = choose_share(HEAD, wrong, vectors, y)
+    assert head.share == 0.7 and metrics["p@1"] == 1.0
+    # A network that is right already keeps everything: 1.0 ties with every share and is the largest.
+    right = np.array([[0.9, 0.1], [0.1, 0.9]], dtype=np.float32)
+    assert choose_share(HEAD, right, vectors, y)[0].share == 1.0
+
+
+def test_the_layer_learns_labels_the_vector_separates() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, size=300)
+    e = np.eye(3)[labels] + 0.1 * rng.standard_normal((300, 3))
+    y = sp.csr_matrix(np.eye(3)[labels])
+    head, epochs = fit_layer(e[:240], y[:240], seed=0, e_valid=e[240:], y_valid=y[240:])
+    assert 1 <= epochs <= 60
+    assert (head.scores(e[240:]).argmax(dim=1).numpy() == labels[240:]).mean() == 1.0
+    again, _ = fit_layer(e[:240], y[:240], seed=0, epochs=epochs)  # the refit's form: a fixed epoch count
+    assert torch.allclose(again.weight, head.weight)
+
+
+def test_a_network_reads_only_its_own_columns() -> None:
+    model_config, _ = tiny_configs(n_features=3, n_labels=2)
+    model = RankAE(model_config)
+    rows = sp.csr_matrix(np.array([[0.5, 0.0, 0.1, 1.0, 0.0]], dtype=np.float32))
+    batch = model.batch(rows)
+    assert batch.ids.tolist() == [0, 2] and batch.dense is None
+
+
+def test_an_unknown_encoder_use_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="encoder_use must be one of"):
+        TrainConfig(encoder_use="both")
+
+
+# --- with the real encoder -----------------------------------------------------------------------------------------
+
+def _trained(corpus: Corpus, use: str) -> checkpoint.TrainedModel:
+    model_config, train_config = tiny_configs()
+    return train(corpus, model_config, dataclasses.replace(train_config, encoder="minilm", encoder_use=use))
+
+
+@pytest.fixture(scope="module")
+def remembered() -> Iterator[object]:
+    """The encoder keeping its vectors, so the module's several trainings encode each document once."""
+    from model.encoder import load_encoder
+
+    encoder = load_encoder("minilm", "cpu")
+    encoder.remember(5000)
+    yield encoder
+    encoder.remember(0)
+
+
+@pytest.fixture(scope="module")
+def layer_model(remembered: object, corpus_split: tuple[Corpus, Corpus],
+                tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("layer") / "model"
+    checkpoint.save(_trained(corpus_split[0], "layer"), out)
+    return out
+
+
+@needs_minilm
+def test_the_layer_model_learns_and_round_trips(layer_model: Path, corpus_split: tuple[Corpus, Corpus]) -> None:
+    tagger = Tagger.load(layer_model, "cpu")
+    assert tagger.model.config.dense_features == 0 and tagger.featurizer.dense_features == 384
+    assert tagger.head is not None and tuple(tagger.head.weight.shape) == (len(tagger.label_names), 384)
+    test = corpus_split[1]
+    baseline = frequency_baseline(label_matrix(test.labels, tagger.label_names))
+    assert tagger.evaluate(test)["p@1"] > baseline + 0.2
+    assert Tagger.load(layer_model, "cpu").predict(test.texts[:4], k=3) == tagger.predict(test.texts[:4], k=3)
+
+
+@needs_minilm
+def test_a_layer_that_does_not_fit_the_labels_is_refused(layer_model: Path, tmp_path: Path) -> None:
+    damaged = tmp_path / "model"
+    shutil.copytree(layer_model, damaged)
+    with np.load(damaged / checkpoint.HEAD) as npz:
+        arrays = dict(npz)
+    with (damaged / checkpoint.HEAD).open("wb") as out:
+        np.savez(out, **{**arrays, "bias": arrays["bias"][:-1]})
+    with pytest.raises(CheckpointError, match="encoder-vector layer has weight"):
+        checkpoint.load(damaged)
+    (damaged / checkpoint.HEAD).unlink()  # the network alone cannot read what the featurizer gives
+    with pytest.raises(CheckpointError, match=r"the network reads 0 and vector_head\.npz is absent"):
+        checkpoint.load(damaged)
+
+
+@needs_minilm
+def test_the_trainer_keeps_the_encoder_model_better_on_validation(remembered: object,
+                                                                  corpus_split: tuple[Corpus, Corpus]) -> None:
+    forms = {use: _trained(corpus_split[0], use) for use in ("network", "layer", "choose")}
+    ranked = {use: (forms[use].metrics["p@1"], forms[use].metrics["ndcg@5"]) for use in ("network", "layer")}
+    kept = "layer" if ranked["layer"] > ranked["network"] else "network"
+    assert forms["choose"].metrics == forms[kept].metrics
+    assert (forms["choose"].head is not None) == (kept == "layer")
+
+
+@needs_minilm
+def test_a_fine_tuning_round_trains_the_network_on_its_own_columns(layer_model: Path,
+                                                                   corpus_split: tuple[Corpus, Corpus]) -> None:
+    from model.finetune import FineTuneConfig, fine_tune
+
+    tagger = Tagger.load(layer_model, "cpu")
+    docs = corpus_split[1]
+    rows, y = tagger.features(docs.texts or []), label_matrix(docs.labels, tagger.label_names)
+    assert rows.shape[1] == tagger.model.config.n_features + 384  # the words, then the layer's vector
+    tuned = fine_tune(tagger.model, rows, y, rows[:0], y[:0], FineTuneConfig(epochs=1))
+    assert not torch.equal(tuned.features.embedding.weight, tagger.model.features.embedding.weight)
