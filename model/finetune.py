@@ -17,9 +17,9 @@ import torch
 from tqdm import tqdm
 
 from model.config import LOSSES, ModelConfig, TrainConfig
+from model.epochs import EpochLoop
 from model.errors import ConfigError
 from model.rank_ae import RankAE
-from model.trainer import EpochLoop
 
 __all__ = ["FineTuneConfig", "fine_tune"]
 

@@ -1,31 +1,27 @@
-"""The training loop: seeded mini-batch Adam(W), validation P@1 each epoch, early stopping.
+"""Training a model: what ``tagger train`` builds, and everything its checkpoint needs.
 
 ``train`` fits the featurizer and label set on the training documents, holds out a validation split
-(unless one is given), optionally corrupts the training labels (experiments only), and returns the
-best model seen on validation together with everything a checkpoint needs; with ``refit`` it then
-retrains on all the training documents for the best epoch count. ``feedback_corpora`` gives the
-corrections learner that same validation split as its held-out set.
+(unless one is given), optionally corrupts the training labels (experiments only), trains the network
+(``model.epochs``), chooses on validation what is served beside it (neighbour scores; with a text encoder,
+which of the two encoder models), and with ``refit`` then retrains on all the training documents for the
+chosen epoch count. ``feedback_corpora`` gives the corrections learner that same validation split as its
+held-out set.
 """
 
 from __future__ import annotations
 
 import atexit
-import copy
 import dataclasses
 import logging
 import shutil
 import tempfile
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import nullcontext
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
 import torch
-from tqdm import tqdm
 
 from model.checkpoint import TrainedModel
 from model.config import ModelConfig, TrainConfig
@@ -33,24 +29,22 @@ from model.cost import served_cost
 from model.data import Corpus, label_matrix
 from model.device import resolve_device
 from model.encoder import TUNED_FILE, Tuned, require_encoder, save_tuned
-from model.errors import ConfigError, DataError, ModelError
+from model.epochs import EpochLoop, Progress, fit, fit_blind
+from model.errors import ConfigError, DataError
 from model.label_embedding import label_embedding
-from model.metrics import evaluate, frequency_ranking
+from model.metrics import evaluate
 from model.neighbours import MAX_DOC_FREQ, Neighbours
 from model.neighbours import SETTINGS as NEIGHBOUR_SETTINGS
 from model.neighbours import choose as choose_neighbours
 from model.noise import add_label_noise
-from model.optim import optimisers
-from model.rank_ae import RankAE, blend_topk, labels_batch, predict_scores, predict_topk
+from model.rank_ae import RankAE, predict_scores, predict_topk
 from model.text import Featurizer
 from model.vector_head import VectorHead, choose_share, fit_layer
 
-__all__ = ["CHOICE_ENTRIES", "EpochLoop", "Progress", "build_model", "choice_rows", "corpus_labels", "diverged",
-           "feedback_corpora", "frequency_baseline", "train"]
+__all__ = ["CHOICE_ENTRIES", "build_model", "choice_rows", "corpus_labels", "feedback_corpora", "split_validation",
+           "train"]
 
 log = logging.getLogger(__name__)
-# How a training run shows its epochs: a bar on a terminal, a log line each (logs that are files), or neither.
-Progress = Literal["bar", "log", "off"]
 
 
 def corpus_labels(corpus: Corpus) -> list[str]:
@@ -106,58 +100,6 @@ def fit_featurizer(corpus: Corpus, config: TrainConfig, tuned: Tuned | None = No
     if config.encoder:
         raise ConfigError(f"the {config.encoder} encoder reads raw text; these documents are feature rows")
     return Featurizer.fit_matrix(corpus.features)
-
-
-def _batches(n: int, size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
-    order = rng.permutation(n)
-    for start in range(0, n, size):
-        yield order[start:start + size]
-
-
-class EpochLoop:
-    """One training run's state: data on the host, model and optimiser on the device."""
-
-    def __init__(self, model: RankAE, x: sp.csr_matrix, y: sp.csr_matrix, config: TrainConfig,
-                 device: torch.device) -> None:
-        self.model, self.x, self.y, self.config, self.device = model, x, y, config, device
-        self.rng = np.random.default_rng(config.seed)
-        self._optimise(config.lr, config.epochs)
-        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
-                         else nullcontext())
-
-    def _optimise(self, lr: float, epochs: int) -> None:
-        self.lr = lr
-        self.optimisers = optimisers(self.model, lr, self.config.weight_decay)
-        self.schedulers = ([torch.optim.lr_scheduler.CosineAnnealingLR(o, max(epochs, 1)) for o in self.optimisers]
-                           if self.config.schedule == "cosine" else [])
-
-    def restart(self, state: dict[str, torch.Tensor], lr_factor: float) -> float:
-        """Back to ``state`` with fresh optimisers at ``lr_factor`` times the starting rate; the new rate."""
-        self.model.load_state_dict(state)
-        self._optimise(self.lr * lr_factor, self.config.epochs)
-        return self.lr
-
-    def epoch(self, bar: tqdm) -> float:
-        """One pass over the shuffled training data; returns the mean loss."""
-        self.model.train()
-        total, steps = 0.0, 0
-        for rows in _batches(self.x.shape[0], self.config.batch_size, self.rng):
-            labels, targets = labels_batch(self.y[rows], self.device)
-            with self.autocast:
-                parts = self.model.loss(self.model.batch(self.x[rows], self.device), labels, targets)
-            loss = parts["loss"].item()
-            if not np.isfinite(loss):  # a step on it would poison every weight; the caller recovers
-                return loss
-            for optimiser in self.optimisers:
-                optimiser.zero_grad(set_to_none=True)
-            parts["loss"].backward()
-            for optimiser in self.optimisers:
-                optimiser.step()
-            total, steps = total + loss, steps + 1
-            bar.set_postfix(loss=f"{total / steps:.4f}", refresh=False)
-        for scheduler in self.schedulers:
-            scheduler.step()
-        return total / max(steps, 1)
 
 
 def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainConfig,
@@ -231,7 +173,7 @@ def _better(read: _Built, beside: _Built) -> _Built:
 def _built(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix, max_doc_freq: float,
            progress: Progress) -> _Built:
     """Train ``loop``'s network, keep its best epoch, and choose the neighbour scores beside it."""
-    history, best = _fit(loop, x_valid, y_valid, progress)
+    history, best = fit(loop, x_valid, y_valid, progress)
     loop.model.load_state_dict(best["state"])
     loop.model.config = dataclasses.replace(loop.model.config, ae_share=best["share"])
     log.info("kept epoch %d (validation P@1 %.2f%%); the network's score: decoder share %.1f, tag head %.1f",
@@ -280,7 +222,7 @@ def _beside_layer(run: _Run, model_config: ModelConfig, x_valid: sp.csr_matrix, 
 def _refit(run: _Run, built: _Built, model_config: ModelConfig, max_doc_freq: float, progress: Progress) -> _Built:
     """``built``'s choices (epochs, shares, neighbour setting) over all of ``run``'s documents."""
     loop = run.loop if built.head is None else _words_loop(run, model_config)
-    _fit_blind(loop, built.epoch, progress)
+    fit_blind(loop, built.epoch, progress)
     loop.model.config = dataclasses.replace(loop.model.config, ae_share=built.loop.model.config.ae_share)
     refit = dataclasses.replace(built, loop=loop)
     if built.neighbours is not None:
@@ -416,115 +358,3 @@ def build_model(config: ModelConfig, y_train: sp.csr_matrix, seed: int) -> RankA
         model.init_label_embedding(label_embedding(y_train, dim, seed))
     model.init_label_prior(np.asarray(y_train.sum(axis=0)).ravel() / max(y_train.shape[0], 1))
     return model
-
-
-# Decoder shares a of the blended score a·σ(D(F(x))) + (1 − a)·σ(tag head) tried on validation each epoch.
-SHARES = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0)
-MAX_RECOVERIES = 2  # restarts from the best state at half the rate before training gives up on improving
-# Early stopping waits this many epochs for validation P@1 to beat the label-frequency baseline: on small
-# data the model sits at the label priors for several epochs before it learns (measured: 480 generated
-# documents, 7 epochs at the baseline, then 43% → 84% by epoch 20), and patience alone stopped it there.
-WARMUP_EPOCHS = 10
-
-
-def frequency_baseline(y_valid: sp.csr_matrix) -> float:
-    """Validation P@1 of ranking every document's labels by training frequency (label id 0 first)."""
-    return evaluate(frequency_ranking(*y_valid.shape), y_valid)["p@1"]
-
-
-def _validate(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,
-              shares: tuple[float, ...]) -> tuple[float, dict[str, float]]:
-    """The best decoder share on validation (by P@1, then nDCG@5) and the metrics at that share."""
-    scored = [(share, evaluate(ids, y_valid)) for share, ids in
-              blend_topk(loop.model, x_valid, 5, shares, device=loop.device).items()]
-    return max(scored, key=lambda item: (item[1]["p@1"], item[1]["ndcg@5"]))
-
-
-def diverged(mean_loss: float, p1: float, baseline: float, best_p1: float) -> bool:
-    """A non-finite loss, or validation P@1 fallen below the label-frequency baseline after beating it."""
-    return not np.isfinite(mean_loss) or (best_p1 > baseline > p1)
-
-
-def _fit(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,
-         progress: Progress) -> tuple[list[dict[str, float]], dict[str, Any]]:
-    history: list[dict[str, float]] = []
-    shares = SHARES if loop.model.tag_head is not None else (loop.model.config.ae_share,)
-    baseline = frequency_baseline(y_valid)
-    best: dict[str, Any] = {"p@1": -1.0, "epoch": 0, "state": _snapshot(loop.model)}
-    recoveries, stale = 0, 0
-    budget, began = loop.config.time_budget_s, time.perf_counter()
-    with tqdm(total=loop.config.epochs, desc="train", unit="epoch", disable=progress != "bar") as bar:
-        for epoch in range(1, loop.config.epochs + 1):
-            started = time.perf_counter()
-            mean_loss = loop.epoch(bar)
-            share, metrics = _validate(loop, x_valid, y_valid, shares)
-            history.append({"epoch": epoch, "loss": mean_loss, "seconds": time.perf_counter() - started,
-                            "ae_share": share, **{f"valid_{k}": v for k, v in metrics.items()}})
-            bar.update()
-            if np.isfinite(mean_loss) and metrics["p@1"] > best["p@1"]:
-                best = {"p@1": metrics["p@1"], "epoch": epoch, "metrics": metrics, "share": share,
-                        "state": _snapshot(loop.model)}
-                stale = 0
-            elif diverged(mean_loss, metrics["p@1"], baseline, best["p@1"]) and recoveries < MAX_RECOVERIES:
-                recoveries += 1
-                rate = loop.restart(best["state"], 0.5)
-                log.warning("training diverged at epoch %d (loss %.4g, validation P@1 %.2f%%, label-frequency "
-                            "baseline %.2f%%): back to epoch %d's state at learning rate %.3g",
-                            epoch, mean_loss, 100 * metrics["p@1"], 100 * baseline, best["epoch"], rate)
-                stale = 0
-                continue
-            else:
-                stale += 1
-            bar.set_postfix(loss=f"{mean_loss:.4f}", valid_p1=f"{100 * metrics['p@1']:.2f}%",
-                            best=f"{100 * best['p@1']:.2f}%")
-            log.log(logging.INFO if progress == "log" else logging.DEBUG,
-                    "epoch %d of at most %d: loss %.4f, validation P@1 %.2f%% (best %.2f%%, epoch %d), %.1f s", epoch,
-                    loop.config.epochs, mean_loss, 100 * metrics["p@1"], 100 * best["p@1"], best["epoch"],
-                    history[-1]["seconds"])
-            warming_up = best["p@1"] <= baseline and epoch < WARMUP_EPOCHS
-            if stale >= loop.config.patience and not warming_up:
-                log.info("early stop after epoch %d; best epoch %d", epoch, best["epoch"])
-                break
-            if budget and over_budget(time.perf_counter() - began, history[-1]["seconds"], budget):
-                log.info("time budget of %.0f s reached after epoch %d; best epoch %d", budget, epoch, best["epoch"])
-                break
-    _require_learning(best, baseline, recoveries, plateaued=stale >= loop.config.patience)
-    return history, best
-
-
-def over_budget(elapsed: float, last_epoch: float, budget: float) -> bool:
-    """Whether another epoch as long as the last would end past ``budget`` seconds of training.
-
-    >>> over_budget(30.0, 4.0, 40.0), over_budget(37.0, 4.0, 40.0)
-    (False, True)
-    """
-    return elapsed + last_epoch > budget
-
-
-def _require_learning(best: dict[str, Any], baseline: float, recoveries: int, plateaued: bool) -> None:
-    """Refuse a model that stopped improving below ranking labels by frequency (training failed); only
-    warn about one that ran out of epochs first (it may be undertrained rather than failed)."""
-    if best["epoch"] > 0 and best["p@1"] >= baseline:
-        return
-    reached = max(best["p@1"], 0.0)
-    restarts = f" (after {recoveries} restart(s) at a lower rate)" if recoveries else ""
-    below = (f"the best validation P@1 ({100 * reached:.2f}%){restarts} is below the {100 * baseline:.2f}% of "
-             f"always predicting the most frequent labels")
-    if not plateaued and best["epoch"] > 0:
-        log.warning("%s after the last epoch: give it more --epochs", below)
-        return
-    raise ModelError(f"training failed: {below}; try --lr a tenth of the current one, check that the inputs "
-                     f"carry the labels' signal, or train the default preset")
-
-
-def _snapshot(model: RankAE) -> dict[str, torch.Tensor]:
-    return copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()})
-
-
-def _fit_blind(loop: EpochLoop, epochs: int, progress: Progress) -> None:
-    """Train for a fixed number of epochs with no validation (the refit on all training documents)."""
-    log.info("refit on all %d training documents for %d epochs", loop.x.shape[0], epochs)
-    with tqdm(total=epochs, desc="refit", unit="epoch", disable=progress != "bar") as bar:
-        for _ in range(epochs):
-            loop.epoch(bar)
-            bar.update()

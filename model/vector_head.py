@@ -31,6 +31,7 @@ SHARES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0)
 # How the layer trains (the probe's settings): Adam at 1e-2 on batches of 64, BCE with biases starting at the
 # labels' log-odds, at most 60 epochs, the epoch best on validation P@1 kept; it stops after 10 without gain.
 _LR, _BATCH, _EPOCHS, _PATIENCE = 1e-2, 64, 60, 10
+_BLOCK = 4096  # validation rows scored at once
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def fit_layer(e: np.ndarray, y: sp.csr_matrix, seed: int, e_valid: np.ndarray | 
         if e_valid is None or y_valid is None:
             best = (layer.state_dict(), epoch)
             continue
-        p1 = _p_at_1(_head(layer.state_dict()).scores(e_valid), y_valid)
+        p1 = _p_at_1(_head(layer.state_dict()), e_valid, y_valid)
         if p1 > best_p1:
             best, best_p1, stale = (copy.deepcopy(layer.state_dict()), epoch), p1, 0
         elif (stale := stale + 1) >= _PATIENCE:
@@ -100,8 +101,13 @@ def _head(state: dict[str, torch.Tensor]) -> VectorHead:
     return VectorHead(state["weight"].detach().clone(), state["bias"].detach().clone(), 0.0)
 
 
-def _p_at_1(scores: torch.Tensor, y: sp.csr_matrix) -> float:
-    return float(precision_rows(scores.argmax(dim=1, keepdim=True).cpu().numpy().copy(), y, 1).mean())
+def _p_at_1(head: VectorHead, e: np.ndarray, y: sp.csr_matrix) -> float:
+    """P@1 of the layer alone on vectors e (n, d) and labels y (n, L), scored a block of rows at a time so that
+    no (n, L) matrix is held for a large label set."""
+    with torch.no_grad():
+        hits = [precision_rows(head.scores(e[i:i + _BLOCK]).argmax(dim=1, keepdim=True).cpu().numpy().copy(),
+                               y[i:i + _BLOCK], 1) for i in range(0, e.shape[0], _BLOCK)]
+    return float(np.concatenate(hits).mean()) if hits else 0.0
 
 
 def choose_share(head: VectorHead, network: np.ndarray, vectors: sp.csr_matrix | np.ndarray,

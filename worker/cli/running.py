@@ -7,8 +7,8 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Protocol
 
-if TYPE_CHECKING:  # the trainer imports torch; ``tagger --help`` does not
-    from model.trainer import Progress
+if TYPE_CHECKING:  # the epoch loop imports torch; ``tagger --help`` does not
+    from model.epochs import Progress
 
 __all__ = ["Stoppable", "configure_logging", "epoch_progress", "run_until_signalled"]
 
