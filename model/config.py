@@ -129,7 +129,8 @@ class TrainConfig:
     encoder_epochs: int = 0
     # Where an encoder's vector goes: "network" (read by the network beside the words), "layer" (a logistic layer
     # over it, served beside the tf-idf network, model/vector_head.py), or "choose": build both, keep whichever
-    # is better on validation (each won on some of the sets measured: docs/results.md).
+    # is better on validation (each won on some of the sets measured: docs/results.md). The form kept is recorded
+    # with the model, so a learner's round trains that one.
     encoder_use: str = "choose"
     neighbours: bool = True  # blend neighbour votes and label centroids into the score where validation prefers
     time_budget_s: float = 0.0  # stop before an epoch would end past this many seconds of epochs; 0: no limit

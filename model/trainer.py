@@ -167,6 +167,9 @@ def _better(read: _Built, beside: _Built) -> _Built:
              "beside a layer over it (network share %.1f): kept the %s", 100 * read.metrics["p@1"],
              100 * beside.metrics["p@1"], beside.head.share if beside.head else 1.0,
              "first" if chosen is read else "second")
+    # Recorded with the model, as the votes' affordability is: a learner's round keeps its live model's form
+    # (and trains one network, not two); ``tagger train`` run again chooses afresh.
+    chosen.config = dataclasses.replace(chosen.config, encoder_use="network" if chosen is read else "layer")
     return chosen
 
 

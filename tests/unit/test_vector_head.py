@@ -142,6 +142,7 @@ def test_the_trainer_keeps_the_encoder_model_better_on_validation(remembered: ob
     kept = "layer" if ranked["layer"] > ranked["network"] else "network"
     assert forms["choose"].metrics == forms[kept].metrics
     assert (forms["choose"].head is not None) == (kept == "layer")
+    assert forms["choose"].train_config.encoder_use == kept  # what a learner's round inherits: the form kept
 
 
 @needs_minilm
