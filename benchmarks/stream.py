@@ -293,7 +293,8 @@ def hot_swap(broker: Addressed, redis: Service, model: Path, test: Corpus, topic
     second = checkpoint.load(model)
     copy_dir = workdir / "swap-copy"
     checkpoint.save(TrainedModel(second.model, second.featurizer, second.label_names, second.train_config,
-                                 second.metrics.get("valid", {})), copy_dir)
+                                 second.metrics.get("valid", {}), neighbours=second.neighbours, head=second.head,
+                                 partner=second.partner), copy_dir)
     swapped_at = time.perf_counter()
     version = registry.publish(copy_dir)
     worker._wait(lambda: f'version="{version}"' in worker.get("/metrics")[1], 60, "the swap")

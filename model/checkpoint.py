@@ -11,6 +11,8 @@ A checkpoint is a directory::
     metrics.json   validation metrics the model was accepted with, and the per-epoch history
     neighbours.npz optional: the nearest-neighbour index (training rows, their labels) and its blend setting
     vector_head.npz optional: a layer over the encoder's vector (weight, bias) and the network's share beside it
+    partner/       optional: a second network served beside the first (model.json, weights.pt, neighbours.npz),
+                   its weight in config.json's "partner" section
     heldout.jsonl  optional: the fixed held-out documents a fine-tuned candidate is judged on
     replay.jsonl   optional: a sample of the training documents, replayed during fine-tuning
 
@@ -47,7 +49,7 @@ from model.text import Featurizer
 if TYPE_CHECKING:  # torch is imported where weights are read or written, so read_meta stays cheap to import
     import torch
 
-    from model.rank_ae import RankAE
+    from model.rank_ae import Partner, RankAE
     from model.vector_head import VectorHead
 
 __all__ = ["FORMAT", "Checkpoint", "CheckpointMeta", "TrainedModel", "load", "load_corpus", "read_meta", "save"]
@@ -57,6 +59,7 @@ _FILES = ("config.json", "vocab.json", "labels.json", "weights.pt", "metrics.jso
 _META_FILES = ("config.json", "labels.json", "metrics.json")  # what read_meta reads
 NEIGHBOURS = "neighbours.npz"
 HEAD = "vector_head.npz"
+PARTNER = "partner"
 
 
 @dataclass
@@ -74,6 +77,7 @@ class TrainedModel:
     neighbours: Neighbours | None = None  # nearest-neighbour votes blended into the score, when chosen
     boost: LabelBoost = field(default_factory=LabelBoost)  # new labels' served boost (the learner's choice)
     head: VectorHead | None = None  # a layer over the encoder's vector served beside a network that does not read it
+    partner: Partner | None = None  # a second network served beside the first (the one that reads that vector)
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,7 @@ class Checkpoint:
     neighbours: Neighbours | None = None
     boost: LabelBoost = field(default_factory=LabelBoost)
     head: VectorHead | None = None
+    partner: Partner | None = None
 
 
 def interface_changes(live: Checkpoint, new: Checkpoint) -> list[str]:
@@ -156,6 +161,9 @@ def _write_files(trained: TrainedModel, out: Path) -> str:
               "model": trained.model.config.to_dict(), "train": trained.train_config.to_dict()}
     if trained.boost.labels:
         config["boost"] = trained.boost.to_dict()
+    if trained.partner is not None:
+        config["partner"] = {"weight": trained.partner.weight}
+        _write_partner(trained.partner, out / PARTNER)
     _write_json(out / "config.json", config)
     trained.featurizer.save(out / "vocab.json")
     if trained.featurizer.tuned is not None:
@@ -202,6 +210,44 @@ def _read_neighbours(path: Path, n_features: int, n_labels: int) -> Neighbours |
         raise CheckpointError(f"{path}: the neighbour index has rows {rows.shape} and labels {labels.shape}, "
                               f"the model reads {n_features} features and {n_labels} labels")
     return Neighbours(rows, labels, int(k), float(power), float(share), float(centroids))
+
+
+def _write_partner(partner: Partner, folder: Path) -> None:
+    import torch
+
+    folder.mkdir()
+    torch.save({k: v.detach().cpu() for k, v in partner.model.state_dict().items()}, folder / "weights.pt")
+    _write_json(folder / "model.json", partner.model.config.to_dict())
+    names = ["weights.pt", "model.json"]
+    if partner.neighbours is not None:
+        _write_neighbours(partner.neighbours, folder / NEIGHBOURS)
+        names.append(NEIGHBOURS)
+    for name in names:
+        _fsync(folder / name)
+
+
+def _read_partner(directory: Path, raw: Any, featurizer: Featurizer, labels: list[str],
+                  device: torch.device | str) -> Partner | None:
+    """The partner network a checkpoint names in config.json, read from its folder and checked against the
+    checkpoint's featurizer and labels."""
+    from model.rank_ae import Partner, RankAE
+
+    folder = directory / PARTNER
+    if raw is None:
+        return None
+    weight = raw.get("weight") if isinstance(raw, dict) else None
+    if not isinstance(weight, int | float) or not 0.0 < weight < 1.0 or not folder.is_dir():
+        raise CheckpointError(f"{directory}: config.json names a partner network (weight in (0, 1) expected, got "
+                              f"{raw!r:.100}) and {folder} must hold it")
+    try:
+        config = ModelConfig.from_dict(_read_json(folder / "model.json"))
+    except (TypeError, AttributeError, ConfigError) as err:
+        raise CheckpointError(f"{folder}/model.json: invalid model section ({err})") from err
+    _check_sizes(folder, config, featurizer, labels, 0)
+    model = RankAE(config)
+    model.load_state_dict(_read_weights(folder / "weights.pt", model))
+    neighbours = _read_neighbours(folder / NEIGHBOURS, config.n_features + config.dense_features, len(labels))
+    return Partner(model.to(device).eval(), neighbours, float(weight))
 
 
 def _write_head(head: VectorHead, path: Path) -> None:
@@ -279,7 +325,8 @@ def load(directory: Path | str, device: torch.device | str = "cpu") -> Checkpoin
     neighbours = _read_neighbours(directory / NEIGHBOURS, model_config.n_features + model_config.dense_features,
                                   len(labels))
     return Checkpoint(model.to(device).eval(), featurizer, labels, str(config.get("version")),
-                      train_config, metrics, neighbours, _read_boost(directory, config.get("boost")), head)
+                      train_config, metrics, neighbours, _read_boost(directory, config.get("boost")), head,
+                      _read_partner(directory, config.get("partner"), featurizer, labels, device))
 
 
 def _read_boost(directory: Path, raw: Any) -> LabelBoost:

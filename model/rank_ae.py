@@ -43,7 +43,7 @@ from model.loss import bce_loss, cosine_loss, latent_loss, margin_ranking_loss
 from model.neighbours import Neighbours
 from model.vector_head import VectorHead
 
-__all__ = ["RankAE", "SparseBatch", "blend", "blend_topk", "labels_batch", "predict_scores", "predict_topk",
+__all__ = ["Partner", "RankAE", "SparseBatch", "blend", "blend_topk", "labels_batch", "predict_scores", "predict_topk",
            "served_scores"]
 
 
@@ -308,11 +308,23 @@ class RankAE(nn.Module):
         return margin_ranking_loss(logits, targets, self.config.margin, self.config.margin_reduction)
 
 
+@dataclass(frozen=True)
+class Partner:
+    """A second network served beside a model, with its own neighbour scores: the served score is
+    (1 − weight)·the model's + weight·the partner's. With a text encoder, the network that reads the encoder's
+    vector partners the tf-idf network beside a layer over it, where validation prefers the two together."""
+
+    model: RankAE
+    neighbours: Neighbours | None
+    weight: float
+
+
 def predict_topk(model: RankAE, x: sp.csr_matrix, k: int, batch_size: int = 512,
                  device: torch.device | str | None = None,
                  neighbours: Neighbours | None = None,
                  bias: torch.Tensor | None = None,
-                 head: VectorHead | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 head: VectorHead | None = None,
+                 partner: Partner | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k label ids and scores, best first, for rows of x (n, n_features): two (n, k') arrays, k' = min(k, L).
     The scores are as served (``served_scores``); ``bias`` (L,) is then added (model.boost: new labels' boost)."""
     device = device or next(model.parameters()).device
@@ -322,7 +334,7 @@ def predict_topk(model: RankAE, x: sp.csr_matrix, k: int, batch_size: int = 512,
     added = None if bias is None else bias.to(device)  # no copy when it already lives there (Tagger's)
     with torch.inference_mode():
         for start in range(0, x.shape[0], batch_size):
-            served = served_scores(model, x[start:start + batch_size], device, neighbours, head)
+            served = served_scores(model, x[start:start + batch_size], device, neighbours, head, partner)
             if added is not None:
                 served = served + added
             top = torch.topk(served, k, dim=1)
@@ -334,16 +346,20 @@ def predict_topk(model: RankAE, x: sp.csr_matrix, k: int, batch_size: int = 512,
 
 
 def served_scores(model: RankAE, rows: sp.csr_matrix, device: torch.device | str,
-                  neighbours: Neighbours | None = None, head: VectorHead | None = None) -> torch.Tensor:
+                  neighbours: Neighbours | None = None, head: VectorHead | None = None,
+                  partner: Partner | None = None) -> torch.Tensor:
     """The served scores (batch, L) float32 of featurized ``rows``: the network's, blended with ``neighbours``'
     votes and centroids, then with ``head``'s layer over the encoder vector that ends each row (the network
-    and the neighbours read the columns before it)."""
+    and the neighbours read the columns before it), then with ``partner``'s scores (it reads every column)."""
     words, vectors = head.split(rows) if head is not None else (rows, None)
     served = model.scores(model.batch(words, device)).float()
     if neighbours is not None:
         served = neighbours.blend(served, words)
     if head is not None and vectors is not None:
         served = head.blend(served, vectors)
+    if partner is not None:
+        theirs = served_scores(partner.model, rows, device, partner.neighbours)
+        served = (1.0 - partner.weight) * served + partner.weight * theirs
     return served
 
 
@@ -362,13 +378,14 @@ def served_rate(model: RankAE, rows: sp.csr_matrix, neighbours: Neighbours | Non
 
 
 def predict_scores(model: RankAE, x: sp.csr_matrix, batch_size: int = 512,
-                   device: torch.device | str | None = None, neighbours: Neighbours | None = None) -> np.ndarray:
-    """The network's scores ŷ (n, L) float32 for rows of x (n, n_features), on the CPU; blended with
-    ``neighbours``' when given."""
+                   device: torch.device | str | None = None, neighbours: Neighbours | None = None,
+                   head: VectorHead | None = None) -> np.ndarray:
+    """The network's scores ŷ (n, L) float32 for rows of x (n, n_features), on the CPU; served as with
+    ``neighbours`` and ``head`` when given (``served_scores``)."""
     device = device or next(model.parameters()).device
     model.eval()
     with torch.inference_mode():
-        parts = [served_scores(model, x[start:start + batch_size], device, neighbours).cpu().numpy()
+        parts = [served_scores(model, x[start:start + batch_size], device, neighbours, head).cpu().numpy()
                  for start in range(0, x.shape[0], batch_size)]
     return np.concatenate(parts) if parts else np.zeros((0, model.config.n_labels), dtype=np.float32)
 

@@ -22,7 +22,7 @@ from model.device import resolve_device
 from model.errors import ModelError
 from model.metrics import evaluate, frequency_ranking, ndcg_rows, precision_rows, propensities
 from model.neighbours import Neighbours
-from model.rank_ae import RankAE, predict_topk
+from model.rank_ae import Partner, RankAE, predict_topk
 from model.text import Featurizer
 from model.vector_head import VectorHead
 
@@ -37,7 +37,7 @@ class Tagger:
     def __init__(self, model: RankAE, featurizer: Featurizer, label_names: Sequence[str],
                  version: str = "", metrics: dict[str, Any] | None = None,
                  neighbours: Neighbours | None = None, boost: LabelBoost | None = None,
-                 head: VectorHead | None = None) -> None:
+                 head: VectorHead | None = None, partner: Partner | None = None) -> None:
         self.model = model.eval()
         self.featurizer = featurizer
         self.label_names = list(label_names)
@@ -47,6 +47,7 @@ class Tagger:
         self.boost = boost or LabelBoost()
         # a layer over the encoder's vector served beside a network that reads the words alone, if chosen
         self.head = None if head is None else head.on(self.device)
+        self.partner = partner  # a second network served beside the first (the one reading the encoder), if chosen
         bias = self.boost.bias(self.label_names)
         # (L,) added to served scores, moved to the model's device once rather than per batch
         self._bias = None if bias is None else torch.from_numpy(bias).to(self.device)
@@ -60,13 +61,14 @@ class Tagger:
     def from_checkpoint(cls, loaded: checkpoint.Checkpoint) -> Tagger:
         """The tagger of a loaded checkpoint."""
         return cls(loaded.model, loaded.featurizer, loaded.label_names, loaded.version, loaded.metrics,
-                   loaded.neighbours, loaded.boost, loaded.head)
+                   loaded.neighbours, loaded.boost, loaded.head, loaded.partner)
 
     @classmethod
     def from_trained(cls, trained: checkpoint.TrainedModel, metrics: dict[str, Any] | None = None) -> Tagger:
         """The tagger of a model just trained (not yet saved): no version; ``metrics`` or its validation ones."""
         return cls(trained.model, trained.featurizer, trained.label_names, "",
-                   trained.metrics if metrics is None else metrics, trained.neighbours, trained.boost, trained.head)
+                   trained.metrics if metrics is None else metrics, trained.neighbours, trained.boost, trained.head,
+                   trained.partner)
 
     @property
     def device(self) -> torch.device:
@@ -77,8 +79,9 @@ class Tagger:
         """Do now what the first prediction would otherwise pay for: load the text encoder (if any) and build
         the neighbour index's matrices (if any)."""
         self.featurizer.prepare()
-        if self.neighbours is not None:
-            self.neighbours.prepare()
+        for neighbours in (self.neighbours, self.partner.neighbours if self.partner else None):
+            if neighbours is not None:
+                neighbours.prepare()
 
     def features(self, docs: Sequence[str] | sp.csr_matrix) -> sp.csr_matrix:
         """Documents → weighted sparse rows (n, n_features), as the model was trained on."""
@@ -90,7 +93,8 @@ class Tagger:
         """Top-k label ids and scores for featurized rows: two (n, min(k, L)) arrays, best first."""
         if k < 1:
             raise ModelError(f"k must be at least 1, got {k}")
-        return predict_topk(self.model, rows, k, batch_size, self.device, self.neighbours, self._bias, self.head)
+        return predict_topk(self.model, rows, k, batch_size, self.device, self.neighbours, self._bias, self.head,
+                            self.partner)
 
     def predict(self, docs: Sequence[str] | sp.csr_matrix, k: int = 5, batch_size: int = 512) -> list[Tags]:
         """Each document's top-k ``(label, score)`` pairs, best first; no autograd, batched."""

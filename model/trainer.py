@@ -37,9 +37,9 @@ from model.neighbours import MAX_DOC_FREQ, Neighbours
 from model.neighbours import SETTINGS as NEIGHBOUR_SETTINGS
 from model.neighbours import choose as choose_neighbours
 from model.noise import add_label_noise
-from model.rank_ae import RankAE, predict_scores, predict_topk
+from model.rank_ae import Partner, RankAE, predict_scores, predict_topk
 from model.text import Featurizer
-from model.vector_head import VectorHead, choose_share, fit_layer
+from model.vector_head import SHARES, VectorHead, choose_share, fit_layer
 
 __all__ = ["CHOICE_ENTRIES", "build_model", "choice_rows", "corpus_labels", "feedback_corpora", "split_validation",
            "train"]
@@ -136,12 +136,16 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
     else:
         built = _built(run.loop, x_valid, y_valid, max_doc_freq, progress)
         if use == "choose":
-            built = _better(built, _beside_layer(run, model_config, x_valid, y_valid, max_doc_freq, progress))
+            built = _paired(built, _beside_layer(run, model_config, x_valid, y_valid, max_doc_freq, progress),
+                            x_valid, y_valid)
     if train_config.refit:
         run = _Run.prepare(train_corpus, model_config, train_config, target, label_names, tuned_encoder)
         built = _refit(run, built, model_config, max_doc_freq, progress)
+    partner = None if built.partner is None else Partner(built.partner.loop.model.eval(), built.partner.neighbours,
+                                                         built.partner_weight)
     return TrainedModel(built.loop.model.eval(), run.featurizer, run.names, built.config, built.metrics,
-                        built.history, run.label_counts, built.loop.x.shape[0], built.neighbours, head=built.head)
+                        built.history, run.label_counts, built.loop.x.shape[0], built.neighbours, head=built.head,
+                        partner=partner)
 
 
 @dataclass
@@ -156,21 +160,37 @@ class _Built:
     neighbours: Neighbours | None = None
     head: VectorHead | None = None  # a layer over the encoder's vector, beside a network that does not read it
     head_epochs: int = 0  # that layer's epochs, kept on validation
+    partner: _Built | None = None  # the network reading the encoder's vector, served beside this one
+    partner_weight: float = 0.0  # its weight in the served score
 
 
-def _better(read: _Built, beside: _Built) -> _Built:
-    """The better on validation (P@1, then nDCG@5) of the network reading the encoder's vector and the tf-idf
-    network beside a layer over it; the first on a tie."""
-    chosen = beside if (beside.metrics["p@1"], beside.metrics["ndcg@5"]) > (read.metrics["p@1"],
-                                                                             read.metrics["ndcg@5"]) else read
+def _paired(read: _Built, beside: _Built, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix) -> _Built:
+    """Of the network reading the encoder's vector (``read``), the tf-idf network beside a layer over it
+    (``beside``), and the two served together, (1 − w)·beside + w·read, the best on validation (P@1, then
+    nDCG@5; on a tie one model alone, ``read`` first): w from ``SHARES``, chosen on a sample of the validation
+    rows for large label sets, as the neighbours' weights are."""
+    rows = choice_rows(x_valid.shape[0], y_valid.shape[1], read.loop.config.seed)
+    sample, y_sample = (x_valid, y_valid) if rows is None else (x_valid[rows], y_valid[rows])
+    theirs = predict_scores(read.loop.model, sample, device=read.loop.device, neighbours=read.neighbours)
+    ours = predict_scores(beside.loop.model, sample, device=beside.loop.device, neighbours=beside.neighbours,
+                          head=beside.head)
+    scored = [(w, evaluate(np.argsort(-((1 - w) * ours + w * theirs), axis=1)[:, :5], y_sample)) for w in SHARES]
+    weight, _ = max(scored, key=lambda item: (item[1]["p@1"], item[1]["ndcg@5"], item[0] in (0.0, 1.0), item[0]))
     log.info("validation P@1 %.2f%% with the encoder's vector read by the network, %.2f%% with the tf-idf network "
-             "beside a layer over it (network share %.1f): kept the %s", 100 * read.metrics["p@1"],
+             "beside a layer over it (network share %.1f); kept %s", 100 * read.metrics["p@1"],
              100 * beside.metrics["p@1"], beside.head.share if beside.head else 1.0,
-             "first" if chosen is read else "second")
+             "the first" if weight == 1.0 else "the second" if weight == 0.0 else f"both, the first at weight {weight}")
     # Recorded with the model, as the votes' affordability is: a learner's round keeps its live model's form
-    # (and trains one network, not two); ``tagger train`` run again chooses afresh.
-    chosen.config = dataclasses.replace(chosen.config, encoder_use="network" if chosen is read else "layer")
-    return chosen
+    # (one network to train, not two, where one was kept); ``tagger train`` run again chooses afresh.
+    if weight in (0.0, 1.0):
+        chosen = read if weight == 1.0 else beside
+        chosen.config = dataclasses.replace(chosen.config, encoder_use="network" if chosen is read else "layer")
+        return chosen
+    paired = dataclasses.replace(beside, partner=read, partner_weight=weight)
+    partner = Partner(read.loop.model, read.neighbours, weight)
+    paired.metrics = evaluate(predict_topk(beside.loop.model, x_valid, 5, device=beside.loop.device,
+                                           neighbours=beside.neighbours, head=beside.head, partner=partner)[0], y_valid)
+    return paired
 
 
 def _built(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix, max_doc_freq: float,
@@ -235,6 +255,8 @@ def _refit(run: _Run, built: _Built, model_config: ModelConfig, max_doc_freq: fl
         layer, _ = fit_layer(run.loop.x[:, run.featurizer.n_features:].toarray(), loop.y, loop.config.seed,
                              epochs=built.head_epochs)
         refit.head = dataclasses.replace(layer, share=built.head.share)
+    if built.partner is not None:
+        refit.partner = _refit(run, built.partner, model_config, max_doc_freq, progress)
     return refit
 
 

@@ -4,6 +4,7 @@ chosen on validation, its checkpoint file, and the trainer's choice between the 
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from model.config import TrainConfig
 from model.data import Corpus, label_matrix
 from model.epochs import frequency_baseline
 from model.errors import CheckpointError, ConfigError
-from model.rank_ae import RankAE
+from model.rank_ae import Partner, RankAE, served_scores
 from model.tagger import Tagger
 from model.trainer import train
 from model.vector_head import VectorHead, choose_share, fit_layer
@@ -134,15 +135,64 @@ def test_a_layer_that_does_not_fit_the_labels_is_refused(layer_model: Path, tmp_
         checkpoint.load(damaged)
 
 
+@pytest.fixture(scope="module")
+def forms(remembered: object, corpus_split: tuple[Corpus, Corpus]) -> dict[str, checkpoint.TrainedModel]:
+    """The three things ``encoder_use`` asks for, trained on the same split."""
+    return {use: _trained(corpus_split[0], use) for use in ("network", "layer", "choose")}
+
+
 @needs_minilm
-def test_the_trainer_keeps_the_encoder_model_better_on_validation(remembered: object,
-                                                                  corpus_split: tuple[Corpus, Corpus]) -> None:
-    forms = {use: _trained(corpus_split[0], use) for use in ("network", "layer", "choose")}
-    ranked = {use: (forms[use].metrics["p@1"], forms[use].metrics["ndcg@5"]) for use in ("network", "layer")}
-    kept = "layer" if ranked["layer"] > ranked["network"] else "network"
-    assert forms["choose"].metrics == forms[kept].metrics
-    assert (forms["choose"].head is not None) == (kept == "layer")
-    assert forms["choose"].train_config.encoder_use == kept  # what a learner's round inherits: the form kept
+def test_the_trainer_keeps_the_best_of_the_two_forms_and_their_blend(forms: dict[str, checkpoint.TrainedModel]) \
+        -> None:
+    chosen = forms["choose"]
+    # The blend's weights include 0 and 1, each form alone: what is kept is at least as good as either.
+    assert chosen.metrics["p@1"] >= max(forms["network"].metrics["p@1"], forms["layer"].metrics["p@1"])
+    if chosen.partner is None:  # one form alone, recorded so that a learner's round trains that one
+        kept = chosen.train_config.encoder_use
+        assert kept in ("network", "layer") and chosen.metrics == forms[kept].metrics
+        assert (chosen.head is not None) == (kept == "layer")
+    else:
+        assert 0.0 < chosen.partner.weight < 1.0 and chosen.train_config.encoder_use == "choose"
+        assert chosen.head is not None and chosen.partner.model.config.dense_features == 384
+
+
+def _paired(forms: dict[str, checkpoint.TrainedModel], weight: float) -> checkpoint.TrainedModel:
+    read = forms["network"]
+    return dataclasses.replace(forms["layer"], partner=Partner(read.model, read.neighbours, weight))
+
+
+@needs_minilm
+def test_two_forms_served_together_blend_their_scores_and_round_trip(forms: dict[str, checkpoint.TrainedModel],
+                                                                     corpus_split: tuple[Corpus, Corpus],
+                                                                     tmp_path: Path) -> None:
+    paired = _paired(forms, 0.25)
+    rows = paired.featurizer.transform(corpus_split[1].texts[:8])
+    with torch.inference_mode():
+        alone = {use: served_scores(forms[use].model, rows, "cpu", forms[use].neighbours, forms[use].head)
+                 for use in ("network", "layer")}
+        both = served_scores(paired.model, rows, "cpu", paired.neighbours, paired.head, paired.partner)
+    assert torch.allclose(both, 0.75 * alone["layer"] + 0.25 * alone["network"], atol=1e-6)
+    checkpoint.save(paired, tmp_path / "model")
+    loaded = Tagger.load(tmp_path / "model", "cpu")
+    assert loaded.partner is not None and loaded.partner.weight == 0.25
+    texts = corpus_split[1].texts[:8]
+    assert loaded.predict(texts, k=3) == Tagger.from_trained(paired).predict(texts, k=3)
+
+
+@needs_minilm
+def test_a_partner_the_checkpoint_cannot_serve_is_refused(forms: dict[str, checkpoint.TrainedModel],
+                                                          tmp_path: Path) -> None:
+    checkpoint.save(_paired(forms, 0.5), tmp_path / "model")
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    config["partner"]["weight"] = 1.5
+    (tmp_path / "model" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="names a partner network"):
+        checkpoint.load(tmp_path / "model")
+    shutil.rmtree(tmp_path / "model" / checkpoint.PARTNER)
+    config["partner"]["weight"] = 0.5
+    (tmp_path / "model" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="must hold it"):
+        checkpoint.load(tmp_path / "model")
 
 
 @needs_minilm

@@ -173,7 +173,7 @@ def _fine_tuned(live: Checkpoint, replay: Corpus, examples: Corpus, settings: Le
                       label_matrix(replay.labels, live.label_names), config)
     return TrainedModel(model, live.featurizer, live.label_names, live.train_config, {}, [],
                         list(live.metrics.get("label_counts", [])), int(live.metrics.get("n_train", 0)),
-                        live.neighbours, head=live.head)  # the same featurizer and labels: index and layer fit
+                        live.neighbours, head=live.head, partner=live.partner)  # the same featurizer and labels
 
 
 def recent(submitted: dict[str, int], since_ms: int, least: int) -> list[str]:
