@@ -127,6 +127,7 @@ def run_model(method: str, train_corpus: Corpus, test: Corpus, model_kw: dict[st
                "votes": trained.neighbours.votes_weight, "centroids": trained.neighbours.centroids},
               # with an encoder: the network's share beside a layer over its vector, when that form was kept
               "vector_head": None if trained.head is None else {"share": trained.head.share},
+              "partner_weight": None if trained.partner is None else trained.partner.weight,
               "served_valid_p@1": trained.metrics["p@1"]}  # with neighbours and layer, as accepted
     return {"method": method, **scores, "train_seconds": seconds, "predict_docs_per_s": rate,
             "settings": {"model": model_kw, "train": train_kw}, "chosen": chosen, "history": trained.history,
@@ -208,7 +209,9 @@ def _neighbour_note(chosen: dict[str, float] | None) -> str:
 def _layer_note(chosen: dict[str, Any]) -> str:
     if not chosen.get("vector_head"):
         return ""
-    return (f"; beside a layer over the encoder's vector, network share {chosen['vector_head']['share']:.1f} "
+    both = (f", and the network reading the encoder's vector beside it at weight {chosen['partner_weight']:.1f}"
+            if chosen.get("partner_weight") else "")
+    return (f"; beside a layer over the encoder's vector, network share {chosen['vector_head']['share']:.1f}{both} "
             f"(served validation P@1 {100 * chosen['served_valid_p@1']:.2f})")
 
 

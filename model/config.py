@@ -128,9 +128,10 @@ class TrainConfig:
     # articles on 2 CPU cores (docs/results.md), so the preset leaves it off.
     encoder_epochs: int = 0
     # Where an encoder's vector goes: "network" (read by the network beside the words), "layer" (a logistic layer
-    # over it, served beside the tf-idf network, model/vector_head.py), or "choose": build both, keep whichever
-    # is better on validation (each won on some of the sets measured: docs/results.md). The form kept is recorded
-    # with the model, so a learner's round trains that one.
+    # over it, served beside the tf-idf network, model/vector_head.py), or "choose": build both, and serve
+    # whichever is better on validation, or the two blended with a weight chosen there (each of the three won on
+    # some of the sets measured: docs/results.md). A form kept alone is recorded with the model, so a learner's
+    # round trains that one.
     encoder_use: str = "choose"
     neighbours: bool = True  # blend neighbour votes and label centroids into the score where validation prefers
     time_budget_s: float = 0.0  # stop before an epoch would end past this many seconds of epochs; 0: no limit
