@@ -1,15 +1,17 @@
 """A logistic layer over a text encoder's vector, blended beside a network that reads the words alone.
 
-With a text encoder named, the trainer builds two models on the same split and keeps the one better on
-validation (model/trainer.py): the network that reads the tf-idf words and the encoder's vector together,
-and the default tf-idf network (with its neighbour scores) served beside this layer:
+With a text encoder named, the trainer builds two models on the same split and serves the one better on
+validation, or the two blended (model/trainer.py, ``rank_ae.Partner``): the network that reads the tf-idf words
+and the encoder's vector together, and the default tf-idf network (with its neighbour scores) served beside
+this layer:
 
     served = share·network + (1 − share)·σ(W e + b)      e: the encoder's unit vector (d,), W: (L, d), b: (L,)
 
 Not in the paper. The words-only network and a linear model over e disagree more than the encoder-reading
 network and that same layer do, so their blend was ahead of the encoder-reading network on test P@1 on four
 of five sets measured (the fine-tuned encoder's Reuters 95.40 against 94.67); on validation it won on two,
-hence a choice per run rather than a new default (docs/results.md, "A linear layer over the encoder's vector").
+hence a choice per run rather than a new default (docs/results.md, "A linear layer over the encoder's vector",
+and "The trainer builds both encoder models").
 """
 
 from __future__ import annotations

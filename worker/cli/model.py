@@ -113,7 +113,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
            "documents per epoch on 2 cores)")
     option("--encoder-use", choices=ENCODER_USES, help="with --encoder: its vector read by the network beside the "
            "words (network), a logistic layer over it served beside the tf-idf network (layer), or both trained and "
-           "the better on validation kept (choose)")
+           "the better on validation kept, or the two served together where validation prefers that (choose)")
 
 
 def _optional(group: argparse._ArgumentGroup, defaults: Any) -> Callable[..., None]:
