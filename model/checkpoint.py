@@ -150,10 +150,7 @@ def save(trained: TrainedModel, directory: Path | str, corpora: dict[str, Corpus
 
 
 def _write_files(trained: TrainedModel, out: Path) -> str:
-    import torch
-
-    state = {k: v.detach().cpu() for k, v in trained.model.state_dict().items()}
-    torch.save(state, out / "weights.pt")
+    _write_weights(trained.model, out / "weights.pt")
     digest = hashlib.sha256((out / "weights.pt").read_bytes()).hexdigest()[:10]
     now = datetime.now(UTC)
     version = f"{now:%Y%m%dT%H%M%SZ}-{digest}"
@@ -212,11 +209,15 @@ def _read_neighbours(path: Path, n_features: int, n_labels: int) -> Neighbours |
     return Neighbours(rows, labels, int(k), float(power), float(share), float(centroids))
 
 
-def _write_partner(partner: Partner, folder: Path) -> None:
+def _write_weights(model: RankAE, path: Path) -> None:
     import torch
 
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+
+
+def _write_partner(partner: Partner, folder: Path) -> None:
     folder.mkdir()
-    torch.save({k: v.detach().cpu() for k, v in partner.model.state_dict().items()}, folder / "weights.pt")
+    _write_weights(partner.model, folder / "weights.pt")
     _write_json(folder / "model.json", partner.model.config.to_dict())
     names = ["weights.pt", "model.json"]
     if partner.neighbours is not None:

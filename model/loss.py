@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["bce_loss", "cosine_loss", "latent_loss", "margin_ranking_loss"]
+__all__ = ["bce_loss", "cosine_loss", "latent_loss", "log_odds", "margin_ranking_loss"]
 
 
 def margin_ranking_loss(scores: torch.Tensor, targets: torch.Tensor, margin: float,
@@ -39,6 +40,13 @@ def margin_ranking_loss(scores: torch.Tensor, targets: torch.Tensor, margin: flo
         loss_n = loss_n / positive.sum(dim=1).clamp(min=1)
     rankable = positive.any(dim=1) & negative.any(dim=1)
     return torch.where(rankable, loss_p + loss_n, zero).mean()
+
+
+def log_odds(frequency: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Each label's log-odds, (L,) float32, from its share of documents (L,): the starting bias of a BCE-trained
+    output layer (the prior initialisation of Lin et al., "Focal Loss", 2017)."""
+    p = torch.as_tensor(frequency, dtype=torch.float32).clamp(1e-6, 1 - 1e-6)
+    return torch.log(p) - torch.log1p(-p)
 
 
 def bce_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config import ModelConfig
-from model.loss import bce_loss, cosine_loss, latent_loss, margin_ranking_loss
+from model.loss import bce_loss, cosine_loss, latent_loss, log_odds, margin_ranking_loss
 from model.neighbours import Neighbours
 from model.vector_head import VectorHead
 
@@ -230,13 +230,12 @@ class RankAE(nn.Module):
         got past the label priors (train P@1 9% after 2 epochs, BCE-AE test P@1 7%); starting at the priors
         (the prior initialisation of Lin et al., "Focal Loss", 2017) it reached 48% in the same 2 epochs.
         """
-        p = torch.as_tensor(frequency, dtype=torch.float32).clamp(1e-6, 1 - 1e-6)
-        log_odds = torch.log(p) - torch.log1p(-p)
+        prior = log_odds(frequency)
         with torch.no_grad():
             if self.config.loss == "bce" and self.config.head == "rank-ae":
-                self.decoder.second.bias.copy_(log_odds)
+                self.decoder.second.bias.copy_(prior)
             if self.tag_head is not None and self.config.tag_head_loss == "bce":
-                self.tag_head.out.bias.copy_(log_odds)
+                self.tag_head.out.bias.copy_(prior)
 
     def init_label_embedding(self, embedding: np.ndarray) -> None:
         """Use a PMI label embedding (L, k): the cosine head's label rows, or E/D's initial label weights."""

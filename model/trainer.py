@@ -39,7 +39,7 @@ from model.neighbours import choose as choose_neighbours
 from model.noise import add_label_noise
 from model.rank_ae import Partner, RankAE, predict_scores, predict_topk
 from model.text import Featurizer
-from model.vector_head import SHARES, VectorHead, choose_share, fit_layer
+from model.vector_head import VectorHead, best_weight, choose_share, fit_layer
 
 __all__ = ["CHOICE_ENTRIES", "build_model", "choice_rows", "corpus_labels", "feedback_corpora", "split_validation",
            "train"]
@@ -174,8 +174,7 @@ def _paired(read: _Built, beside: _Built, x_valid: sp.csr_matrix, y_valid: sp.cs
     theirs = predict_scores(read.loop.model, sample, device=read.loop.device, neighbours=read.neighbours)
     ours = predict_scores(beside.loop.model, sample, device=beside.loop.device, neighbours=beside.neighbours,
                           head=beside.head)
-    scored = [(w, evaluate(np.argsort(-((1 - w) * ours + w * theirs), axis=1)[:, :5], y_sample)) for w in SHARES]
-    weight, _ = max(scored, key=lambda item: (item[1]["p@1"], item[1]["ndcg@5"], item[0] in (0.0, 1.0), item[0]))
+    weight, _ = best_weight(theirs, ours, y_sample, prefer=lambda w: (w in (0.0, 1.0), w))
     log.info("validation P@1 %.2f%% with the encoder's vector read by the network, %.2f%% with the tf-idf network "
              "beside a layer over it (network share %.1f); kept %s", 100 * read.metrics["p@1"],
              100 * beside.metrics["p@1"], beside.head.share if beside.head else 1.0,

@@ -17,16 +17,19 @@ and "The trainer builds both encoder models").
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
+from model.loss import log_odds
 from model.metrics import evaluate, precision_rows
 
-__all__ = ["SHARES", "VectorHead", "choose_share", "fit_layer"]
+__all__ = ["SHARES", "VectorHead", "best_weight", "choose_share", "fit_layer"]
 
 # The network's weights tried on validation; 1.0 (the network alone) is the baseline the layer must beat.
 SHARES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0)
@@ -74,10 +77,8 @@ def fit_layer(e: np.ndarray, y: sp.csr_matrix, seed: int, e_valid: np.ndarray | 
     (e_valid, y_valid) are given, else the last of ``epochs``; returns it (share 0) and its epoch count."""
     torch.manual_seed(seed)
     layer = torch.nn.Linear(e.shape[1], y.shape[1])
-    prior = np.asarray(y.sum(axis=0)).ravel() / max(y.shape[0], 1)
     with torch.no_grad():
-        p = torch.as_tensor(prior, dtype=torch.float32).clamp(1e-6, 1 - 1e-6)
-        layer.bias.copy_(torch.log(p) - torch.log1p(-p))
+        layer.bias.copy_(log_odds(np.asarray(y.sum(axis=0)).ravel() / max(y.shape[0], 1)))
     optimiser = torch.optim.Adam(layer.parameters(), lr=_LR)
     x, rng = torch.as_tensor(e, dtype=torch.float32), np.random.default_rng(seed)
     best, best_p1, stale = (copy.deepcopy(layer.state_dict()), 0), -1.0, 0
@@ -114,13 +115,17 @@ def _p_at_1(head: VectorHead, e: np.ndarray, y: sp.csr_matrix) -> float:
 
 def choose_share(head: VectorHead, network: np.ndarray, vectors: sp.csr_matrix | np.ndarray,
                  y: sp.csr_matrix) -> tuple[VectorHead, dict[str, float]]:
-    """The head with the network share best on validation (by P@1, then nDCG@5; the larger share on a tie) and
-    the served metrics at that share; network: (n, L) served scores of the network, vectors: (n, d)."""
-    layer = head.scores(vectors).cpu()
-    served = torch.as_tensor(network)
-    scored = []
-    for share in SHARES:
-        ids = torch.topk(share * served + (1.0 - share) * layer, min(5, served.shape[1]), dim=1).indices
-        scored.append((share, evaluate(ids.numpy(), y)))
-    share, metrics = max(scored, key=lambda item: (item[1]["p@1"], item[1]["ndcg@5"], item[0]))
+    """The head with the network share best on validation (the larger share on a tie) and the served metrics at
+    that share; network: (n, L) served scores of the network, vectors: (n, d)."""
+    share, metrics = best_weight(network, head.scores(vectors).cpu().numpy(), y)
     return VectorHead(head.weight, head.bias, share), metrics
+
+
+def best_weight(first: np.ndarray, second: np.ndarray, y: sp.csr_matrix,
+                prefer: Callable[[float], Any] = float) -> tuple[float, dict[str, float]]:
+    """The weight w ∈ ``SHARES`` of w·first + (1 − w)·second best on labels y (n, L) by P@1, then nDCG@5, then
+    ``prefer(w)`` (by default the larger w), and the blend's metrics there; first, second: (n, L) scores."""
+    a, b = torch.as_tensor(first), torch.as_tensor(second)
+    scored = [(w, evaluate(torch.topk(w * a + (1.0 - w) * b, min(5, a.shape[1]), dim=1).indices.numpy(), y))
+              for w in SHARES]
+    return max(scored, key=lambda item: (item[1]["p@1"], item[1]["ndcg@5"], prefer(item[0])))
