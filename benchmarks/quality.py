@@ -215,6 +215,13 @@ def _layer_note(chosen: dict[str, Any]) -> str:
             f"(served validation P@1 {100 * chosen['served_valid_p@1']:.2f})")
 
 
+def first_docs(corpus: Corpus, n: int, seed: int) -> Corpus:
+    """``n`` documents of ``corpus`` drawn by a seeded permutation, in corpus order (all of it when it has no more)."""
+    if n >= len(corpus):
+        return corpus
+    return corpus.subset(np.sort(np.random.default_rng(seed).permutation(len(corpus))[:n]))
+
+
 def benchmark_parser(doc: str, datasets: Sequence[str]) -> argparse.ArgumentParser:
     """The options every dataset benchmark shares: --datasets (default ``datasets``), --quick, --json."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
@@ -289,7 +296,12 @@ def main() -> None:
                         "labels for up to this many epochs first (0: as shipped)")
     parser.add_argument("--splits", type=int, default=1, help="hashed sets: run this many 80/20 splits (seeds 0, "
                         "1, ...) and summarise P@1 over them; sets with an official split run it once")
+    parser.add_argument("--train-docs", type=int, nargs="+", default=[], metavar="N",
+                        help="train on a seeded sample of N of each training set's documents instead (one run per "
+                             "N; the test set is unchanged): how the default does with little data")
     args = parser.parse_args()
+    if any(n < 2 for n in args.train_docs):
+        parser.error(f"--train-docs needs at least 2 documents, got {args.train_docs}")
     if args.splits < 1:
         parser.error(f"--splits must be at least 1, got {args.splits}")
     if args.encoder_epochs and not args.encoder:
@@ -303,10 +315,12 @@ def main() -> None:
         runs = []
         for seed in range(args.splits if dataset.resplittable else 1):
             train_corpus, test = dataset.load(seed)
-            rows = _split_rows(train_corpus, test, args, args.workdir / name / f"split-{seed}")
-            print(markdown(name, dataset.split(seed), len(train_corpus), len(test), rows), flush=True)
-            runs.append([{**row, "split": seed} for row in rows])
-        if len(runs) > 1:
+            for n in args.train_docs or [len(train_corpus)]:
+                sample = first_docs(train_corpus, n, seed)
+                rows = _split_rows(sample, test, args, args.workdir / name / f"split-{seed}")
+                print(markdown(name, dataset.split(seed), len(sample), len(test), rows), flush=True)
+                runs.append([{**row, "split": seed, "train_docs": len(sample)} for row in rows])
+        if len(runs) > 1 and len(args.train_docs) <= 1:  # a summary over splits, not over sample sizes
             print(split_summary(name, runs), flush=True)
         everything[name] = [row for rows in runs for row in rows]
     if args.json:

@@ -1,9 +1,10 @@
 """Training a model: what ``tagger train`` builds, and everything its checkpoint needs.
 
 ``train`` fits the featurizer and label set on the training documents, holds out a validation split
-(unless one is given), optionally corrupts the training labels (experiments only), trains the network
-(``model.epochs``), chooses on validation what is served beside it (neighbour scores; with a text encoder,
-which of the two encoder models), and with ``refit`` then retrains on all the training documents for the
+(unless one is given; at least ``min_valid`` documents of a small corpus), optionally corrupts the training
+labels (experiments only), trains the network (``model.epochs``), chooses on validation what is served beside
+it (neighbour scores; with a text encoder, which of the two encoder models), and with ``refit`` (or
+``refit_small``, for a corpus whose split the floor raised) then retrains on all the training documents for the
 chosen epoch count. ``feedback_corpora`` gives the corrections learner that same validation split as its
 held-out set.
 """
@@ -41,8 +42,8 @@ from model.rank_ae import Partner, RankAE, predict_scores, predict_topk
 from model.text import Featurizer
 from model.vector_head import VectorHead, best_weight, choose_share, fit_layer
 
-__all__ = ["CHOICE_ENTRIES", "build_model", "choice_rows", "corpus_labels", "feedback_corpora", "split_validation",
-           "train"]
+__all__ = ["CHOICE_ENTRIES", "MAX_VALID_SHARE", "build_model", "choice_rows", "corpus_labels", "feedback_corpora",
+           "holdout_share", "refits", "split_validation", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +68,39 @@ def split_validation(corpus: Corpus, fraction: float, seed: int) -> tuple[Corpus
     return corpus.subset(np.sort(order[n_valid:])), corpus.subset(np.sort(order[:n_valid]))
 
 
+# The most of a small corpus the validation floor (``TrainConfig.min_valid``) holds out.
+MAX_VALID_SHARE = 0.3
+
+
+def holdout_share(n: int, config: TrainConfig) -> float:
+    """The share of ``n`` training documents ``train`` holds out for validation: ``valid_fraction``, raised for a
+    small corpus so that at least ``min_valid`` documents are held out, up to ``MAX_VALID_SHARE``.
+
+    >>> config = TrainConfig()  # valid_fraction 0.1, min_valid 100
+    >>> [holdout_share(n, config) for n in (10_000, 1_000, 500, 150)]
+    [0.1, 0.1, 0.2, 0.3]
+    """
+    return max(config.valid_fraction, min(MAX_VALID_SHARE, config.min_valid / max(n, 1)))
+
+
+def refits(n: int, config: TrainConfig) -> bool:
+    """Whether ``train``, given no validation corpus, retrains on all ``n`` documents after choosing on
+    validation: with ``refit``, and with ``refit_small`` where the validation floor raised the held-out share.
+
+    >>> refits(10_000, TrainConfig()), refits(500, TrainConfig()), refits(500, TrainConfig(refit_small=False))
+    (False, True, False)
+    """
+    return config.refit or (config.refit_small and holdout_share(n, config) > config.valid_fraction)
+
+
 def _internal_split(corpus: Corpus, config: TrainConfig) -> tuple[Corpus, Corpus]:
     """The (fit, validation) split ``train`` makes when it is given no validation corpus."""
-    return split_validation(corpus, config.valid_fraction, config.seed)
+    share = holdout_share(len(corpus), config)
+    if share > config.valid_fraction:
+        log.info("%d training documents: %.0f%% of them (at least %d, --min-valid) held out for validation%s",
+                 len(corpus), 100 * share, config.min_valid,
+                 ", then given back: the model is refit on all of them" if refits(len(corpus), config) else "")
+    return split_validation(corpus, share, config.seed)
 
 
 def feedback_corpora(corpus: Corpus, config: TrainConfig, replay_size: int = 5000) -> dict[str, Corpus]:
@@ -84,9 +115,11 @@ def feedback_corpora(corpus: Corpus, config: TrainConfig, replay_size: int = 500
     fit, heldout = _internal_split(corpus, config)
     picks = np.random.default_rng(config.seed).permutation(len(fit))[:replay_size]
     corpora = {"replay": fit.subset(np.sort(picks))}
-    if config.refit:
-        log.warning("--refit trains on every document: no clean held-out set is saved, so the corrections "
-                    "learner cannot judge candidates for this model; train without --refit to use it")
+    if refits(len(corpus), config):
+        log.warning("%s: no clean held-out set is saved, so the corrections learner cannot judge candidates for "
+                    "this model; train %s to use it", "--refit trains on every document" if config.refit else
+                    f"a corpus under {config.min_valid / config.valid_fraction:.0f} documents is refit on every one",
+                    "without --refit" if config.refit else "with --no-refit-small")
     else:
         corpora["heldout"] = heldout
     return corpora
@@ -109,7 +142,8 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
     """Train Rank-AE (or a variant) and return the state with the best validation P@1.
 
     With ``train_config.refit`` the epoch count is chosen on the internal validation split, then a
-    fresh model is trained for that many epochs on all of ``train_corpus`` (paper §3.1). ``label_names``
+    fresh model is trained for that many epochs on all of ``train_corpus`` (paper §3.1); with ``refit_small``
+    (the default) so is a corpus small enough that the split was raised to ``min_valid`` documents. ``label_names``
     fixes the label set and its order (the learner keeps a live model's label ids and appends new ones);
     by default it is the training documents' labels, most frequent first. ``progress``: a bar on the terminal
     ("bar"), one log line per epoch ("log", for logs that are files: a job's, a container's), or neither.
@@ -118,9 +152,10 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
     """
     if valid_corpus is not None and train_config.refit:
         raise ConfigError("refit retrains on the internal validation split too; pass no valid_corpus")
-    fit_corpus = train_corpus
+    fit_corpus, refit = train_corpus, False
     if valid_corpus is None:
         fit_corpus, valid_corpus = _internal_split(train_corpus, train_config)
+        refit = refits(len(train_corpus), train_config)
     target = resolve_device(device)
     if tuned_encoder is None and train_config.encoder_epochs:
         tuned_encoder = _tune(fit_corpus, valid_corpus, train_config, target, label_names)
@@ -138,7 +173,7 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
         if use == "choose":
             built = _paired(built, _beside_layer(run, model_config, x_valid, y_valid, max_doc_freq, progress),
                             x_valid, y_valid)
-    if train_config.refit:
+    if refit:
         run = _Run.prepare(train_corpus, model_config, train_config, target, label_names, tuned_encoder)
         built = _refit(run, built, model_config, max_doc_freq, progress)
     partner = None if built.partner is None else Partner(built.partner.loop.model.eval(), built.partner.neighbours,

@@ -95,8 +95,13 @@ def test_a_refit_model_gets_no_held_out_set(corpus_split: tuple[Corpus, Corpus])
     from model.config import TrainConfig
     from model.trainer import feedback_corpora
 
-    plain = feedback_corpora(corpus_split[0], TrainConfig(valid_fraction=0.1))
+    plain = feedback_corpora(corpus_split[0], TrainConfig(valid_fraction=0.1, min_valid=0))
     assert set(plain) == {"heldout", "replay"}
     assert len(plain["heldout"]) == round(0.1 * len(corpus_split[0]))
     assert set(plain["heldout"].ids).isdisjoint(plain["replay"].ids)
-    assert set(feedback_corpora(corpus_split[0], TrainConfig(refit=True))) == {"replay"}
+    assert set(feedback_corpora(corpus_split[0], TrainConfig(refit=True, min_valid=0))) == {"replay"}
+    # 730 documents: the floor holds out 100 of them, and the default then refits on every one
+    assert len(corpus_split[0]) == 730
+    assert set(feedback_corpora(corpus_split[0], TrainConfig())) == {"replay"}
+    kept = feedback_corpora(corpus_split[0], TrainConfig(refit_small=False))
+    assert len(kept["heldout"]) == 100 and len(kept["replay"]) == 630

@@ -179,7 +179,7 @@ def test_the_validation_metrics_kept_are_those_of_the_served_blend() -> None:
 
     corpus = generate_corpus(600, 10, seed=3)
     # One epoch leaves the network weak enough that a blend with the votes wins on validation.
-    model_config, train_config = preset("default", epochs=1, patience=1)
+    model_config, train_config = preset("default", epochs=1, patience=1, min_valid=0)  # not refit: 10% held out
     trained = train(corpus, model_config, train_config)
     assert trained.neighbours is not None
     valid = split_validation(corpus, train_config.valid_fraction, train_config.seed)[1]
@@ -281,7 +281,7 @@ def test_a_large_validation_split_chooses_the_weights_on_its_sample(corpus_split
         return choose(scores, *args, **kwargs)
 
     monkeypatch.setattr("model.trainer.choose_neighbours", spy)
-    configs = preset("default", epochs=1, patience=1, min_docs_per_s=0)
+    configs = preset("default", epochs=1, patience=1, min_docs_per_s=0, min_valid=0)
     train(corpus_split[0], *configs)  # a small split: every row
     monkeypatch.setattr("model.trainer.choice_rows", lambda *args: np.array([0, 2, 4, 6, 8]))
     train(corpus_split[0], *configs)

@@ -25,3 +25,14 @@ def test_hashed_sets_resplit_and_official_splits_do_not() -> None:
     assert DATASETS["rcv1v2"].resplittable and DATASETS["rcv1v2"].split(3) == "80/20 by md5('3:'+row)"
     assert DATASETS["cooking"].split() == "80/20 by md5('0:'+id)"
     assert not DATASETS["reuters"].resplittable and DATASETS["reuters"].split(3) == "ModApte, 90 topics"
+
+
+def test_a_training_sample_keeps_corpus_order_and_is_the_same_for_a_seed() -> None:
+    from benchmarks.quality import first_docs
+    from model.data import Corpus
+
+    corpus = Corpus(ids=[f"d{i}" for i in range(10)], labels=[["a"]] * 10, texts=[f"text {i}" for i in range(10)])
+    sample = first_docs(corpus, 4, seed=0)
+    assert len(sample) == 4 and sample.ids == sorted(sample.ids, key=lambda i: int(i[1:]))
+    assert first_docs(corpus, 4, seed=0).ids == sample.ids and first_docs(corpus, 4, seed=1).ids != sample.ids
+    assert first_docs(corpus, 10, seed=0) is corpus and first_docs(corpus, 50, seed=0) is corpus

@@ -156,6 +156,24 @@ def test_refit_retrains_on_every_training_document(corpus_split: tuple[Corpus, C
               valid_corpus=corpus_split[1])
 
 
+def test_a_small_corpus_holds_out_at_least_min_valid_then_trains_on_every_document(
+        corpus_split: tuple[Corpus, Corpus]) -> None:
+    model_config, tiny = tiny_configs()
+    floor = dataclasses.replace(tiny, min_valid=100)  # 10% of these 730 documents would be 73
+    kept = train(corpus_split[0], model_config, dataclasses.replace(floor, refit_small=False))
+    assert kept.n_train == 730 - 100
+    refit = train(corpus_split[0], model_config, floor)
+    assert refit.n_train == 730
+    assert refit.metrics == kept.metrics  # chosen on the same 100 documents, by the same seeded run
+    given = train(corpus_split[0], model_config, floor, valid_corpus=corpus_split[1])
+    assert given.n_train == 730  # a validation corpus given: nothing held out, nothing refit
+
+
+def test_the_validation_floor_is_checked() -> None:
+    with pytest.raises(ConfigError, match="min_valid"):
+        TrainConfig(min_valid=-1)
+
+
 def test_labels_are_ordered_by_frequency(corpus_split: tuple[Corpus, Corpus]) -> None:
     trained = train(corpus_split[0], *tiny_configs())
     counts = trained.label_counts

@@ -94,8 +94,14 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     option("--valid-fraction", type=float)
     option("--time-budget-s", type=float, help="stop training before an epoch would end past this many seconds "
            "(0: no limit); the best epoch so far is kept")
+    option("--min-valid", type=int, help="hold out at least this many documents for validation (up to 30%% of a "
+           "small corpus; 0: valid-fraction alone)")
     group.add_argument("--refit", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                        help="retrain on all training documents for the epoch count chosen on validation")
+    group.add_argument("--refit-small", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                       help="refit where --min-valid raised the held-out share (a corpus under min-valid / "
+                            f"valid-fraction documents; default preset: {_TRAIN.refit_small}); the corrections "
+                            "learner needs --no-refit-small, keeping the held-out set to judge its rounds")
     group.add_argument("--neighbours", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                        help="blend the votes of each document's nearest training documents and its cosine to "
                             "each label's centroid into its tag scores where that raises validation P@1 "

@@ -201,8 +201,12 @@ class Learner:
         live_dir = self.registry.path(self.registry.current())
         live = checkpoint.load(live_dir)
         heldout, replay = checkpoint.load_corpus(live_dir, "heldout"), checkpoint.load_corpus(live_dir, "replay")
-        if heldout is None or replay is None:
-            raise ModelError(f"{live_dir} has no heldout/replay sets; retrain it with tagger train (text data)")
+        if replay is None:
+            raise ModelError(f"{live_dir} has no replay set; retrain it with tagger train (text data)")
+        if heldout is None:  # a refit model trained on its validation split too
+            raise ModelError(f"{live_dir} has no held-out set to judge rounds on: it was refit on every training "
+                             "document (--refit, or --refit-small on a corpus under 1,000 documents, the default); "
+                             "retrain it with tagger train --no-refit-small and without --refit")
         names = rounds.label_set(live.label_names, self.labels.admitted(set(live.label_names)), self.rounds)
         new_labels = names[len(live.label_names):]
         train_set, judge_set = self._examples(set(names), _made_ms(live_dir))
