@@ -14,6 +14,7 @@ A checkpoint is a directory::
     partner/       optional: a second network served beside the first (model.json, weights.pt, neighbours.npz),
                    its weight in config.json's "partner" section
     heldout.jsonl  optional: the fixed held-out documents a fine-tuned candidate is judged on
+    refit_heldout.jsonl  optional, instead: the same for a model refit on them too (model.trainer.refits)
     replay.jsonl   optional: a sample of the training documents, replayed during fine-tuning
 
 It is written into a temporary sibling directory and renamed into place, so a reader sees either the

@@ -124,7 +124,8 @@ class TrainConfig:
     min_valid: int = 100
     refit: bool = False  # then retrain on all training documents for the best epoch count (paper §3.1)
     # Refit where ``min_valid`` raised the held-out share: the documents the floor took from a small corpus are
-    # given back for the epoch count chosen on them (the corrections learner then has no clean held-out set).
+    # given back for the epoch count chosen on them (the corrections learner then judges candidates on them
+    # against the model's settings trained without them: worker.learn.rounds.unrefit).
     refit_small: bool = True
     noise: str = ""  # label noise on training labels only: "missing:0.3" or "flip:0.3"
     min_df: int = 2  # text: minimum document frequency of a vocabulary token

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -91,7 +94,7 @@ def test_fine_tune_moves_a_copy_toward_the_corrections(corpus_split: tuple[Corpu
     assert rank(tuned) < rank(live)
 
 
-def test_a_refit_model_gets_no_held_out_set(corpus_split: tuple[Corpus, Corpus]) -> None:
+def test_a_refit_model_keeps_its_split_as_the_refit_held_out_set(corpus_split: tuple[Corpus, Corpus]) -> None:
     from model.config import TrainConfig
     from model.trainer import feedback_corpora
 
@@ -99,9 +102,30 @@ def test_a_refit_model_gets_no_held_out_set(corpus_split: tuple[Corpus, Corpus])
     assert set(plain) == {"heldout", "replay"}
     assert len(plain["heldout"]) == round(0.1 * len(corpus_split[0]))
     assert set(plain["heldout"].ids).isdisjoint(plain["replay"].ids)
-    assert set(feedback_corpora(corpus_split[0], TrainConfig(refit=True, min_valid=0))) == {"replay"}
+    refit = feedback_corpora(corpus_split[0], TrainConfig(refit=True, min_valid=0))
+    assert set(refit) == {"refit_heldout", "replay"} and refit["refit_heldout"].ids == plain["heldout"].ids
     # 730 documents: the floor holds out 100 of them, and the default then refits on every one
     assert len(corpus_split[0]) == 730
-    assert set(feedback_corpora(corpus_split[0], TrainConfig())) == {"replay"}
+    small = feedback_corpora(corpus_split[0], TrainConfig())
+    assert set(small) == {"refit_heldout", "replay"} and len(small["refit_heldout"]) == 100
     kept = feedback_corpora(corpus_split[0], TrainConfig(refit_small=False))
     assert len(kept["heldout"]) == 100 and len(kept["replay"]) == 630
+
+
+def test_a_refit_model_is_judged_on_its_held_out_set_by_its_settings_trained_without_it(
+        corpus_split: tuple[Corpus, Corpus], tmp_path: Path) -> None:
+    from model import checkpoint
+    from model.trainer import feedback_corpora
+    from worker.learn.rounds import unrefit
+
+    model_config, tiny = tiny_configs()
+    config = dataclasses.replace(tiny, min_valid=100)  # 730 documents: 100 held out, then refit on all
+    corpora = feedback_corpora(corpus_split[0], config)
+    live = train(corpus_split[0], model_config, config)
+    checkpoint.save(live, tmp_path / "live", corpora)
+    before = unrefit(checkpoint.load(tmp_path / "live"), corpora["replay"], corpora["refit_heldout"])
+    assert (live.n_train, before.n_train) == (730, 630)
+    assert before.label_names == live.label_names
+    # validated on the held-out set (its accepted figures are the ones it scores there), which it never trained on
+    assert Tagger.from_trained(before).evaluate(corpora["refit_heldout"])["p@1"] == pytest.approx(before.metrics["p@1"])
+    assert set(corpora["refit_heldout"].ids).isdisjoint(corpora["replay"].ids)

@@ -100,8 +100,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
                        help="retrain on all training documents for the epoch count chosen on validation")
     group.add_argument("--refit-small", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                        help="refit where --min-valid raised the held-out share (a corpus under min-valid / "
-                            f"valid-fraction documents; default preset: {_TRAIN.refit_small}); the corrections "
-                            "learner needs --no-refit-small, keeping the held-out set to judge its rounds")
+                            f"valid-fraction documents; default preset: {_TRAIN.refit_small})")
     group.add_argument("--neighbours", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                        help="blend the votes of each document's nearest training documents and its cosine to "
                             "each label's centroid into its tag scores where that raises validation P@1 "

@@ -102,6 +102,8 @@ class Learner:
         self.consumer = f"learner-{int(time.time())}"
         self.new_examples = 0
         self.last_round = time.monotonic()
+        # live version -> its settings trained without the held-out set it was refit on (rounds.unrefit)
+        self.unrefit: dict[str, Tagger] = {}
         self._ensure_group()
 
     def _ensure_group(self) -> None:
@@ -201,12 +203,11 @@ class Learner:
         live_dir = self.registry.path(self.registry.current())
         live = checkpoint.load(live_dir)
         heldout, replay = checkpoint.load_corpus(live_dir, "heldout"), checkpoint.load_corpus(live_dir, "replay")
-        if replay is None:
-            raise ModelError(f"{live_dir} has no replay set; retrain it with tagger train (text data)")
-        if heldout is None:  # a refit model trained on its validation split too
-            raise ModelError(f"{live_dir} has no held-out set to judge rounds on: it was refit on every training "
-                             "document (--refit, or --refit-small on a corpus under 1,000 documents, the default); "
-                             "retrain it with tagger train --no-refit-small and without --refit")
+        refit = heldout is None  # then the live model trained on its validation split too (model.trainer.refits)
+        if refit:
+            heldout = checkpoint.load_corpus(live_dir, "refit_heldout")
+        if heldout is None or replay is None:
+            raise ModelError(f"{live_dir} has no heldout/replay sets; retrain it with tagger train (text data)")
         names = rounds.label_set(live.label_names, self.labels.admitted(set(live.label_names)), self.rounds)
         new_labels = names[len(live.label_names):]
         train_set, judge_set = self._examples(set(names), _made_ms(live_dir))
@@ -218,8 +219,9 @@ class Learner:
         trained = rounds.boosted(trained, heldout, [*live.boost.labels, *new_labels], self.rounds.new_label_cost)
         clock.lap("boost")
         tagger = Tagger.from_checkpoint(live)
-        judged = {name: _judge(t, heldout, judge_set)
-                  for name, t in (("live", tagger), ("candidate", rounds.as_tagger(trained)))}
+        candidate = rounds.as_tagger(trained)
+        judged = {"live": _judge(tagger, heldout, judge_set, self._unrefit(live, replay, heldout) if refit else tagger),
+                  "candidate": _judge(candidate, heldout, judge_set, candidate)}
         rows = {"heldout": {n: j.heldout_rows for n, j in judged.items()},
                 "slice": {n: j.slice_rows for n, j in judged.items()}}
         baseline = tagger.baseline_scores(judge_set)
@@ -239,6 +241,15 @@ class Learner:
         return RoundResult("promoted", "within the guard, with a gain", summary["live"],
                            summary["candidate"], version, labels_added=new_labels, model=trained,
                            rows=rows)
+
+    def _unrefit(self, live: checkpoint.Checkpoint, replay: Corpus, heldout: Corpus) -> Tagger:
+        """What stands for a refit live model on its held-out set, which it memorised: its settings trained
+        without that set (once per live version)."""
+        if live.version not in self.unrefit:
+            log.info("the live model %s was refit on its held-out set: judging candidates there against its "
+                     "settings trained without it", live.version)
+            self.unrefit = {live.version: rounds.as_tagger(rounds.unrefit(live, replay, heldout))}
+        return self.unrefit[live.version]
 
     def _examples(self, names: set[str], since_ms: int) -> tuple[Corpus, Corpus]:
         """(train, judge) examples, their labels cut to ``names``; a document's side is fixed by a hash of its
@@ -321,9 +332,11 @@ def _made_ms(checkpoint_dir: Path) -> int:
     return int(datetime.fromisoformat(created).timestamp() * 1000) if created else 0
 
 
-def _judge(tagger: Tagger, heldout: Corpus, judge_set: Corpus) -> _Judgement:
-    return _Judgement(tagger.document_scores(heldout), tagger.document_scores(judge_set),
-                      tagger.evaluate(heldout), tagger.evaluate(judge_set))
+def _judge(tagger: Tagger, heldout: Corpus, judge_set: Corpus, on_heldout: Tagger) -> _Judgement:
+    """``tagger``'s scores on the corrections slice and ``on_heldout``'s on the held-out set (the same tagger,
+    except for a refit live model: :meth:`Learner._unrefit`)."""
+    return _Judgement(on_heldout.document_scores(heldout), tagger.document_scores(judge_set),
+                      on_heldout.evaluate(heldout), tagger.evaluate(judge_set))
 
 
 def _summary(scores: dict[str, dict[str, float]]) -> dict[str, Any]:

@@ -127,6 +127,15 @@ def candidate(live: Checkpoint, replay: Corpus, examples: Corpus, names: list[st
     return train(corpus, config, budgeted, label_names=names, tuned_encoder=live.featurizer.tuned)
 
 
+def unrefit(live: Checkpoint, replay: Corpus, heldout: Corpus) -> TrainedModel:
+    """``live``'s settings and labels trained on ``replay`` (its fit split, for corpora of up to 5,000 documents)
+    and validated on ``heldout``, not refit: the model ``live`` was before its refit on ``heldout`` too, which
+    candidates trained without ``heldout`` are judged against there (the refit model has memorised it)."""
+    config = dataclasses.replace(live.train_config, refit=False, refit_small=False)
+    return train(replay, live.model.config, config, valid_corpus=heldout, label_names=live.label_names,
+                 tuned_encoder=live.featurizer.tuned)
+
+
 def as_tagger(trained: TrainedModel) -> Tagger:
     """A candidate as a Tagger, to judge it (with what PSP@k needs: training counts per label)."""
     counts = {"label_counts": trained.label_counts, "n_train": trained.n_train}
