@@ -95,12 +95,7 @@ def refits(n: int, config: TrainConfig) -> bool:
 
 def _internal_split(corpus: Corpus, config: TrainConfig) -> tuple[Corpus, Corpus]:
     """The (fit, validation) split ``train`` makes when it is given no validation corpus."""
-    share = holdout_share(len(corpus), config)
-    if share > config.valid_fraction:
-        log.info("%d training documents: %.0f%% of them (at least %d, --min-valid) held out for validation%s",
-                 len(corpus), 100 * share, config.min_valid,
-                 ", then given back: the model is refit on all of them" if refits(len(corpus), config) else "")
-    return split_validation(corpus, share, config.seed)
+    return split_validation(corpus, holdout_share(len(corpus), config), config.seed)
 
 
 def feedback_corpora(corpus: Corpus, config: TrainConfig, replay_size: int = 5000) -> dict[str, Corpus]:
@@ -153,6 +148,10 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
     if valid_corpus is None:
         fit_corpus, valid_corpus = _internal_split(train_corpus, train_config)
         refit = refits(len(train_corpus), train_config)
+        if len(valid_corpus) > round(train_config.valid_fraction * len(train_corpus)):
+            log.info("%d training documents: %d of them (at least %d, --min-valid) held out for validation%s",
+                     len(train_corpus), len(valid_corpus), train_config.min_valid,
+                     ", then given back: the model is refit on all of them" if refit else "")
     target = resolve_device(device)
     if tuned_encoder is None and train_config.encoder_epochs:
         tuned_encoder = _tune(fit_corpus, valid_corpus, train_config, target, label_names)
