@@ -130,16 +130,11 @@ QUICK = Plan(
 )
 
 
-def _subsample(corpus: Corpus, limit: int | None, seed: int = 0) -> Corpus:
-    if limit is None or len(corpus) <= limit:
-        return corpus
-    return corpus.subset(np.sort(np.random.default_rng(seed).permutation(len(corpus))[:limit]))
-
-
 def load(name: str, plan: Plan) -> tuple[Corpus, Corpus]:
     """A dataset's (train, test) split, subsampled (seeded) as the plan says."""
     train_corpus, test = quality.DATASETS[name].load()
-    return _subsample(train_corpus, plan.max_train), _subsample(test, plan.max_test)
+    return (train_corpus if plan.max_train is None else quality.first_docs(train_corpus, plan.max_train, 0),
+            test if plan.max_test is None else quality.first_docs(test, plan.max_test, 0))
 
 
 def run_table(name: str, train_corpus: Corpus, test: Corpus, plan: Plan, workdir: Path) -> list[dict[str, Any]]:

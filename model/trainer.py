@@ -148,7 +148,7 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
     if valid_corpus is None:
         fit_corpus, valid_corpus = _internal_split(train_corpus, train_config)
         refit = refits(len(train_corpus), train_config)
-        if len(valid_corpus) > round(train_config.valid_fraction * len(train_corpus)):
+        if holdout_share(len(train_corpus), train_config) > train_config.valid_fraction:
             log.info("%d training documents: %d of them (at least %d, --min-valid) held out for validation%s",
                      len(train_corpus), len(valid_corpus), train_config.min_valid,
                      ", then given back: the model is refit on all of them" if refit else "")

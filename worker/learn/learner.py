@@ -103,7 +103,7 @@ class Learner:
         self.new_examples = 0
         self.last_round = time.monotonic()
         # live version -> its settings trained without the held-out set it was refit on (rounds.unrefit)
-        self.unrefit: dict[str, Tagger] = {}
+        self.unrefitted: dict[str, Tagger] = {}
         self._ensure_group()
 
     def _ensure_group(self) -> None:
@@ -245,11 +245,11 @@ class Learner:
     def _unrefit(self, live: checkpoint.Checkpoint, replay: Corpus, heldout: Corpus) -> Tagger:
         """What stands for a refit live model on its held-out set, which it memorised: its settings trained
         without that set (once per live version)."""
-        if live.version not in self.unrefit:
+        if live.version not in self.unrefitted:
             log.info("the live model %s was refit on its held-out set: judging candidates there against its "
                      "settings trained without it", live.version)
-            self.unrefit = {live.version: rounds.as_tagger(rounds.unrefit(live, replay, heldout))}
-        return self.unrefit[live.version]
+            self.unrefitted = {live.version: rounds.as_tagger(rounds.unrefit(live, replay, heldout))}
+        return self.unrefitted[live.version]
 
     def _examples(self, names: set[str], since_ms: int) -> tuple[Corpus, Corpus]:
         """(train, judge) examples, their labels cut to ``names``; a document's side is fixed by a hash of its
