@@ -97,7 +97,7 @@ def _paper_model(**overrides: Any) -> dict[str, Any]:
 
 
 def _paper_train(**overrides: Any) -> dict[str, Any]:
-    return {**_PAPER_TRAIN, **overrides}
+    return {**_PAPER_TRAIN, "refit": False, **overrides}  # the preset refits (§3.1); the budget here does not
 
 
 FULL = Plan(

@@ -168,6 +168,11 @@ class SentenceEncoder:
         """Size of one output vector."""
         return self.spec.dim
 
+    @property
+    def keeps(self) -> int:
+        """How many texts' vectors :meth:`remember` keeps now (0: none)."""
+        return self._keep
+
     def remember(self, texts: int) -> None:
         """Keep the vectors of the last ``texts`` distinct texts encoded, and reuse them (0: keep none).
 

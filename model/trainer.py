@@ -3,20 +3,20 @@
 ``train`` fits the featurizer and label set on the training documents, holds out a validation split
 (unless one is given; at least ``min_valid`` documents of a small corpus), optionally corrupts the training
 labels (experiments only), trains the network (``model.epochs``), chooses on validation what is served beside
-it (neighbour scores; with a text encoder, which of the two encoder models), and with ``refit`` (or
-``refit_small``, for a corpus whose split the floor raised) then retrains on all the training documents for the
-chosen epoch count. ``feedback_corpora`` gives the corrections learner that same validation split as its
-held-out set.
+it (neighbour scores; with a text encoder, which of the two encoder models), and with ``refit`` (the default)
+then retrains on all the training documents for the chosen epoch count. ``feedback_corpora`` gives the
+corrections learner that same validation split as its held-out set.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import logging
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from model.config import ModelConfig, TrainConfig
 from model.cost import served_cost
 from model.data import Corpus, label_matrix
 from model.device import resolve_device
-from model.encoder import TUNED_FILE, Tuned, require_encoder, save_tuned
+from model.encoder import TUNED_FILE, Tuned, load_encoder, require_encoder, save_tuned
 from model.epochs import EpochLoop, Progress, fit, fit_blind
 from model.errors import ConfigError, DataError
 from model.label_embedding import label_embedding
@@ -43,7 +43,7 @@ from model.text import Featurizer
 from model.vector_head import VectorHead, best_weight, choose_share, fit_layer
 
 __all__ = ["CHOICE_ENTRIES", "MAX_VALID_SHARE", "build_model", "choice_rows", "corpus_labels", "feedback_corpora",
-           "holdout_share", "refits", "split_validation", "train"]
+           "holdout_share", "split_validation", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -83,16 +83,6 @@ def holdout_share(n: int, config: TrainConfig) -> float:
     return max(config.valid_fraction, min(MAX_VALID_SHARE, config.min_valid / max(n, 1)))
 
 
-def refits(n: int, config: TrainConfig) -> bool:
-    """Whether ``train``, given no validation corpus, retrains on all ``n`` documents after choosing on
-    validation: with ``refit``, and with ``refit_small`` where the validation floor raised the held-out share.
-
-    >>> refits(10_000, TrainConfig()), refits(500, TrainConfig()), refits(500, TrainConfig(refit_small=False))
-    (False, True, False)
-    """
-    return config.refit or (config.refit_small and holdout_share(n, config) > config.valid_fraction)
-
-
 def _internal_split(corpus: Corpus, config: TrainConfig) -> tuple[Corpus, Corpus]:
     """The (fit, validation) split ``train`` makes when it is given no validation corpus."""
     return split_validation(corpus, holdout_share(len(corpus), config), config.seed)
@@ -113,7 +103,7 @@ def feedback_corpora(corpus: Corpus, config: TrainConfig, replay_size: int = 500
     corpora = {"replay": fit.subset(np.sort(picks))}
     # A refit model trained on the split too: saved under its own name, so that the learner judges candidates
     # there against the model's settings trained without it (worker.learn.rounds.unrefit).
-    corpora["refit_heldout" if refits(len(corpus), config) else "heldout"] = heldout
+    corpora["refit_heldout" if config.refit else "heldout"] = heldout
     return corpora
 
 
@@ -133,21 +123,18 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
           tuned_encoder: Tuned | None = None) -> TrainedModel:
     """Train Rank-AE (or a variant) and return the state with the best validation P@1.
 
-    With ``train_config.refit`` the epoch count is chosen on the internal validation split, then a
-    fresh model is trained for that many epochs on all of ``train_corpus`` (paper §3.1); with ``refit_small``
-    (the default) so is a corpus small enough that the split was raised to ``min_valid`` documents. ``label_names``
-    fixes the label set and its order (the learner keeps a live model's label ids and appends new ones);
-    by default it is the training documents' labels, most frequent first. ``progress``: a bar on the terminal
-    ("bar"), one log line per epoch ("log", for logs that are files: a job's, a container's), or neither.
+    With ``train_config.refit`` (the default) and no ``valid_corpus``, the epoch count is chosen on the internal
+    validation split, then a fresh model is trained for that many epochs on all of ``train_corpus`` (paper §3.1).
+    ``label_names`` fixes the label set and its order (the learner keeps a live model's label ids and appends new
+    ones); by default it is the training documents' labels, most frequent first. ``progress``: a bar on the
+    terminal ("bar"), one log line per epoch ("log", for logs that are files: a job's, a container's), or neither.
     With ``train_config.encoder_epochs`` the text encoder is first fine-tuned on the fit split's labels, unless
     ``tuned_encoder`` gives weights to use as they are (a learner's round keeps its live model's).
     """
-    if valid_corpus is not None and train_config.refit:
-        raise ConfigError("refit retrains on the internal validation split too; pass no valid_corpus")
     fit_corpus, refit = train_corpus, False
     if valid_corpus is None:
         fit_corpus, valid_corpus = _internal_split(train_corpus, train_config)
-        refit = refits(len(train_corpus), train_config)
+        refit = train_config.refit
         if holdout_share(len(train_corpus), train_config) > train_config.valid_fraction:
             log.info("%d training documents: %d of them (at least %d, --min-valid) held out for validation%s",
                      len(train_corpus), len(valid_corpus), train_config.min_valid,
@@ -155,28 +142,56 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
     target = resolve_device(device)
     if tuned_encoder is None and train_config.encoder_epochs:
         tuned_encoder = _tune(fit_corpus, valid_corpus, train_config, target, label_names)
-    run = _Run.prepare(fit_corpus, model_config, train_config, target, label_names, tuned_encoder)
-    x_valid = run.featurizer.transform(valid_corpus.inputs)
-    y_valid = label_matrix(valid_corpus.labels, run.names)
-    # Text rows are sparse, and their most common words make the similarity product dense; a feature
-    # matrix (dense columns, or words as given) is indexed whole.
-    max_doc_freq = MAX_DOC_FREQ if run.featurizer.kind == "text" else 1.0
-    use = train_config.encoder_use if run.featurizer.dense_features else "network"
-    if use == "layer":
-        built = _beside_layer(run, model_config, x_valid, y_valid, max_doc_freq, progress)
-    else:
-        built = _built(run.loop, x_valid, y_valid, max_doc_freq, progress)
-        if use == "choose":
-            built = _paired(built, _beside_layer(run, model_config, x_valid, y_valid, max_doc_freq, progress),
-                            x_valid, y_valid)
-    if refit:
-        run = _Run.prepare(train_corpus, model_config, train_config, target, label_names, tuned_encoder)
-        built = _refit(run, built, model_config, max_doc_freq, progress)
+    texts = len(train_corpus) if refit and train_corpus.texts is not None else 0
+    with _remembered(train_config.encoder, target, tuned_encoder, texts):
+        run = _Run.prepare(fit_corpus, model_config, train_config, target, label_names, tuned_encoder)
+        built = _chosen(run, model_config, valid_corpus, progress)
+        if refit:
+            run = _Run.prepare(train_corpus, model_config, train_config, target, label_names, tuned_encoder)
+            built = _refit(run, built, model_config, _max_doc_freq(run), progress)
     partner = None if built.partner is None else Partner(built.partner.loop.model.eval(), built.partner.neighbours,
                                                          built.partner_weight)
     return TrainedModel(built.loop.model.eval(), run.featurizer, run.names, built.config, built.metrics,
                         built.history, run.label_counts, built.loop.x.shape[0], built.neighbours, head=built.head,
                         partner=partner)
+
+
+@contextlib.contextmanager
+def _remembered(encoder: str, device: torch.device, tuned: Tuned | None, texts: int) -> Iterator[None]:
+    """While a run that refits encodes its documents (the fit split, the validation split, then all of them
+    again), the text encoder keeps their vectors, so that each is encoded once: ~60 documents/s on 2 CPU cores.
+    Nothing to do without an encoder, or with ``texts`` 0; a larger memory set by the caller is left as it was."""
+    if not encoder or not texts:
+        yield
+        return
+    loaded = load_encoder(encoder, device, tuned=tuned)
+    before = loaded.keeps
+    loaded.remember(max(before, texts))
+    try:
+        yield
+    finally:
+        loaded.remember(before)
+
+
+def _max_doc_freq(run: _Run) -> float:
+    """Text rows are sparse, and their most common words make the neighbours' similarity product dense; a feature
+    matrix (dense columns, or words as given) is indexed whole."""
+    return MAX_DOC_FREQ if run.featurizer.kind == "text" else 1.0
+
+
+def _chosen(run: _Run, model_config: ModelConfig, valid_corpus: Corpus, progress: Progress) -> _Built:
+    """``run``'s network trained and what is served beside it, each chosen on ``valid_corpus``."""
+    x_valid = run.featurizer.transform(valid_corpus.inputs)
+    y_valid = label_matrix(valid_corpus.labels, run.names)
+    max_doc_freq = _max_doc_freq(run)
+    use = run.loop.config.encoder_use if run.featurizer.dense_features else "network"
+    if use == "layer":
+        return _beside_layer(run, model_config, x_valid, y_valid, max_doc_freq, progress)
+    built = _built(run.loop, x_valid, y_valid, max_doc_freq, progress)
+    if use == "choose":
+        built = _paired(built, _beside_layer(run, model_config, x_valid, y_valid, max_doc_freq, progress),
+                        x_valid, y_valid)
+    return built
 
 
 @dataclass

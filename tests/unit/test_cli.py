@@ -90,15 +90,14 @@ def test_train_flags_reach_the_configs() -> None:
     from worker.cli.model import configs_from_args
 
     args = build_parser().parse_args(["train", "--train", "t.jsonl", "--out", "m", "--lambda-direct", "0.5",
-                                      "--refit", "--encoder", "minilm", "--no-neighbours", "--min-docs-per-s", "0",
-                                      "--min-valid", "50", "--no-refit-small"])
+                                      "--no-refit", "--encoder", "minilm", "--no-neighbours", "--min-docs-per-s", "0",
+                                      "--min-valid", "50"])
     model_config, train_config = configs_from_args(args)
-    assert (model_config.lambda_direct, train_config.refit, train_config.encoder) == (0.5, True, "minilm")
-    assert (train_config.neighbours, train_config.min_docs_per_s) == (False, 0.0)
-    assert (train_config.min_valid, train_config.refit_small) == (50, False)
+    assert (model_config.lambda_direct, train_config.refit, train_config.encoder) == (0.5, False, "minilm")
+    assert (train_config.neighbours, train_config.min_docs_per_s, train_config.min_valid) == (False, 0.0, 50)
     defaults = configs_from_args(build_parser().parse_args(["train", "--train", "t.jsonl", "--out", "m"]))
     assert (defaults[0].lambda_direct, defaults[1].refit) == (ModelConfig().lambda_direct, TrainConfig().refit)
-    assert (defaults[1].min_valid, defaults[1].refit_small) == (100, True)
+    assert (defaults[1].min_valid, defaults[1].refit) == (100, True)
 
 
 def test_preset_flag_chooses_the_configuration_and_given_flags_override_it() -> None:

@@ -98,17 +98,17 @@ def test_a_refit_model_keeps_its_split_as_the_refit_held_out_set(corpus_split: t
     from model.config import TrainConfig
     from model.trainer import feedback_corpora
 
-    plain = feedback_corpora(corpus_split[0], TrainConfig(valid_fraction=0.1, min_valid=0))
+    plain = feedback_corpora(corpus_split[0], TrainConfig(valid_fraction=0.1, min_valid=0, refit=False))
     assert set(plain) == {"heldout", "replay"}
     assert len(plain["heldout"]) == round(0.1 * len(corpus_split[0]))
     assert set(plain["heldout"].ids).isdisjoint(plain["replay"].ids)
-    refit = feedback_corpora(corpus_split[0], TrainConfig(refit=True, min_valid=0))
+    refit = feedback_corpora(corpus_split[0], TrainConfig(min_valid=0))  # the default refits
     assert set(refit) == {"refit_heldout", "replay"} and refit["refit_heldout"].ids == plain["heldout"].ids
     # 730 documents: the floor holds out 100 of them, and the default then refits on every one
     assert len(corpus_split[0]) == 730
     small = feedback_corpora(corpus_split[0], TrainConfig())
     assert set(small) == {"refit_heldout", "replay"} and len(small["refit_heldout"]) == 100
-    kept = feedback_corpora(corpus_split[0], TrainConfig(refit_small=False))
+    kept = feedback_corpora(corpus_split[0], TrainConfig(refit=False))
     assert len(kept["heldout"]) == 100 and len(kept["replay"]) == 630
 
 
@@ -119,7 +119,7 @@ def test_a_refit_model_is_judged_on_its_held_out_set_by_its_settings_trained_wit
     from worker.learn.rounds import unrefit
 
     model_config, tiny = tiny_configs()
-    config = dataclasses.replace(tiny, min_valid=100)  # 730 documents: 100 held out, then refit on all
+    config = dataclasses.replace(tiny, min_valid=100, refit=True)  # 730 documents: 100 held out, then refit on all
     corpora = feedback_corpora(corpus_split[0], config)
     live = train(corpus_split[0], model_config, config)
     checkpoint.save(live, tmp_path / "live", corpora)

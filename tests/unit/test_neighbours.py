@@ -179,7 +179,7 @@ def test_the_validation_metrics_kept_are_those_of_the_served_blend() -> None:
 
     corpus = generate_corpus(600, 10, seed=3)
     # One epoch leaves the network weak enough that a blend with the votes wins on validation.
-    model_config, train_config = preset("default", epochs=1, patience=1, min_valid=0)  # not refit: 10% held out
+    model_config, train_config = preset("default", epochs=1, patience=1, min_valid=0, refit=False)  # 10% held out
     trained = train(corpus, model_config, train_config)
     assert trained.neighbours is not None
     valid = split_validation(corpus, train_config.valid_fraction, train_config.seed)[1]

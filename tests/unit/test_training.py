@@ -151,22 +151,30 @@ def test_refit_retrains_on_every_training_document(corpus_split: tuple[Corpus, C
     _, refit_scores = predict_topk(refit.model, rows, 3)
     _, plain_scores = predict_topk(plain.model, plain.featurizer.transform(corpus_split[1].inputs), 3)
     assert not np.allclose(refit_scores, plain_scores)  # a different model, not the chosen one re-saved
-    with pytest.raises(ConfigError, match="refit"):
-        train(corpus_split[0], model_config, dataclasses.replace(train_config, refit=True),
-              valid_corpus=corpus_split[1])
+
+
+def test_a_given_validation_corpus_leaves_nothing_to_refit(corpus_split: tuple[Corpus, Corpus],
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    model_config, train_config = tiny_configs()
+    with caplog.at_level(logging.INFO, logger="model"):
+        given = train(corpus_split[0], model_config, dataclasses.replace(train_config, refit=True),
+                      valid_corpus=corpus_split[1])
+    assert given.n_train == len(corpus_split[0])
+    assert [r.getMessage().startswith("training ") for r in caplog.records].count(True) == 1  # trained once
+    assert "refit on all" not in caplog.text
 
 
 def test_a_small_corpus_holds_out_at_least_min_valid_then_trains_on_every_document(
         corpus_split: tuple[Corpus, Corpus]) -> None:
     model_config, tiny = tiny_configs()
     floor = dataclasses.replace(tiny, min_valid=100)  # 10% of these 730 documents would be 73
-    kept = train(corpus_split[0], model_config, dataclasses.replace(floor, refit_small=False))
+    kept = train(corpus_split[0], model_config, floor)  # tiny_configs: no refit
     assert kept.n_train == 730 - 100
-    refit = train(corpus_split[0], model_config, floor)
+    refit = train(corpus_split[0], model_config, dataclasses.replace(floor, refit=True))
     assert refit.n_train == 730
     assert refit.metrics == kept.metrics  # chosen on the same 100 documents, by the same seeded run
     given = train(corpus_split[0], model_config, floor, valid_corpus=corpus_split[1])
-    assert given.n_train == 730  # a validation corpus given: nothing held out, nothing refit
+    assert given.n_train == 730  # a validation corpus given: nothing held out
 
 
 def test_the_validation_floor_is_checked() -> None:
@@ -227,6 +235,9 @@ def test_config_round_trips_and_rejects_unknown_fields() -> None:
     assert ModelConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ConfigError, match="unknown"):
         TrainConfig.from_dict({"epochs": 3, "bogus": 1})
+    # a model saved before refit became the default names a retired field: it still loads
+    assert TrainConfig.from_dict({"epochs": 3, "refit": False, "refit_small": True}) == TrainConfig(epochs=3,
+                                                                                                   refit=False)
 
 
 def test_device_defaults_to_cuda_only_when_present() -> None:

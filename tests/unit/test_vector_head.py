@@ -19,6 +19,7 @@ from model.config import TrainConfig
 from model.data import Corpus, label_matrix
 from model.epochs import frequency_baseline
 from model.errors import CheckpointError, ConfigError
+from model.synthetic import generate_corpus
 from model.rank_ae import Partner, RankAE, served_scores
 from model.tagger import Tagger
 from model.trainer import train
@@ -219,3 +220,24 @@ def test_a_refit_keeps_the_layer_form_over_every_document(remembered: object,
     test = corpus_split[1]
     baseline = frequency_baseline(label_matrix(test.labels, trained.label_names))
     assert Tagger.from_trained(trained).evaluate(test)["p@1"] > baseline + 0.2
+
+
+@needs_minilm
+def test_a_refit_encodes_each_training_document_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from model.encoder import load_encoder
+
+    encoder = load_encoder("minilm", "cpu")
+    before = encoder.keeps
+    encoder.remember(0)  # this module's fixture keeps vectors too: here only the trainer's memory may count
+    embedded: list[int] = []
+    embed = encoder.backend.embed
+    monkeypatch.setattr(encoder.backend, "embed", lambda ids, mask: embedded.append(len(ids)) or embed(ids, mask))
+    corpus = generate_corpus(240, 6, seed=11)
+    assert corpus.texts is not None and len(set(corpus.texts)) == 240
+    model_config, train_config = tiny_configs()
+    trained = train(corpus, model_config, dataclasses.replace(train_config, encoder="minilm", encoder_use="network",
+                                                              refit=True), device="cpu")
+    assert trained.n_train == 240
+    # without the memory: the fit split, the validation split, then all 240 again (480)
+    assert sum(embedded) == 240 and encoder.keeps == 0
+    encoder.remember(before)

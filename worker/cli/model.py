@@ -97,10 +97,8 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     option("--min-valid", type=int, help="hold out at least this many documents for validation (up to 30%% of a "
            "small corpus; 0: valid-fraction alone)")
     group.add_argument("--refit", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                       help="retrain on all training documents for the epoch count chosen on validation")
-    group.add_argument("--refit-small", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                       help="refit where --min-valid raised the held-out share (a corpus under min-valid / "
-                            f"valid-fraction documents; default preset: {_TRAIN.refit_small})")
+                       help="retrain on all training documents for the epoch count chosen on validation, so "
+                            f"that the split is not lost to the model (default preset: {_TRAIN.refit})")
     group.add_argument("--neighbours", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                        help="blend the votes of each document's nearest training documents and its cosine to "
                             "each label's centroid into its tag scores where that raises validation P@1 "

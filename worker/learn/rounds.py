@@ -121,8 +121,10 @@ def candidate(live: Checkpoint, replay: Corpus, examples: Corpus, names: list[st
     if settings.finetune_loss:
         config = ModelConfig.from_dict({**config.to_dict(), "loss": settings.finetune_loss})
     corpus = Corpus.concat([replay, examples])
-    # a budget, so a correction reaches serving in about a minute (cooking: one round's epochs once ran 72 s)
-    budgeted = dataclasses.replace(live.train_config, time_budget_s=settings.round_budget_s)
+    # a budget, so a correction reaches serving in about a minute (cooking: one round's epochs once ran 72 s),
+    # and no refit, which would train the network twice: the candidate is judged on the live model's held-out set,
+    # not on its own validation split, so there is nothing of that set to give back
+    budgeted = dataclasses.replace(live.train_config, time_budget_s=settings.round_budget_s, refit=False)
     # a fine-tuned encoder is kept as it is: tuning it again would take minutes to hours on a CPU
     return train(corpus, config, budgeted, label_names=names, tuned_encoder=live.featurizer.tuned)
 
@@ -131,7 +133,7 @@ def unrefit(live: Checkpoint, replay: Corpus, heldout: Corpus) -> TrainedModel:
     """``live``'s settings and labels trained on ``replay`` (its fit split, for corpora of up to 5,000 documents)
     and validated on ``heldout``, not refit: the model ``live`` was before its refit on ``heldout`` too, which
     candidates trained without ``heldout`` are judged against there (the refit model has memorised it)."""
-    config = dataclasses.replace(live.train_config, refit=False, refit_small=False)
+    config = dataclasses.replace(live.train_config, refit=False)
     return train(replay, live.model.config, config, valid_corpus=heldout, label_names=live.label_names,
                  tuned_encoder=live.featurizer.tuned)
 
