@@ -14,7 +14,8 @@ A checkpoint is a directory::
     partner/       optional: a second network served beside the first (model.json, weights.pt, neighbours.npz),
                    its weight in config.json's "partner" section
     heldout.jsonl  optional: the fixed held-out documents a fine-tuned candidate is judged on
-    refit_heldout.jsonl  optional, instead: the same for a model refit on them too (model.trainer.refits)
+    refit_heldout.jsonl  optional, instead: the same for a model refit on them too (TrainConfig.refit)
+    refit_ranking.npz  optional, with it: the top 5 label ids the model gave those documents before its refit
     replay.jsonl   optional: a sample of the training documents, replayed during fine-tuning
 
 It is written into a temporary sibling directory and renamed into place, so a reader sees either the
@@ -53,7 +54,8 @@ if TYPE_CHECKING:  # torch is imported where weights are read or written, so rea
     from model.rank_ae import Partner, RankAE
     from model.vector_head import VectorHead
 
-__all__ = ["FORMAT", "Checkpoint", "CheckpointMeta", "TrainedModel", "load", "load_corpus", "read_meta", "save"]
+__all__ = ["FORMAT", "Checkpoint", "CheckpointMeta", "HeldoutRanking", "TrainedModel", "load", "load_corpus",
+           "load_ranking", "read_meta", "save"]
 
 FORMAT = 1
 _FILES = ("config.json", "vocab.json", "labels.json", "weights.pt", "metrics.json")
@@ -61,6 +63,17 @@ _META_FILES = ("config.json", "labels.json", "metrics.json")  # what read_meta r
 NEIGHBOURS = "neighbours.npz"
 HEAD = "vector_head.npz"
 PARTNER = "partner"
+RANKING = "refit_ranking.npz"
+
+
+@dataclass(frozen=True)
+class HeldoutRanking:
+    """The top 5 label ids a model gave each document of its validation split before it was refit on them: what
+    the corrections learner judges candidates against there, since the refit model has memorised those documents
+    (docs/results.md, "Small training sets")."""
+
+    ids: tuple[str, ...]  # the documents' ids, in the split's order
+    top5: np.ndarray  # (n, 5) int64 label ids, best first
 
 
 @dataclass
@@ -79,6 +92,7 @@ class TrainedModel:
     boost: LabelBoost = field(default_factory=LabelBoost)  # new labels' served boost (the learner's choice)
     head: VectorHead | None = None  # a layer over the encoder's vector served beside a network that does not read it
     partner: Partner | None = None  # a second network served beside the first (the one that reads that vector)
+    before_refit: HeldoutRanking | None = None  # a refit model's validation split as ranked before the refit
 
 
 @dataclass(frozen=True)
@@ -176,6 +190,10 @@ def _write_files(trained: TrainedModel, out: Path) -> str:
     if trained.head is not None:
         _write_head(trained.head, out / HEAD)
         _fsync(out / HEAD)
+    if trained.before_refit is not None:
+        with (out / RANKING).open("wb") as ranking:
+            np.savez(ranking, ids=np.array(trained.before_refit.ids, dtype=np.str_), top5=trained.before_refit.top5)
+        _fsync(out / RANKING)
     for name in _FILES:
         _fsync(out / name)
     return version
@@ -415,3 +433,21 @@ def load_corpus(directory: Path | str, name: str) -> Corpus | None:
     """A text corpus saved with the checkpoint (e.g. "heldout", "replay"), or None if it has none."""
     path = Path(directory) / f"{name}.jsonl"
     return read_jsonl(path) if path.exists() else None
+
+
+def load_ranking(directory: Path | str, n_labels: int) -> HeldoutRanking | None:
+    """The validation split's ranking before the refit (``TrainedModel.before_refit``), or None if the checkpoint
+    has none (it was not refit, or was written before rankings were saved); a damaged one is an error."""
+    path = Path(directory) / RANKING
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            ids, top5 = npz["ids"], npz["top5"]
+    except (OSError, KeyError, ValueError) as err:
+        raise CheckpointError(f"{path}: damaged ranking of the refit held-out set ({err})") from err
+    if (top5.ndim != 2 or top5.shape != (ids.size, 5) or not np.issubdtype(top5.dtype, np.integer)
+            or (top5.size and not 0 <= top5.min() <= top5.max() < n_labels)):
+        raise CheckpointError(f"{path}: expected the top 5 label ids (of {n_labels}) of each of {ids.size} "
+                              f"documents, got an array of {top5.shape} {top5.dtype}")
+    return HeldoutRanking(tuple(str(i) for i in ids.tolist()), top5.astype(np.int64))

@@ -130,8 +130,8 @@ class TrainConfig:
     # Then retrain on every training document for the epoch count (and blends) chosen on the validation split
     # (paper §3.1); no effect when a validation corpus is given. Measured on 23 cells (the eight full sets, and five
     # sets at 1,100/2,000/4,000 documents): test P@1 up on 18, P@5 on 21 (docs/results.md, "A refit everywhere").
-    # The corrections learner judges candidates on that split against the settings trained without it
-    # (worker.learn.rounds.unrefit): the refit model has memorised it.
+    # The corrections learner judges candidates on that split against the ranking the model gave it before the
+    # refit (saved with it, TrainedModel.before_refit): the refit model has memorised it.
     refit: bool = True
     noise: str = ""  # label noise on training labels only: "missing:0.3" or "flip:0.3"
     min_df: int = 2  # text: minimum document frequency of a vocabulary token

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from model.rank_ae import Partner, RankAE, predict_topk
 from model.text import Featurizer
 from model.vector_head import VectorHead
 
-__all__ = ["Tagger"]
+__all__ = ["Scored", "Tagger", "score_ranking"]
 
 Tags = list[tuple[str, float]]
 
@@ -105,15 +106,17 @@ class Tagger:
 
     def evaluate(self, corpus: Corpus) -> dict[str, float]:
         """P@k, nDCG@k and PSP@k (k = 1, 3, 5) on a labelled corpus; labels the model never saw are ignored."""
-        ids, _ = self.topk(self.features(corpus.inputs), 5)
-        scores = evaluate(ids, label_matrix(corpus.labels, self.label_names), self._propensities())
-        return {**scores, "n_docs": float(len(corpus))}
+        return self.scored(corpus).metrics
 
     def document_scores(self, corpus: Corpus) -> dict[str, np.ndarray]:
         """P@1 and nDCG@5 of each document of a labelled corpus, (n,) each: what paired comparisons of two
         models on the same documents need (labels the model never saw count as misses)."""
+        return self.scored(corpus).rows
+
+    def scored(self, corpus: Corpus) -> Scored:
+        """Both of the above, from one ranking of the corpus."""
         ids, _ = self.topk(self.features(corpus.inputs), 5)
-        return _document_rows(ids, label_matrix(corpus.labels, self.label_names))
+        return score_ranking(ids, corpus, self.label_names, self._propensities())
 
     def baseline_scores(self, corpus: Corpus) -> dict[str, np.ndarray]:
         """``document_scores`` of the label-frequency baseline over this model's labels (the most frequent in
@@ -127,6 +130,22 @@ class Tagger:
         if counts.size != len(self.label_names) or n_train < 1:
             return None
         return propensities(counts, n_train)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A ranking of a labelled corpus, scored: per document for paired comparisons, and averaged."""
+
+    rows: dict[str, np.ndarray]  # "p@1", "ndcg@5" -> (n,)
+    metrics: dict[str, float]  # P@k, nDCG@k, PSP@k (k = 1, 3, 5) and "n_docs"
+
+
+def score_ranking(top5: np.ndarray, corpus: Corpus, label_names: Sequence[str],
+                  label_propensities: np.ndarray | None = None) -> Scored:
+    """Score the top 5 label ids (n, 5) of each of ``corpus``'s n documents against its labels (those not in
+    ``label_names`` count as misses); PSP@k where ``label_propensities`` (L,) are given."""
+    y = label_matrix(corpus.labels, label_names)
+    return Scored(_document_rows(top5, y), {**evaluate(top5, y, label_propensities), "n_docs": float(len(corpus))})
 
 
 def _document_rows(topk: np.ndarray, y: sp.csr_matrix) -> dict[str, np.ndarray]:

@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from model.checkpoint import TrainedModel
+from model.checkpoint import HeldoutRanking, TrainedModel
 from model.config import ModelConfig, TrainConfig
 from model.cost import served_cost
 from model.data import Corpus, label_matrix
@@ -94,7 +94,8 @@ def feedback_corpora(corpus: Corpus, config: TrainConfig, replay_size: int = 500
 
     A refit model has trained on every document, so its split is saved as "refit_heldout": judging candidates
     against it on memorised documents would punish any change (measured: held-out P@1 84 against 48 on unseen
-    ones), and the learner judges them there against the same settings trained without those documents.
+    ones), and the learner judges them there against the ranking the model gave them before its refit
+    (``TrainedModel.before_refit``, which ``train`` makes for text corpora).
     """
     if corpus.texts is None:
         return {}
@@ -102,7 +103,7 @@ def feedback_corpora(corpus: Corpus, config: TrainConfig, replay_size: int = 500
     picks = np.random.default_rng(config.seed).permutation(len(fit))[:replay_size]
     corpora = {"replay": fit.subset(np.sort(picks))}
     # A refit model trained on the split too: saved under its own name, so that the learner judges candidates
-    # there against the model's settings trained without it (worker.learn.rounds.unrefit).
+    # there against the model before its refit.
     corpora["refit_heldout" if config.refit else "heldout"] = heldout
     return corpora
 
@@ -143,17 +144,36 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
     if tuned_encoder is None and train_config.encoder_epochs:
         tuned_encoder = _tune(fit_corpus, valid_corpus, train_config, target, label_names)
     texts = len(train_corpus) if refit and train_corpus.texts is not None else 0
+    before_refit = None
     with _remembered(train_config.encoder, target, tuned_encoder, texts):
         run = _Run.prepare(fit_corpus, model_config, train_config, target, label_names, tuned_encoder)
-        built = _chosen(run, model_config, valid_corpus, progress)
+        x_valid = run.featurizer.transform(valid_corpus.inputs)
+        built = _chosen(run, model_config, x_valid, label_matrix(valid_corpus.labels, run.names), progress)
         if refit:
+            top5, fit_names = _served_top5(built, x_valid), run.names
             run = _Run.prepare(train_corpus, model_config, train_config, target, label_names, tuned_encoder)
             built = _refit(run, built, model_config, _max_doc_freq(run), progress)
-    partner = None if built.partner is None else Partner(built.partner.loop.model.eval(), built.partner.neighbours,
-                                                         built.partner_weight)
+            if texts:  # what the corrections learner judges candidates against on this split (feedback_corpora)
+                # label ids follow each run's label frequencies: the fit split's are mapped to the refit model's
+                final = {name: i for i, name in enumerate(run.names)}
+                ids = np.array([final[name] for name in fit_names], dtype=np.int64)
+                before_refit = HeldoutRanking(tuple(valid_corpus.ids), ids[top5])
     return TrainedModel(built.loop.model.eval(), run.featurizer, run.names, built.config, built.metrics,
                         built.history, run.label_counts, built.loop.x.shape[0], built.neighbours, head=built.head,
-                        partner=partner)
+                        partner=_partner(built), before_refit=before_refit)
+
+
+def _served_top5(built: _Built, x: sp.csr_matrix) -> np.ndarray:
+    """The top 5 label ids (n, 5) of rows ``x`` (n, features) as ``built`` would serve them."""
+    return predict_topk(built.loop.model, x, 5, device=built.loop.device, neighbours=built.neighbours,
+                        head=built.head, partner=_partner(built))[0]
+
+
+def _partner(built: _Built) -> Partner | None:
+    """The second network ``built`` serves beside its first, with its weight (None without one)."""
+    if built.partner is None:
+        return None
+    return Partner(built.partner.loop.model.eval(), built.partner.neighbours, built.partner_weight)
 
 
 @contextlib.contextmanager
@@ -179,10 +199,9 @@ def _max_doc_freq(run: _Run) -> float:
     return MAX_DOC_FREQ if run.featurizer.kind == "text" else 1.0
 
 
-def _chosen(run: _Run, model_config: ModelConfig, valid_corpus: Corpus, progress: Progress) -> _Built:
-    """``run``'s network trained and what is served beside it, each chosen on ``valid_corpus``."""
-    x_valid = run.featurizer.transform(valid_corpus.inputs)
-    y_valid = label_matrix(valid_corpus.labels, run.names)
+def _chosen(run: _Run, model_config: ModelConfig, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,
+            progress: Progress) -> _Built:
+    """``run``'s network trained and what is served beside it, each chosen on the validation rows and labels."""
     max_doc_freq = _max_doc_freq(run)
     use = run.loop.config.encoder_use if run.featurizer.dense_features else "network"
     if use == "layer":
@@ -232,9 +251,7 @@ def _paired(read: _Built, beside: _Built, x_valid: sp.csr_matrix, y_valid: sp.cs
         chosen.config = dataclasses.replace(chosen.config, encoder_use="network" if chosen is read else "layer")
         return chosen
     paired = dataclasses.replace(beside, partner=read, partner_weight=weight)
-    partner = Partner(read.loop.model, read.neighbours, weight)
-    paired.metrics = evaluate(predict_topk(beside.loop.model, x_valid, 5, device=beside.loop.device,
-                                           neighbours=beside.neighbours, head=beside.head, partner=partner)[0], y_valid)
+    paired.metrics = evaluate(_served_top5(paired, x_valid), y_valid)
     return paired
 
 
@@ -253,8 +270,7 @@ def _built(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix, max_
     built.config = dataclasses.replace(loop.config, votes_affordable=affordable)  # recorded with the model
     built.neighbours = _neighbours(loop, x_valid, y_valid, max_doc_freq, affordable)
     if built.neighbours is not None:  # what the model is accepted with is what it serves: the blend
-        built.metrics = evaluate(predict_topk(loop.model, x_valid, 5, device=loop.device,
-                                              neighbours=built.neighbours)[0], y_valid)
+        built.metrics = evaluate(_served_top5(built, x_valid), y_valid)
     return built
 
 
@@ -282,8 +298,7 @@ def _beside_layer(run: _Run, model_config: ModelConfig, x_valid: sp.csr_matrix, 
     network = predict_scores(built.loop.model, sample[:, :n_words], device=built.loop.device,
                              neighbours=built.neighbours)
     built.head, _ = choose_share(layer, network, sample[:, n_words:], y_valid if rows is None else y_valid[rows])
-    built.metrics = evaluate(predict_topk(built.loop.model, x_valid, 5, device=built.loop.device,
-                                          neighbours=built.neighbours, head=built.head)[0], y_valid)
+    built.metrics = evaluate(_served_top5(built, x_valid), y_valid)
     return built
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -108,8 +109,10 @@ def submit_truth(client: redis.Redis, tagger: Tagger, docs: Corpus, noisy: bool 
 
 @pytest.mark.parametrize("mode", ["retrain", "finetune"])
 def test_helpful_corrections_promote_and_a_poisoned_round_is_rejected(
-        client: redis.Redis, registry: Registry, redis_service: Service, mode: str) -> None:
+        client: redis.Redis, registry: Registry, redis_service: Service, mode: str,
+        caplog: pytest.LogCaptureFixture) -> None:
     live = Tagger.load(resolve(registry.root), "cpu")
+    accepted_p1 = checkpoint.read_meta(resolve(registry.root)).valid_p1
     docs = TEST.subset(range(300))
     tag_documents(client, live, docs)
     submit_truth(client, live, docs)
@@ -118,8 +121,13 @@ def test_helpful_corrections_promote_and_a_poisoned_round_is_rejected(
     assert stored > 50 and client.hlen(EXAMPLES) == stored
     assert client.xpending(CORRECTIONS, LEARNERS)["pending"] == 0  # acknowledged only after being stored
     assert learner.due()
-    first = learner.run_round()
+    with caplog.at_level(logging.INFO, logger="worker.learn"):
+        first = learner.run_round()
     assert first.result == "promoted", (first.reason, first.live, first.candidate)
+    # the live model was refit on its held-out set: it is judged there by the ranking it saved from before the
+    # refit, which scores the validation P@1 it was accepted with, and nothing is trained to stand for it
+    assert first.live["heldout_p@1"] == pytest.approx(accepted_p1, abs=1e-4)
+    assert "saved no ranking" not in caplog.text
     assert registry.current() == first.version != live.version
     if mode == "retrain":  # the round's training ran under the learner's time budget
         budget = checkpoint.load(resolve(registry.root)).train_config.time_budget_s

@@ -76,6 +76,21 @@ def test_a_checkpoint_without_a_boost_reads_as_none_and_a_bad_one_is_named(saved
         checkpoint.load(saved)
 
 
+def test_a_ranking_from_before_the_refit_is_saved_read_back_and_checked(trained: TrainedModel,
+                                                                       tmp_path: Path) -> None:
+    assert checkpoint.load_ranking(tmp_path, 3) is None  # none saved: the model was not refit
+    top5 = np.array([[0, 1, 2, 3, 4], [4, 3, 2, 1, 0]])
+    ranking = checkpoint.HeldoutRanking(("doc-1", "doc-7"), top5)
+    checkpoint.save(dataclasses.replace(trained, before_refit=ranking), tmp_path / "r")
+    loaded = checkpoint.load_ranking(tmp_path / "r", len(trained.label_names))
+    assert loaded is not None and loaded.ids == ("doc-1", "doc-7") and np.array_equal(loaded.top5, top5)
+    with pytest.raises(CheckpointError, match=r"expected the top 5 label ids \(of 4\) of each of 2 documents"):
+        checkpoint.load_ranking(tmp_path / "r", 4)  # label id 4 is past a 4-label model
+    (tmp_path / "r" / checkpoint.RANKING).write_bytes(b"not an npz")
+    with pytest.raises(CheckpointError, match="damaged ranking of the refit held-out set"):
+        checkpoint.load_ranking(tmp_path / "r", len(trained.label_names))
+
+
 def test_missing_file_is_named(saved: Path) -> None:
     (saved / "labels.json").unlink()
     with pytest.raises(CheckpointError, match=r"missing labels\.json"):

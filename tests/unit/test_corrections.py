@@ -12,7 +12,7 @@ import torch
 
 from model.data import Corpus, label_matrix
 from model.finetune import FineTuneConfig, _mix, fine_tune
-from model.tagger import Tagger
+from model.tagger import Tagger, score_ranking
 from model.trainer import train
 from tests.conftest import tiny_configs
 from worker.learn.corrections import Correction, CorrectionRejected, corrected_labels, parse_entry, validate
@@ -129,3 +129,10 @@ def test_a_refit_model_is_judged_on_its_held_out_set_by_its_settings_trained_wit
     # validated on the held-out set (its accepted figures are the ones it scores there), which it never trained on
     assert Tagger.from_trained(before).evaluate(corpora["refit_heldout"])["p@1"] == pytest.approx(before.metrics["p@1"])
     assert set(corpora["refit_heldout"].ids).isdisjoint(corpora["replay"].ids)
+    # The live model also saved how it ranked the held-out set before its refit, in its own label ids (the run
+    # before the refit numbered the labels by their frequency in 630 documents): scored there, that ranking gives
+    # the validation figures the model was accepted with, which the learner can use without training again
+    ranking = checkpoint.load_ranking(tmp_path / "live", len(live.label_names))
+    assert ranking is not None and ranking.ids == tuple(corpora["refit_heldout"].ids)
+    scored = score_ranking(ranking.top5, corpora["refit_heldout"], live.label_names).metrics
+    assert (scored["p@1"], scored["ndcg@5"]) == pytest.approx((live.metrics["p@1"], live.metrics["ndcg@5"]))

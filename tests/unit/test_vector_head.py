@@ -19,8 +19,8 @@ from model.config import TrainConfig
 from model.data import Corpus, label_matrix
 from model.epochs import frequency_baseline
 from model.errors import CheckpointError, ConfigError
-from model.synthetic import generate_corpus
 from model.rank_ae import Partner, RankAE, served_scores
+from model.synthetic import generate_corpus
 from model.tagger import Tagger
 from model.trainer import train
 from model.vector_head import VectorHead, choose_share, fit_layer

@@ -46,7 +46,7 @@ from model import checkpoint
 from model.checkpoint import TrainedModel
 from model.data import Corpus, hash_unit
 from model.errors import ModelError, TaggerError
-from model.tagger import Tagger
+from model.tagger import Scored, Tagger, score_ranking
 from worker.learn import rounds
 from worker.learn.corrections import (
     CorrectionRejected,
@@ -102,8 +102,8 @@ class Learner:
         self.consumer = f"learner-{int(time.time())}"
         self.new_examples = 0
         self.last_round = time.monotonic()
-        # live version -> its settings trained without the held-out set it was refit on (rounds.unrefit)
-        self.unrefitted: dict[str, Tagger] = {}
+        # live version -> what stands for it on the held-out set it was refit on (_before_refit)
+        self.before_refit: dict[str, Scored] = {}
         self._ensure_group()
 
     def _ensure_group(self) -> None:
@@ -220,8 +220,9 @@ class Learner:
         clock.lap("boost")
         tagger = Tagger.from_checkpoint(live)
         candidate = rounds.as_tagger(trained)
-        judged = {"live": _judge(tagger, heldout, judge_set, self._unrefit(live, replay, heldout) if refit else tagger),
-                  "candidate": _judge(candidate, heldout, judge_set, candidate)}
+        on_heldout = self._before_refit(live, live_dir, replay, heldout) if refit else tagger.scored(heldout)
+        judged = {"live": _judge(tagger, judge_set, on_heldout),
+                  "candidate": _judge(candidate, judge_set, candidate.scored(heldout))}
         rows = {"heldout": {n: j.heldout_rows for n, j in judged.items()},
                 "slice": {n: j.slice_rows for n, j in judged.items()}}
         baseline = tagger.baseline_scores(judge_set)
@@ -242,14 +243,20 @@ class Learner:
                            summary["candidate"], version, labels_added=new_labels, model=trained,
                            rows=rows)
 
-    def _unrefit(self, live: checkpoint.Checkpoint, replay: Corpus, heldout: Corpus) -> Tagger:
-        """What stands for a refit live model on its held-out set, which it memorised: its settings trained
-        without that set (once per live version)."""
-        if live.version not in self.unrefitted:
-            log.info("the live model %s was refit on its held-out set: judging candidates there against its "
-                     "settings trained without it", live.version)
-            self.unrefitted = {live.version: rounds.as_tagger(rounds.unrefit(live, replay, heldout))}
-        return self.unrefitted[live.version]
+    def _before_refit(self, live: checkpoint.Checkpoint, live_dir: Path, replay: Corpus, heldout: Corpus) -> Scored:
+        """What stands for a refit live model on its held-out set, which it memorised: the ranking the model gave
+        it before the refit, saved with it; for a checkpoint that has none, its settings trained without that set
+        (once per live version)."""
+        if live.version not in self.before_refit:
+            ranking = checkpoint.load_ranking(live_dir, len(live.label_names))
+            if ranking is not None and ranking.ids == tuple(heldout.ids):
+                scored = score_ranking(ranking.top5, heldout, live.label_names)
+            else:
+                log.info("the live model %s was refit on its held-out set and saved no ranking of it from before: "
+                         "judging candidates there against its settings trained without it", live.version)
+                scored = rounds.as_tagger(rounds.unrefit(live, replay, heldout)).scored(heldout)
+            self.before_refit = {live.version: scored}
+        return self.before_refit[live.version]
 
     def _examples(self, names: set[str], since_ms: int) -> tuple[Corpus, Corpus]:
         """(train, judge) examples, their labels cut to ``names``; a document's side is fixed by a hash of its
@@ -332,11 +339,11 @@ def _made_ms(checkpoint_dir: Path) -> int:
     return int(datetime.fromisoformat(created).timestamp() * 1000) if created else 0
 
 
-def _judge(tagger: Tagger, heldout: Corpus, judge_set: Corpus, on_heldout: Tagger) -> _Judgement:
-    """``tagger``'s scores on the corrections slice and ``on_heldout``'s on the held-out set (the same tagger,
-    except for a refit live model: :meth:`Learner._unrefit`)."""
-    return _Judgement(on_heldout.document_scores(heldout), tagger.document_scores(judge_set),
-                      on_heldout.evaluate(heldout), tagger.evaluate(judge_set))
+def _judge(tagger: Tagger, judge_set: Corpus, on_heldout: Scored) -> _Judgement:
+    """``tagger``'s scores on the corrections slice, beside its scores on the held-out set (``on_heldout``: for
+    a refit live model, what stands for it there, :meth:`Learner._before_refit`)."""
+    on_slice = tagger.scored(judge_set)
+    return _Judgement(on_heldout.rows, on_slice.rows, on_heldout.metrics, on_slice.metrics)
 
 
 def _summary(scores: dict[str, dict[str, float]]) -> dict[str, Any]:

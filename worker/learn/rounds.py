@@ -131,8 +131,9 @@ def candidate(live: Checkpoint, replay: Corpus, examples: Corpus, names: list[st
 
 def unrefit(live: Checkpoint, replay: Corpus, heldout: Corpus) -> TrainedModel:
     """``live``'s settings and labels trained on ``replay`` (its fit split, for corpora of up to 5,000 documents)
-    and validated on ``heldout``, not refit: the model ``live`` was before its refit on ``heldout`` too, which
-    candidates trained without ``heldout`` are judged against there (the refit model has memorised it)."""
+    and validated on ``heldout``, not refit: what stands for the model ``live`` was before its refit on
+    ``heldout`` too, where its checkpoint saved no ranking from then (written before those were saved), and
+    candidates trained without ``heldout`` are judged against it there (the refit model has memorised it)."""
     config = dataclasses.replace(live.train_config, refit=False)
     return train(replay, live.model.config, config, valid_corpus=heldout, label_names=live.label_names,
                  tuned_encoder=live.featurizer.tuned)
