@@ -87,7 +87,8 @@ def make_plan(corpus: Corpus, rounds: int, share: float, hidden: int, seed: int,
 def train_seed(seed: Corpus, configs: tuple[ModelConfig, TrainConfig], out: Path) -> Path:
     """Train the first live model and save it with the learner's held-out and replay sets."""
     started = time.perf_counter()
-    checkpoint.save(train(seed, *configs), out, feedback_corpora(seed, configs[1]))
+    trained = train(seed, *configs)
+    checkpoint.save(trained, out, feedback_corpora(seed, trained.train_config))
     log.info("seed model trained on %d documents in %.0f s", len(seed), time.perf_counter() - started)
     return out
 

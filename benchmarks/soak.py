@@ -68,7 +68,7 @@ def weak_model(train_set: Corpus, out: Path) -> Path:
     """An under-trained model (one epoch), saved with the learner's held-out and replay sets."""
     config = TrainConfig(epochs=1, lr=1e-3, min_df=1, seed=0)
     trained = train(train_set, ModelConfig(embed_dim=32, latent_dim=16, label_hidden=32, pooling="sum"), config)
-    checkpoint.save(trained, out, feedback_corpora(train_set, config))
+    checkpoint.save(trained, out, feedback_corpora(train_set, trained.train_config))
     return out
 
 

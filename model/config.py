@@ -148,7 +148,9 @@ class TrainConfig:
     # round trains that one.
     encoder_use: str = "choose"
     neighbours: bool = True  # blend neighbour votes and label centroids into the score where validation prefers
-    time_budget_s: float = 0.0  # stop before an epoch would end past this many seconds of epochs; 0: no limit
+    # Stop before an epoch would end past this many seconds of epochs, and leave the refit out where it would
+    # (estimated from the epochs run); 0: no limit.
+    time_budget_s: float = 0.0
     # The neighbour votes are left out when the model served with them would tag fewer documents/s than this
     # (model-only, batch 256), counted from the model's sizes and the votes' search (``model.cost``: the rate
     # of a 2-core reference machine), not timed, so that every run and machine makes the same model; 0: no

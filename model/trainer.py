@@ -90,7 +90,8 @@ def _internal_split(corpus: Corpus, config: TrainConfig) -> tuple[Corpus, Corpus
 
 def feedback_corpora(corpus: Corpus, config: TrainConfig, replay_size: int = 5000) -> dict[str, Corpus]:
     """What the corrections learner needs, saved with a text model: the validation split as the fixed
-    held-out set, and a seeded sample of the training documents to replay while fine-tuning.
+    held-out set, and a seeded sample of the training documents to replay while fine-tuning. ``config`` is the
+    trained model's (``TrainedModel.train_config``), which records whether the refit was made.
 
     A refit model has trained on every document, so its split is saved as "refit_heldout": judging candidates
     against it on memorised documents would punish any change (measured: held-out P@1 84 against 48 on unseen
@@ -149,6 +150,9 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
         run = _Run.prepare(fit_corpus, model_config, train_config, target, label_names, tuned_encoder)
         x_valid = run.featurizer.transform(valid_corpus.inputs)
         built = _chosen(run, model_config, x_valid, label_matrix(valid_corpus.labels, run.names), progress)
+        if refit and not _refit_fits(built, train_config.time_budget_s, len(train_corpus) / len(fit_corpus)):
+            refit = False  # recorded, so that the validation split is saved as a held-out set never trained on
+            built.config = dataclasses.replace(built.config, refit=False)
         if refit:
             top5, fit_names = _served_top5(built, x_valid), run.names
             run = _Run.prepare(train_corpus, model_config, train_config, target, label_names, tuned_encoder)
@@ -161,6 +165,26 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
     return TrainedModel(built.loop.model.eval(), run.featurizer, run.names, built.config, built.metrics,
                         built.history, run.label_counts, built.loop.x.shape[0], built.neighbours, head=built.head,
                         partner=_partner(built), before_refit=before_refit)
+
+
+def _refit_fits(built: _Built, budget: float, scale: float) -> bool:
+    """Whether a refit of ``built`` (its networks' kept epoch counts, each epoch over ``scale`` times as many
+    documents as the epochs just run, timed by those) ends within ``budget`` seconds of epochs (0: no limit)."""
+    if not budget:
+        return True
+    runs = [built] if built.partner is None else [built, built.partner]
+    spent = sum(epoch["seconds"] for run in runs for epoch in run.history)
+    needed = scale * sum(run.epoch * _per_epoch(run.history) for run in runs)
+    if spent + needed <= budget:
+        return True
+    log.info("no refit: it would take about %.0f s after %.0f s of epochs, past the time budget of %.0f s "
+             "(--time-budget-s); the model trained without the validation split is kept", needed, spent, budget)
+    return False
+
+
+def _per_epoch(history: Sequence[dict[str, float]]) -> float:
+    """Mean seconds of the epochs in ``history`` (validation included), 0 for none."""
+    return sum(epoch["seconds"] for epoch in history) / len(history) if history else 0.0
 
 
 def _served_top5(built: _Built, x: sp.csr_matrix) -> np.ndarray:

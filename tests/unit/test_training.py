@@ -141,6 +141,20 @@ def test_a_time_budget_stops_training_after_the_epoch_that_leaves_no_time(corpus
         TrainConfig(time_budget_s=-1.0)
 
 
+def test_a_refit_that_would_overrun_the_time_budget_is_left_out(corpus_split: tuple[Corpus, Corpus]) -> None:
+    from model.trainer import feedback_corpora
+
+    model_config, train_config = tiny_configs()
+    n = len(corpus_split[0])
+    roomy = train(corpus_split[0], model_config, dataclasses.replace(train_config, refit=True, time_budget_s=3600))
+    assert roomy.n_train == n and roomy.train_config.refit and roomy.before_refit is not None
+    # the first epoch already spends the budget: no time left for the refit
+    tight = train(corpus_split[0], model_config, dataclasses.replace(train_config, refit=True, time_budget_s=1e-6))
+    assert len(tight.history) == 1 and tight.n_train == n - round(0.1 * n)
+    assert not tight.train_config.refit and tight.before_refit is None  # recorded with the model...
+    assert set(feedback_corpora(corpus_split[0], tight.train_config)) == {"heldout", "replay"}  # ...and its split
+
+
 def test_refit_retrains_on_every_training_document(corpus_split: tuple[Corpus, Corpus]) -> None:
     model_config, train_config = tiny_configs()
     plain = train(corpus_split[0], model_config, train_config)

@@ -93,7 +93,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     option("--seed", type=int)
     option("--valid-fraction", type=float)
     option("--time-budget-s", type=float, help="stop training before an epoch would end past this many seconds "
-           "(0: no limit); the best epoch so far is kept")
+           "(0: no limit); the best epoch so far is kept, and the refit is left out where it would end past it")
     option("--min-valid", type=int, help="hold out at least this many documents for validation (up to 30%% of a "
            "small corpus; 0: valid-fraction alone)")
     group.add_argument("--refit", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
@@ -146,7 +146,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     corpus = read_corpus(args.train, args.format)
     test = read_corpus(args.test, args.format) if args.test else None
     trained = train(corpus, model_config, train_config, device=args.device, progress=epoch_progress(args.quiet))
-    version = checkpoint.save(trained, args.out, feedback_corpora(corpus, train_config))
+    version = checkpoint.save(trained, args.out, feedback_corpora(corpus, trained.train_config))
     log.info("saved %s (version %s); validation %s", args.out, version, _percent(trained.metrics))
     if test is not None:
         print(_table(Tagger.load(args.out, args.device).evaluate(test)))
