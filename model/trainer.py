@@ -158,13 +158,17 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
             run = _Run.prepare(train_corpus, model_config, train_config, target, label_names, tuned_encoder)
             built = _refit(run, built, model_config, _max_doc_freq(run), progress)
             if texts:  # what the corrections learner judges candidates against on this split (feedback_corpora)
-                # label ids follow each run's label frequencies: the fit split's are mapped to the refit model's
-                final = {name: i for i, name in enumerate(run.names)}
-                ids = np.array([final[name] for name in fit_names], dtype=np.int64)
-                before_refit = HeldoutRanking(tuple(valid_corpus.ids), ids[top5])
+                before_refit = _ranking(valid_corpus.ids, top5, fit_names, run.names)
     return TrainedModel(built.loop.model.eval(), run.featurizer, run.names, built.config, built.metrics,
                         built.history, run.label_counts, built.loop.x.shape[0], built.neighbours, head=built.head,
                         partner=_partner(built), before_refit=before_refit)
+
+
+def _ranking(ids: Sequence[str], top5: np.ndarray, fit_names: Sequence[str], names: Sequence[str]) -> HeldoutRanking:
+    """Documents ``ids`` ranked ``top5`` (n, 5) by the run before the refit, in the refit model's label ids: each
+    run numbers the labels by their frequency in its own documents (unless the caller fixed them)."""
+    final = {name: i for i, name in enumerate(names)}
+    return HeldoutRanking(tuple(ids), np.array([final[name] for name in fit_names], dtype=np.int64)[top5])
 
 
 def _refit_fits(built: _Built, budget: float, scale: float) -> bool:

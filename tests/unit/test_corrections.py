@@ -112,6 +112,24 @@ def test_a_refit_model_keeps_its_split_as_the_refit_held_out_set(corpus_split: t
     assert len(kept["heldout"]) == 100 and len(kept["replay"]) == 630
 
 
+def test_a_rounds_candidate_is_refit_only_where_the_validation_floor_raised_its_split(
+        corpus_split: tuple[Corpus, Corpus], tmp_path: Path) -> None:
+    from model import checkpoint
+    from worker.learn import rounds
+    from worker.settings import LearnerSettings
+
+    model_config, tiny = tiny_configs()
+    checkpoint.save(train(corpus_split[0], model_config, dataclasses.replace(tiny, refit=True)), tmp_path / "live")
+    live = checkpoint.load(tmp_path / "live")
+    replay, examples = corpus_split[0].subset(range(400)), corpus_split[0].subset(range(400, 500))
+    floored = dataclasses.replace(live, train_config=dataclasses.replace(live.train_config, min_valid=100))
+    small = rounds.candidate(floored, replay, examples, live.label_names, LearnerSettings(round_budget_s=0.0))
+    assert small.n_train == 500 and small.train_config.refit  # 100 of 500 held out (not 50), then given back
+    assert small.before_refit is None  # it is judged on the live model's held-out set, not on its own split
+    plain = rounds.candidate(live, replay, examples, live.label_names, LearnerSettings(round_budget_s=0.0))
+    assert plain.n_train == 450 and not plain.train_config.refit  # min_valid 0: a tenth held out, kept out
+
+
 def test_a_refit_model_is_judged_on_its_held_out_set_by_its_settings_trained_without_it(
         corpus_split: tuple[Corpus, Corpus], tmp_path: Path) -> None:
     from model import checkpoint
