@@ -144,9 +144,9 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
     target = resolve_device(device)
     if tuned_encoder is None and train_config.encoder_epochs:
         tuned_encoder = _tune(fit_corpus, valid_corpus, train_config, target, label_names)
-    texts = len(train_corpus) if refit and train_corpus.texts is not None else 0
+    kept_texts = len(train_corpus) if refit and train_corpus.texts is not None else 0
     before_refit = None
-    with _remembered(train_config.encoder, target, tuned_encoder, texts):
+    with _remembered(train_config.encoder, target, tuned_encoder, kept_texts):
         run = _Run.prepare(fit_corpus, model_config, train_config, target, label_names, tuned_encoder)
         x_valid = run.featurizer.transform(valid_corpus.inputs)
         built = _chosen(run, model_config, x_valid, label_matrix(valid_corpus.labels, run.names), progress)
@@ -157,7 +157,7 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
             top5, fit_names = _served_top5(built, x_valid), run.names
             run = _Run.prepare(train_corpus, model_config, train_config, target, label_names, tuned_encoder)
             built = _refit(run, built, model_config, _max_doc_freq(run), progress)
-            if texts:  # what the corrections learner judges candidates against on this split (feedback_corpora)
+            if kept_texts:  # what the corrections learner judges candidates against on this split (feedback_corpora)
                 before_refit = _ranking(valid_corpus.ids, top5, fit_names, run.names)
     return TrainedModel(built.loop.model.eval(), run.featurizer, run.names, built.config, built.metrics,
                         built.history, run.label_counts, built.loop.x.shape[0], built.neighbours, head=built.head,

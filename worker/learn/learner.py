@@ -252,8 +252,9 @@ class Learner:
             if ranking is not None and ranking.ids == tuple(heldout.ids):
                 scored = score_ranking(ranking.top5, heldout, live.label_names)
             else:
-                log.info("the live model %s was refit on its held-out set and saved no ranking of it from before: "
-                         "judging candidates there against its settings trained without it", live.version)
+                log.info("the live model %s was refit on its held-out set and saved no ranking of those documents "
+                         "from before: judging candidates there against its settings trained without them",
+                         live.version)
                 scored = rounds.as_tagger(rounds.unrefit(live, replay, heldout)).scored(heldout)
             self.before_refit = {live.version: scored}
         return self.before_refit[live.version]
