@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import random
 import tempfile
 import time
@@ -42,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import redis
 
 from benchmarks.feedback_plan import Plan, ceiling_curve, columns, correction, make_plan, scores, train_seed
@@ -364,6 +366,55 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "ceiling": columns(ceiling, ("p@1", "p@3", "hidden_recall@5", "old_p@1", "train_docs")),
             "arms": arms, **extras, "targets": targets(arms, extras),
             "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
+
+
+@dataclass(frozen=True)
+class RecordedRound:
+    """One guarded round of a run this benchmark wrote (``figures/feedback.json``): what the guard saw and what
+    the candidate was worth on the evaluation documents nobody corrected."""
+
+    run: str  # the file's name
+    group: str  # "cooking, 30% wrong" (", first N documents" for a --docs run)
+    number: int  # the round; 0 for the poisoned round
+    heldout: dict[str, dict[str, np.ndarray]]  # model ("live", "candidate") -> metric -> (n_heldout,)
+    judged: dict[str, dict[str, np.ndarray]]  # the same on the corrections slice, (n_slice,)
+    baseline: dict[str, np.ndarray]  # metric -> (n_slice,): label frequency on the slice
+    promoted: bool  # the verdict the run recorded
+    p1_change: float  # candidate − the model served before the round: evaluation P@1 points (poisoned: nan)
+    hidden_change: float  # the same for the hidden labels' recall@5 (poisoned: nan)
+
+
+def recorded_rounds(path: Path) -> list[RecordedRound]:
+    """Every round of the run saved at ``path`` whose guard rows include the slice's frequency baseline (runs
+    written before the guard had one are skipped), every arm's, then the poisoned round's."""
+    run = json.loads(path.read_text(encoding="utf-8"))
+    docs = run.get("args", {}).get("docs")
+    where = f", first {docs} documents" if docs else ""
+    found = []
+    for arm in run["arms"]:
+        group = _group(run["data"], arm["wrong"], where)
+        for i, rnd in enumerate(arm["rounds"]):
+            if "baseline" in rnd.get("guard_rows", {}).get("slice", {}):
+                found.append(_recorded(path.name, group, i + 1, rnd, rnd["candidate_scores"]["p@1"] - arm["p@1"][i],
+                                       rnd["candidate_scores"]["hidden_recall@5"] - arm["hidden_recall@5"][i]))
+    poisoned = run.get("poisoned", {})
+    if "baseline" in poisoned.get("guard_rows", {}).get("slice", {}):
+        first = _group(run["data"], run["arms"][0]["wrong"], where)  # the first arm takes the poisoned round
+        found.append(_recorded(path.name, first, 0, poisoned, math.nan, math.nan))
+    return found
+
+
+def _group(data: str, wrong: float, where: str) -> str:
+    return f"{data}, {wrong:.0%} wrong{where}"
+
+
+def _recorded(run: str, group: str, number: int, rnd: dict[str, Any], p1: float, hidden: float) -> RecordedRound:
+    rows = rnd["guard_rows"]
+    arrays = {where: {model: {metric: np.asarray(values, dtype=np.float64) for metric, values in by_metric.items()}
+                      for model, by_metric in rows[where].items()} for where in ("heldout", "slice")}
+    baseline = arrays["slice"].pop("baseline")
+    return RecordedRound(run, group, number, arrays["heldout"], arrays["slice"], baseline,
+                         rnd["result"] == "promoted", p1, hidden)
 
 
 def build_parser() -> argparse.ArgumentParser:

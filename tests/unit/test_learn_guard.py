@@ -66,39 +66,43 @@ def test_a_slice_drop_beyond_epsilon_is_rejected_whatever_the_other_metric_gaine
         "corrections slice p@1 dropped by 0.2000, more than 0.01 plus 1.645 standard errors (0.0571)")
 
 
-def test_a_poisoned_round_whose_slice_of_random_labels_gains_nothing_is_rejected() -> None:
+def test_a_poisoned_round_whose_slice_of_random_labels_gains_next_to_nothing_is_rejected() -> None:
     # Stack Exchange biology, poisoned round (docs/results.md): 198 held-out questions, P@1 0.5808 -> 0.5455
     # (115 -> 108 right: 19 lost, 12 gained), nDCG@5 0.6146 -> 0.5894, both inside the held-out tolerance;
-    # its slice of random labels P@1 0 -> 0, nDCG@5 0.0126 -> 0.0128: a gain of 0.0002, not above epsilon,
-    # and together -7/198 - 0.0252 + 0.0002 = -0.0604
+    # its slice of random labels P@1 0 -> 0, nDCG@5 0.0126 -> 0.0128: a gain of 0.0002, not beyond epsilon, on
+    # labels that label frequency ranks about as well (nDCG@5 0.0120: 0.0006 and 0.0008 behind the models)
     live_p1, cand_p1 = _changed(198, 115, lost=19, gained=12)
     heldout = {"live": {"p@1": live_p1, "ndcg@5": np.full(198, 0.6146)},
                "candidate": {"p@1": cand_p1, "ndcg@5": np.full(198, 0.5894) + np.linspace(-0.3, 0.3, 198)}}
     judged = {"live": _rows(86, 0, 0.0126), "candidate": _rows(86, 0, 0.0128)}
+    frequency = {"p@1": np.zeros(86), "ndcg@5": np.full(86, 0.0120)}
     assert round(gain(judged), 4) == 0.0002
-    assert round(gain(heldout) + gain(judged), 4) == -0.0604
-    assert verdict(heldout, judged, _floor(judged), epsilon=0.01, tolerance=0.05) == Rejection(
-        "no_gain",
-        "no gain: not above epsilon 0.01 plus 1.645 standard errors on the corrections slice, nor over held-out "
-        "and slice together (held-out p@1 -0.0354, held-out ndcg@5 -0.0252, slice p@1 +0.0000, "
-        "slice ndcg@5 +0.0002)")
+    assert verdict(heldout, judged, frequency, epsilon=0.01, tolerance=0.05) == Rejection(
+        "unrelated_labels",
+        "no gain: not above epsilon 0.01 plus 1.645 standard errors on the corrections slice, whose labels look "
+        "unrelated to their documents: neither model ranks them better than label frequency does (P@1 live "
+        "0.0000, candidate 0.0000, frequency 0.0000), so held-out gains cannot carry the round; review the "
+        "corrections (a misbehaving client?)")
 
 
-def test_a_slice_gain_of_one_lucky_document_is_not_beyond_chance() -> None:
+def test_a_slice_gain_of_one_lucky_document_promotes_only_on_a_slice_a_model_can_read() -> None:
     # Stack Exchange biology, poisoned round under a rule without standard errors on the slice's gain, which
-    # promoted it: its 86 random-label documents, P@1 +1/86 (+0.0116) and nDCG@5 0.0081 -> 0.0116, a summed
-    # gain of 0.0151 > epsilon. d: one 1.0035, 85 of 0.0035: sd 0.1079, se 0.0116, and 0.01 + 1.645 * 0.0116 =
-    # 0.0191 > 0.0151. Held-out P@1 110 -> 109 of 198, nDCG@5 0.5934 -> 0.5814: together -0.0020.
-    live_p1, hit = _changed(86, 30, lost=0, gained=1)  # here on a slice the live model relates to (see _floor)
+    # promoted it: its 86 documents, P@1 +1/86 (+0.0116) and nDCG@5 0.0081 -> 0.0116, a summed gain of 0.0151 >
+    # epsilon. d: one 1.0035, 85 of 0.0035: sd 0.1079, se 0.0116, and 0.01 + 1.645 * 0.0116 = 0.0191 > 0.0151:
+    # not beyond chance. Held-out P@1 110 -> 109 of 198, nDCG@5 0.5934 -> 0.5814: together -0.0019.
+    live_p1, hit = _changed(86, 30, lost=0, gained=1)
     judged = {"live": {"p@1": live_p1, "ndcg@5": np.full(86, 0.4081)},
               "candidate": {"p@1": hit, "ndcg@5": np.full(86, 0.4116)}}
     heldout = {"live": _rows(198, 110, 0.5934), "candidate": _rows(198, 109, 0.5814)}
     assert round(gain(judged), 4) == 0.0151
-    assert verdict(heldout, judged, _floor(judged), epsilon=0.01, tolerance=0.05) == Rejection(
-        "no_gain",
-        "no gain: not above epsilon 0.01 plus 1.645 standard errors on the corrections slice, nor over held-out "
-        "and slice together (held-out p@1 -0.0051, held-out ndcg@5 -0.0120, slice p@1 +0.0116, "
-        "slice ndcg@5 +0.0035)")
+    assert round(gain(heldout) + gain(judged), 4) == -0.0019  # -1/198 - 0.0120 + 0.0151
+    # label frequency as good as the live model on this slice: the one document says nothing
+    frequency = {"p@1": live_p1, "ndcg@5": np.full(86, 0.4081)}
+    rejection = verdict(heldout, judged, frequency, epsilon=0.01, tolerance=0.05)
+    assert rejection and rejection.rule == "unrelated_labels", rejection
+    # on a slice the live model reads (label frequency ranks none of it), any gain promotes: the held-out loss
+    # of one document in 198 is inside its tolerance
+    assert verdict(heldout, judged, _floor(judged), epsilon=0.01, tolerance=0.05) is None
 
 
 def test_a_held_out_gain_does_not_carry_a_round_on_a_slice_no_model_relates_to_its_texts() -> None:
@@ -145,12 +149,33 @@ def test_a_held_out_gain_with_a_level_slice_is_promoted() -> None:
     assert verdict(heldout, judged, _floor(judged), epsilon=0.01, tolerance=0.05) is None
 
 
-def test_a_slice_gain_within_epsilon_does_not_buy_a_larger_held_out_loss() -> None:
-    # held-out p@1 60 -> 59 of 100 (-0.01); slice nDCG@5 +0.005, not above epsilon: together -0.005
+def test_a_slice_gain_within_epsilon_outweighs_a_held_out_loss_within_its_tolerance() -> None:
+    # held-out p@1 60 -> 59 of 100 (-0.01, the past, where the live model was promoted); slice nDCG@5 +0.005,
+    # not beyond epsilon but a gain on the stream as it is now: together -0.005, promoted all the same
     heldout = {"live": _rows(100, 60, 0.60), "candidate": _rows(100, 59, 0.60)}
     judged = {"live": _rows(100, 40, 0.400), "candidate": _rows(100, 40, 0.405)}
-    rejection = verdict(heldout, judged, _floor(judged), epsilon=0.01, tolerance=0.05)
-    assert rejection and rejection.rule == "no_gain" and rejection.reason.startswith("no gain: not above epsilon 0.01")
+    assert round(gain(heldout) + gain(judged), 4) == -0.005
+    assert verdict(heldout, judged, _floor(judged), epsilon=0.01, tolerance=0.05) is None
+
+
+def test_a_level_slice_does_not_buy_a_held_out_loss() -> None:
+    heldout = {"live": _rows(100, 60, 0.60), "candidate": _rows(100, 59, 0.60)}
+    judged = {"live": _rows(100, 40, 0.400), "candidate": _rows(100, 40, 0.400)}
+    assert verdict(heldout, judged, _floor(judged), epsilon=0.01, tolerance=0.05) == Rejection(
+        "no_gain",
+        "no gain on the corrections slice (none at all, let alone beyond epsilon 0.01 plus 1.645 standard "
+        "errors), nor over held-out and slice together (held-out p@1 -0.0100, held-out ndcg@5 +0.0000, slice "
+        "p@1 +0.0000, slice ndcg@5 +0.0000)")
+
+
+def test_a_slice_loss_within_epsilon_is_bought_only_by_a_larger_held_out_gain() -> None:
+    # slice nDCG@5 -0.005 (inside epsilon); held-out p@1 +1/100 buys it (together +0.005), nDCG@5 +0.003 does not
+    judged = {"live": _rows(100, 40, 0.400), "candidate": _rows(100, 40, 0.395)}
+    bought = {"live": _rows(100, 60, 0.60), "candidate": _rows(100, 61, 0.60)}
+    assert verdict(bought, judged, _floor(judged), epsilon=0.01, tolerance=0.05) is None
+    short = {"live": _rows(100, 60, 0.600), "candidate": _rows(100, 60, 0.603)}
+    rejection = verdict(short, judged, _floor(judged), epsilon=0.01, tolerance=0.05)
+    assert rejection and rejection.rule == "no_gain", rejection
 
 
 def test_the_largest_boost_within_the_cost_is_chosen_and_the_search_stops_at_the_first_too_dear() -> None:

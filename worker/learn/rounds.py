@@ -20,12 +20,13 @@ made, or at least the newest ``TAGGER_JUDGE_RECENT``). Three rules, on per-docum
 
 1. No collapse on the held-out set: neither metric may drop beyond ``TAGGER_HELDOUT_TOLERANCE``.
 2. No loss on the slice: neither metric may drop beyond ``TAGGER_PROMOTE_EPSILON``.
-3. A gain: summed over the two metrics, the slice gains more than ``TAGGER_PROMOTE_EPSILON``, or the two
-   sets together gain (what the candidate loses on one set must be bought by what it gains on the other).
-   The two sets together count only when the slice's labels relate to their texts: when the live model
-   or the candidate (which learnt from the other corrections) ranks them better than the label-frequency
-   baseline does, beyond epsilon and chance. On a slice no model can read, a held-out gain says nothing
-   about the corrections.
+3. A gain: summed over the two metrics, the slice gains more than ``TAGGER_PROMOTE_EPSILON`` (beyond
+   chance: then nothing else is asked); or, when the slice's labels relate to their texts, the slice gains at
+   all, or the two sets together gain (what the candidate loses on one set must be bought by what it gains
+   on the other). The slice's labels relate to their texts when the live model or the candidate (which
+   learnt from the other corrections) ranks them better than the label-frequency baseline does, beyond
+   epsilon and chance. On a slice no model can read, neither its small gains nor a held-out gain says
+   anything about the corrections.
 
 A drop counts only beyond its allowance plus ``Z`` standard errors of the mean per-document difference, so a
 few hundred documents cannot veto a round on noise alone; the slice's gain, to promote on its own, must
@@ -41,12 +42,21 @@ epsilon, and beyond chance, to promote alone: a round on nothing but wrong corre
 labels on which neither model can score, yet one of its 86 documents hit by luck made a gain of 0.015 on
 biology, and a rule without the standard errors promoted that round. Why the sum stays: where the stream
 does not drift (Stack Exchange cooking), the held-out set's trusted labels show gains the small slice cannot.
+Why any gain on a readable slice promotes, whatever the held-out set says within its tolerance (the
+``benchmarks.guard_replay`` of 198 recorded rounds, docs/results.md "The guard replayed"): the held-out set is
+the past, and the live model was promoted on it, so its score there is flattered (each promotion picked the
+candidate that did well on those same documents). On biology with 30% of corrections wrong, 45 of 66 recorded
+candidates were at least half a point of P@1 better than the model they would have replaced on the later
+documents; the sum rule alone promoted 15 and rejected 33 of those 45, where the held-out set outvoted a slice
+that had gained; with the slice's own gain counted, 49 promoted and 5 of the 45 rejected, 2 worse candidates
+promoted as before, and the promoted candidates' P@1 changes summed to +106 points instead of +18. Cooking's
+verdicts changed in 3 of 114 rounds, and no poisoned round of 25 was promoted.
 Why the sum needs a readable slice: a poisoned round's candidate (the replayed training documents and the
 poisoned corrections) can score like the seed on the held-out set, above a live model that has drifted from
 it, and then the sum is a coin toss (biology: held-out P@1 +0.025, nDCG@5 −0.025, slice +0.001, a sum of
 +0.0016, promoted); the live model's P@1 on a poisoned slice is
 0–0.04, on the slices of real rounds 0.33–0.60. Requiring the sum to clear epsilon instead rejected that
-round but also two rounds that were better on later documents. Why the slice's own gain needs no such check:
+round but also two rounds that were better on later documents. Why a slice gain beyond chance needs no such check:
 a live model still at the label priors (a weak seed) ranks even true labels no better than label frequency,
 and a candidate that gains on the slice beyond chance has shown that the corrections are learnable.
 Why only the recent part of the slice: a candidate's edge over the live model is on what the stream became
@@ -273,9 +283,10 @@ def verdict(heldout: dict[str, dict[str, np.ndarray]], judged: dict[str, dict[st
                          "them better than label frequency does (P@1 " +
                          ", ".join(f"{k} {v:.4f}" for k, v in p1.items()) + "), so held-out gains cannot carry the "
                          "round; review the corrections (a misbehaving client?)")
-    if gain(heldout) + gain(judged) <= 0:
-        return Rejection("no_gain", f"no gain: not above epsilon {epsilon} plus {Z} standard errors on the "
-                         f"corrections slice, nor over held-out and slice together ({_changes(heldout, judged)})")
+    if max(gain(judged), gain(heldout) + gain(judged)) <= 0:
+        return Rejection("no_gain", f"no gain on the corrections slice (none at all, let alone beyond epsilon "
+                         f"{epsilon} plus {Z} standard errors), nor over held-out and slice together "
+                         f"({_changes(heldout, judged)})")
     return None
 
 
