@@ -50,7 +50,7 @@ from benchmarks.feedback_plan import Plan, ceiling_curve, columns, correction, m
 from benchmarks.feedback_plot import plot
 from benchmarks.output import add_output_arguments, begin
 from benchmarks.quality import DATA, default_configs
-from benchmarks.stream import PARTITIONS, WorkerRun, produce, services
+from benchmarks.stream import PARTITIONS, Addressed, WorkerRun, produce, services
 from model.data import Corpus, read_corpus
 from model.tagger import Tagger
 from worker.learn.corrections import CorrectionClient, CorrectionRejected, correction_client
@@ -123,7 +123,7 @@ def served_version(worker: WorkerRun) -> str:
     return next((labels["version"] for labels, v in worker.samples().get("tagger_model_info", []) if v == 1), "")
 
 
-def caught_up(client: redis.Redis) -> bool:
+def caught_up(client: redis.Redis | redis.RedisCluster) -> bool:
     """Whether the learners' group has read every entry of the corrections stream."""
     last = client.xinfo_stream(CORRECTIONS)["last-generated-id"]
     groups: Any = client.xinfo_groups(CORRECTIONS)
@@ -163,7 +163,7 @@ class ArmRun:
         self.produced = 0
 
     @classmethod
-    def start(cls, arm: Arm, seed_dir: Path, broker: Service, redis_service: Service, db: int, workdir: Path,
+    def start(cls, arm: Arm, seed_dir: Path, broker: Addressed, redis_service: Service, db: int, workdir: Path,
               plan: Plan, args: argparse.Namespace) -> ArmRun:
         """Publish the seed into a fresh registry and start a worker serving it on a topic of its own."""
         registry = Registry(workdir / f"registry-{arm.name}")

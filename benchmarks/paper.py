@@ -27,6 +27,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -385,7 +386,7 @@ def _commit() -> str:
 
 
 def meta_section(command: str, commit: str, started: datetime, seconds: float, timings: dict[str, float],
-                 plan: Plan, loads: list[tuple[float, ...]]) -> str:
+                 plan: Plan, loads: Sequence[tuple[float, ...]]) -> str:
     """Markdown of how the numbers below were produced: command, commit, machine, date, wall time, settings."""
     steps = ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items())
     load_text = " → ".join("/".join(f"{x:.1f}" for x in load) for load in loads)

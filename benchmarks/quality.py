@@ -19,6 +19,7 @@ few hundred documents moves P@1 by a point or more between splits. The JSON rows
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import time
@@ -148,12 +149,13 @@ def run_peers(train_corpus: Corpus, test: Corpus, tagger: Tagger, workdir: Path,
     y_test = label_matrix(test.labels, labels)
     results = []
     for peer in (p for p in peers.FEATURE_PEERS if p in wanted):
-        results.append(_peer_row(peer, lambda p=peer: peers.run_feature_peer(p, x_train, y_train, x_test, 5, seed,
-                                                                              workdir / p), y_test))
-    if train_corpus.texts is not None and peers.FASTTEXT in wanted:
+        results.append(_peer_row(peer, functools.partial(peers.run_feature_peer, peer, x_train, y_train, x_test, 5,
+                                                         seed, workdir / peer), y_test))
+    if train_corpus.texts is not None and test.texts is not None and peers.FASTTEXT in wanted:
         label_ids = [list(row) for row in np.split(y_train.indices, y_train.indptr[1:-1])]
-        results.append(_peer_row(peers.FASTTEXT, lambda: peers.run_fasttext(
-            train_corpus.texts, label_ids, test.texts, len(labels), 5, seed, workdir / "fasttext"), y_test))
+        results.append(_peer_row(peers.FASTTEXT, functools.partial(
+            peers.run_fasttext, train_corpus.texts, label_ids, test.texts, len(labels), 5, seed, workdir / "fasttext"),
+            y_test))
     return [r for r in results if r]
 
 

@@ -215,7 +215,7 @@ def keys_per_node(node: Service) -> list[int]:
         return [int(redis_client.Redis(port=node.port).dbsize())]
     cluster = RedisCluster(host="127.0.0.1", port=node.port)
     try:
-        return [int(primary.redis_connection.dbsize()) for primary in cluster.get_primaries()]  # type: ignore[union-attr]
+        return [int(primary.redis_connection.dbsize()) for primary in cluster.get_primaries()]
     finally:
         cluster.close()
 
