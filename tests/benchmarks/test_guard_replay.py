@@ -8,6 +8,8 @@ from typing import Any
 
 from benchmarks.feedback import recorded_rounds
 from benchmarks.guard_replay import main, replay, tally
+from benchmarks.output import DOCS
+from worker.settings import LearnerSettings
 
 
 def _rows(live: list[float], candidate: list[float], baseline: list[float] | None = None) -> dict[str, Any]:
@@ -72,3 +74,14 @@ def test_the_command_prints_the_table_and_writes_json(tmp_path: Path, capsys: An
     assert out.startswith("3 rounds from 1 of 1 runs")
     assert "| cooking, 30% wrong | 2 | 1 | 1 | 0 | 1 | 0 | 2 | 10 | 1 | 0 | 2 |" in out
     assert json.loads((tmp_path / "t.json").read_text())["groups"]["all"]["promoted"] == 1
+
+
+def test_no_recorded_poisoned_round_gets_through_todays_guard() -> None:
+    # the poisoned rounds every feedback run since the fifth session recorded (docs/figures): a guard change that
+    # lets one through fails here before any benchmark is rerun
+    files = sorted((DOCS / "figures").glob("feedback-*.json"))
+    poisoned = [r for path in files for r in recorded_rounds(path) if r.number == 0]
+    assert len(poisoned) >= 25
+    learner = LearnerSettings()  # the guard's defaults
+    verdicts = replay(poisoned, epsilon=learner.promote_epsilon, tolerance=learner.heldout_tolerance)
+    assert not [r.run for r, promoted in verdicts if promoted]
