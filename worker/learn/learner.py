@@ -19,9 +19,9 @@ Each step, in order:
    held-out set kept with the model (trusted labels from the past). Promote only if the held-out set shows
    no collapse (a drop beyond ``heldout_tolerance`` and chance), the slice no loss (beyond
    ``promote_epsilon`` and chance), and the candidate gains: on the slice, beyond ``promote_epsilon`` and
-   chance, or on the two sets together when the slice's labels relate to their texts (a model ranks them
-   better than label frequency does) (:func:`worker.learn.rounds.verdict`); otherwise reject and record
-   why (history.jsonl, metrics, one log line per round).
+   chance; or, when the slice's labels relate to their texts (a model ranks them better than label frequency
+   does), on the slice at all or on the two sets together (:func:`worker.learn.rounds.verdict`); otherwise
+   reject and record why (history.jsonl, metrics, one log line per round).
 5. Promotion writes the candidate as a new registry version (atomic), points CURRENT at it, and
    prunes old versions.
 """
