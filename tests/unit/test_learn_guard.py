@@ -11,8 +11,8 @@ UNRELATED = Rejection(
     "unrelated_labels",
     "no gain: not above epsilon 0.01 plus 1.645 standard errors on the corrections slice, whose labels look "
     "unrelated to their documents: neither model ranks them better than label frequency does (P@1 live "
-    "0.0000, candidate 0.0000, frequency 0.0000), so held-out gains cannot carry the round; review the "
-    "corrections (a misbehaving client?)")
+    "0.0000, candidate 0.0000, frequency 0.0000), so neither a smaller gain on it nor a held-out gain can carry "
+    "the round; review the corrections (a misbehaving client?)")
 
 
 def _rows(n: int, p1_hits: int, ndcg: float) -> dict[str, np.ndarray]:

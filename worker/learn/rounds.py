@@ -281,8 +281,8 @@ def verdict(heldout: dict[str, dict[str, np.ndarray]], judged: dict[str, dict[st
         return Rejection("unrelated_labels", f"no gain: not above epsilon {epsilon} plus {Z} standard errors on the "
                          "corrections slice, whose labels look unrelated to their documents: neither model ranks "
                          "them better than label frequency does (P@1 " +
-                         ", ".join(f"{k} {v:.4f}" for k, v in p1.items()) + "), so held-out gains cannot carry the "
-                         "round; review the corrections (a misbehaving client?)")
+                         ", ".join(f"{k} {v:.4f}" for k, v in p1.items()) + "), so neither a smaller gain on it nor a "
+                         "held-out gain can carry the round; review the corrections (a misbehaving client?)")
     if max(gain(judged), gain(heldout) + gain(judged)) <= 0:
         return Rejection("no_gain", f"no gain on the corrections slice (none at all, let alone beyond epsilon "
                          f"{epsilon} plus {Z} standard errors), nor over held-out and slice together "
