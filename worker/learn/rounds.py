@@ -29,8 +29,9 @@ made, or at least the newest ``TAGGER_JUDGE_RECENT``). Three rules, on per-docum
    anything about the corrections.
 
 A drop counts only beyond its allowance plus ``Z`` standard errors of the mean per-document difference, so a
-few hundred documents cannot veto a round on noise alone; the slice's gain, to promote on its own, must
-likewise be more than epsilon plus ``Z`` standard errors, so that chance cannot promote a round either.
+few hundred documents cannot veto a round on noise alone; the slice's gain, to promote on a slice no model
+reads, must likewise be more than epsilon plus ``Z`` standard errors, so that chance cannot promote a poisoned
+round either.
 
 Why the slice may outvote the held-out set (docs/results.md, "The guard follows the stream"): on Stack
 Exchange biology, whose tagging drifts, every candidate of six rounds (the seed's documents plus corrections,
