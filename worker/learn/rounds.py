@@ -284,7 +284,8 @@ def verdict(heldout: dict[str, dict[str, np.ndarray]], judged: dict[str, dict[st
                          "them better than label frequency does (P@1 " +
                          ", ".join(f"{k} {v:.4f}" for k, v in p1.items()) + "), so neither a smaller gain on it nor a "
                          "held-out gain can carry the round; review the corrections (a misbehaving client?)")
-    if max(gain(judged), gain(heldout) + gain(judged)) <= 0:
+    on_slice = gain(judged)
+    if max(on_slice, gain(heldout) + on_slice) <= 0:
         return Rejection("no_gain", f"no gain on the corrections slice (none at all, let alone beyond epsilon "
                          f"{epsilon} plus {Z} standard errors), nor over held-out and slice together "
                          f"({_changes(heldout, judged)})")
