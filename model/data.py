@@ -6,15 +6,19 @@ Formats (``detect_format`` picks one from the file, ``--format`` overrides):
 - ``xmlrepo``: Extreme Classification Repository text (header ``N F L``; ``l1,l2 f:v f:v`` lines,
   0-based ids, a line with no label starts with a space; dense rows of ``F`` plain values also accepted);
 - ``goemotions``: ``text<TAB>label ids<TAB>comment id`` with ``labels.txt`` beside the file;
-- ``stackexchange``: CSV with header ``id,title,content,tags``, HTML content, space-separated tags.
+- ``stackexchange``: CSV with header ``id,title,content,tags``, HTML content, space-separated tags;
+- ``table``: any other CSV or TSV whose header names its columns: a text column (``TEXT_COLUMNS``), a labels
+  column (``LABEL_COLUMNS``), ``id`` and ``title`` optional (see ``read_table``).
 """
 
 from __future__ import annotations
 
+import ast
 import csv
 import functools
 import hashlib
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -27,8 +31,10 @@ import scipy.sparse as sp
 
 from model.errors import DataError
 
-__all__ = ["FORMATS", "Corpus", "detect_format", "hash_split", "hash_unit", "join_title", "label_matrix",
-           "parse_document", "read_corpus", "read_jsonl", "write_jsonl"]
+__all__ = ["FORMATS", "LABEL_COLUMNS", "TEXT_COLUMNS", "Corpus", "detect_format", "hash_split", "hash_unit",
+           "join_title", "label_matrix", "parse_document", "read_corpus", "read_jsonl", "read_table", "write_jsonl"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -126,7 +132,8 @@ def _open_lines(path: Path) -> Iterator[tuple[int, str]]:
 
 
 def read_jsonl(path: Path) -> Corpus:
-    """``{"id", "text", "labels", "title"?}`` per line; blank lines are skipped."""
+    """``{"id"?, "text", "labels", "title"?}`` per line (a record without an id gets its line number); blank
+    lines are skipped."""
     ids: list[str] = []
     texts: list[str] = []
     labels: list[list[str]] = []
@@ -137,6 +144,8 @@ def read_jsonl(path: Path) -> Corpus:
             record = json.loads(line)
         except json.JSONDecodeError as err:
             raise _fail(path, number, f"invalid JSON ({err.msg} at column {err.colno})") from err
+        if isinstance(record, dict) and "id" not in record:
+            record = {**record, "id": str(number)}
         doc_id, text, doc_labels = parse_document(record, functools.partial(_fail, path, number))
         ids.append(doc_id)
         texts.append(text)
@@ -301,22 +310,115 @@ def read_stackexchange(path: Path) -> Corpus:
     return Corpus(ids, labels, texts=texts)
 
 
+# Column names ``read_table`` looks for (case-insensitive), the first present wins: what the text and the labels
+# of a document are called in the tables people export (pandas, spreadsheets, Hugging Face datasets).
+TEXT_COLUMNS = ("text", "content", "body", "document", "abstract", "description")
+LABEL_COLUMNS = ("labels", "tags", "label", "categories", "topics", "subjects")
+# Between the labels of one cell, the first of these found in any cell of the file; else whitespace.
+LABEL_SEPARATORS = ("|", ";", ",")
+
+
+def read_table(path: Path) -> Corpus:
+    r"""A CSV or TSV with a header naming its columns (tab-separated when the header has a tab): the text in the
+    first of ``TEXT_COLUMNS`` present (``title`` joined before it when there is one), the labels in the first of
+    ``LABEL_COLUMNS``, the id in ``id`` (else the row's line number). A labels cell is a list in brackets
+    (JSON ``["a", "b"]``, Python ``['a', 'b']`` as pandas writes a list column, or ``[a, b]``), or names
+    separated by the first of ``LABEL_SEPARATORS`` found in the file's cells, or by whitespace where none is.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "docs.csv"
+    >>> _ = path.write_text('Text,Tags\n"Crude oil rose",oil|markets\nWheat fell,[\'grain\']\n')
+    >>> read_table(path).labels
+    [['oil', 'markets'], ['grain']]
+    """
+    csv.field_size_limit(sys.maxsize)
+    try:
+        # utf-8-sig: spreadsheets write a byte-order mark before the header, which would rename its first column
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            first = handle.readline()
+            handle.seek(0)
+            reader = csv.reader(handle, delimiter="\t" if "\t" in first else ",")
+            columns = _table_columns(path, next(reader, []))
+            rows = [(reader.line_num, record) for record in reader if record]
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not valid UTF-8 ({err.reason} at byte {err.start})") from err
+    except csv.Error as err:
+        raise DataError(f"{path}: malformed table ({err})") from err
+    width = columns["width"]
+    for line, record in rows:
+        if len(record) != width:
+            raise _fail(path, line, f"expected {width} fields as in the header, got {len(record)}")
+    cells = [record[columns["labels"]].strip() for _, record in rows]
+    separator = next((sep for sep in LABEL_SEPARATORS if any(sep in c for c in cells if not _is_list(c))), None)
+    log.info("%s: text from column %d, labels from column %d%s", path, columns["text"] + 1, columns["labels"] + 1,
+             f", separated by {separator!r}" if separator else ", separated by whitespace")
+    ids, texts, labels = [], [], []
+    for (line, record), cell in zip(rows, cells, strict=True):
+        ids.append(record[columns["id"]] if columns["id"] >= 0 else str(line))
+        title = record[columns["title"]] if columns["title"] >= 0 else None
+        texts.append(join_title(title, record[columns["text"]]))
+        labels.append(_label_cell(cell, separator, functools.partial(_fail, path, line)))
+    return Corpus(ids, labels, texts=texts)
+
+
+def _table_columns(path: Path, header: list[str]) -> dict[str, int]:
+    """Where the text, labels, id and title are in a table's header (−1: absent), and the header's width."""
+    names = [name.strip().lower() for name in header]
+    found = {role: next((names.index(c) for c in choices if c in names), -1)
+             for role, choices in (("text", TEXT_COLUMNS), ("labels", LABEL_COLUMNS), ("id", ("id",)),
+                                   ("title", ("title",)))}
+    for role, choices in (("text", TEXT_COLUMNS), ("labels", LABEL_COLUMNS)):
+        if found[role] < 0:
+            raise _fail(path, 1, f"no {role} column in the header {', '.join(header)[:80]!r}; name it one of "
+                                 f"{', '.join(choices)}")
+    return {**found, "width": len(header)}
+
+
+def _is_list(cell: str) -> bool:
+    return cell.startswith("[") and cell.endswith("]")
+
+
+def _label_cell(cell: str, separator: str | None, fail: Callable[[str], DataError]) -> list[str]:
+    """The label names of one labels cell: a JSON or Python list literal (or ``[a, b]``, names unquoted), or
+    names split by ``separator`` (whitespace when None); empty names dropped."""
+    if not _is_list(cell):
+        return [name.strip() for name in cell.split(separator) if name.strip()]
+    try:
+        parsed = json.loads(cell)
+    except json.JSONDecodeError:
+        try:
+            parsed = ast.literal_eval(cell)  # a Python list's repr, as pandas writes one: ['a', 'b']
+        except (ValueError, SyntaxError):
+            parsed = cell[1:-1].split(",")  # names without quotes: [oil, gas]
+    if not isinstance(parsed, list) or not all(isinstance(x, str | int) and not isinstance(x, bool) for x in parsed):
+        raise fail(f"labels cell {cell[:60]!r} must list label names (strings or integers)")
+    return [str(x).strip() for x in parsed if str(x).strip()]
+
+
 FORMATS: dict[str, Callable[[Path], Corpus]] = {
     "jsonl": read_jsonl,
     "xmlrepo": read_xmlrepo,
     "goemotions": read_goemotions,
     "stackexchange": read_stackexchange,
+    "table": read_table,
 }
 
 
 def detect_format(path: Path) -> str:
-    """Guess a file's format from its suffix and, for ``.txt``, its header line."""
+    """Guess a file's format from its suffix and first line: a ``.csv`` or ``.tsv`` is a ``table`` unless its
+    header is Stack Exchange's (``id,title,content,tags``) or, for ``.tsv``, it has no header naming a text
+    column (GoEmotions' files start with a document); a ``.txt`` with an ``N F L`` header is ``xmlrepo``."""
     suffix = path.suffix.lower()
-    by_suffix = {".jsonl": "jsonl", ".json": "jsonl", ".tsv": "goemotions", ".csv": "stackexchange"}
-    if suffix in by_suffix:
-        return by_suffix[suffix]
-    first = next(_open_lines(path), (1, ""))[1].split()
-    if len(first) == 3 and all(p.isdigit() for p in first):
+    if suffix in (".jsonl", ".json"):
+        return "jsonl"
+    first = next(_open_lines(path), (1, ""))[1].lstrip("\ufeff")
+    if suffix == ".csv":
+        return "stackexchange" if first.strip() == "id,title,content,tags" else "table"
+    if suffix == ".tsv":
+        names = {name.strip().lower() for name in first.split("\t")}
+        return "table" if names & set(TEXT_COLUMNS) else "goemotions"
+    words = first.split()
+    if len(words) == 3 and all(p.isdigit() for p in words):
         return "xmlrepo"
     raise DataError(f"{path}: cannot tell the format; pass --format one of {sorted(FORMATS)}")
 

@@ -35,6 +35,22 @@ def test_evaluate_json_has_every_metric(workspace: Path, capsys: pytest.CaptureF
     assert scores["p@1"] > 0.7
 
 
+def test_a_spreadsheet_export_of_the_test_set_scores_as_its_jsonl(workspace: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import csv
+
+    records = [json.loads(line) for line in (workspace / "data/test.jsonl").read_text().splitlines()]
+    with (tmp_path / "test.csv").open("w", newline="", encoding="utf-8-sig") as handle:  # as Excel saves it
+        writer = csv.writer(handle)
+        writer.writerow(["Body", "Tags"])  # no id column; labels as pandas writes a list
+        writer.writerows([record["text"], repr(record["labels"])] for record in records)
+    scores = []
+    for test in (workspace / "data/test.jsonl", tmp_path / "test.csv"):
+        assert main(["evaluate", "--model", str(workspace / "model"), "--test", str(test), "--json"]) == 0
+        scores.append(json.loads(capsys.readouterr().out))
+    assert scores[0] == scores[1] and scores[0]["p@1"] > 0.7
+
+
 def test_evaluate_table(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
     main(["evaluate", "--model", str(workspace / "model"), "--test", str(workspace / "data/test.jsonl")])
     out = capsys.readouterr().out

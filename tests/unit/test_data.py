@@ -82,7 +82,51 @@ def test_stackexchange_csv_strips_html(tmp_path: Path) -> None:
     corpus = read_corpus(path)
     assert corpus.texts == ["Chewy cookies?\nHow & why"] and corpus.labels == [["baking", "cookies"]]
     with pytest.raises(DataError, match=r"b\.csv:1: expected header"):
-        read_corpus(write(tmp_path / "b.csv", "a,b\n1,2\n"))
+        read_corpus(write(tmp_path / "b.csv", "a,b\n1,2\n"), "stackexchange")
+
+
+def test_a_table_is_read_by_its_header_names_whatever_their_case_and_order(tmp_path: Path) -> None:
+    # "|" occurs in a cell, so it separates every cell's labels, and "olive oil" stays one label
+    body = ('Tags,Title,ID,Body\n'
+            '"olive oil|frying",Hot pans,q1,"Smoke, then ""sear"""\n'
+            '"[\'baking\', \'bread\']",,q2,Rye loaves\n'
+            ',Untagged,q3,nothing yet\n')
+    corpus = read_corpus(write(tmp_path / "export.csv", body))
+    assert corpus.ids == ["q1", "q2", "q3"]
+    assert corpus.texts == ['Hot pans\nSmoke, then "sear"', "Rye loaves", "Untagged\nnothing yet"]
+    assert corpus.labels == [["olive oil", "frying"], ["baking", "bread"], []]
+
+
+def test_a_tsv_table_without_ids_numbers_its_rows_and_splits_labels_on_whitespace(tmp_path: Path) -> None:
+    corpus = read_corpus(write(tmp_path / "docs.tsv", "text\tlabels\nfirst doc\ta b\n\nsecond\t[1, 2]\n"
+                                                     "third\t[oil, gas]\n"))
+    assert corpus.ids == ["2", "4", "5"]  # the line numbers: a blank line is skipped but counted
+    assert corpus.texts == ["first doc", "second", "third"]
+    assert corpus.labels == [["a", "b"], ["1", "2"], ["oil", "gas"]]
+
+
+def test_a_byte_order_mark_before_the_header_does_not_rename_its_first_column(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufefftext;x,labels\nhello,a;b\n".replace("text;x", "text").encode("utf-8"))
+    assert detect_format(path) == "table"
+    assert read_corpus(path).labels == [["a", "b"]]
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("text,category\nhi,a\n", r"t\.csv:1: no labels column in the header 'text, category'; name it one of labels"),
+    ("title,labels\nhi,a\n", r"t\.csv:1: no text column .*name it one of text, content, body"),
+    ("text,labels\nhi,a\nbye,b,c\n", r"t\.csv:3: expected 2 fields as in the header, got 3"),
+    ("text,labels\nhi,\"[{\"\"a\"\": 1}]\"\n", r"t\.csv:2: labels cell .* must list label names"),
+])
+def test_table_errors_name_file_line_and_what_to_do(tmp_path: Path, body: str, message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        read_corpus(write(tmp_path / "t.csv", body))
+
+
+def test_a_jsonl_record_without_an_id_gets_its_line_number(tmp_path: Path) -> None:
+    corpus = read_corpus(write(tmp_path / "n.jsonl", '{"id": "a", "text": "x", "labels": []}\n'
+                                                    '{"text": "y", "labels": ["z"]}\n'))
+    assert corpus.ids == ["a", "2"] and corpus.labels == [[], ["z"]]
 
 
 def test_strip_html_keeps_text_only() -> None:
@@ -91,6 +135,10 @@ def test_strip_html_keeps_text_only() -> None:
 
 def test_detect_format_and_unknown_format(tmp_path: Path) -> None:
     assert detect_format(write(tmp_path / "x.txt", "1 2 3\n")) == "xmlrepo"
+    assert detect_format(write(tmp_path / "se.csv", "id,title,content,tags\r\n")) == "stackexchange"
+    assert detect_format(write(tmp_path / "any.csv", "id,text,tags\n")) == "table"
+    assert detect_format(write(tmp_path / "go.tsv", "so happy\t0\tc1\n")) == "goemotions"
+    assert detect_format(write(tmp_path / "named.tsv", "Content\tTopics\n")) == "table"
     with pytest.raises(DataError, match="--format"):
         detect_format(write(tmp_path / "y.txt", "hello\n"))
     with pytest.raises(DataError, match="no such file"):
