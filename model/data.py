@@ -406,17 +406,18 @@ FORMATS: dict[str, Callable[[Path], Corpus]] = {
 
 def detect_format(path: Path) -> str:
     """Guess a file's format from its suffix and first line: a ``.csv`` or ``.tsv`` is a ``table`` unless its
-    header is Stack Exchange's (``id,title,content,tags``) or, for ``.tsv``, it has no header naming a text
-    column (GoEmotions' files start with a document); a ``.txt`` with an ``N F L`` header is ``xmlrepo``."""
+    header is Stack Exchange's (``id,title,content,tags``) or, for ``.tsv``, its first line does not name both a
+    text and a labels column (GoEmotions' files start with a document); a ``.txt`` with an ``N F L`` header is
+    ``xmlrepo``."""
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
         return "jsonl"
     first = next(_open_lines(path), (1, ""))[1].lstrip("\ufeff")
     if suffix == ".csv":
         return "stackexchange" if first.strip() == "id,title,content,tags" else "table"
-    if suffix == ".tsv":
+    if suffix == ".tsv":  # both columns named: a GoEmotions comment may well be the one word "text"
         names = {name.strip().lower() for name in first.split("\t")}
-        return "table" if names & set(TEXT_COLUMNS) else "goemotions"
+        return "table" if names & set(TEXT_COLUMNS) and names & set(LABEL_COLUMNS) else "goemotions"
     words = first.split()
     if len(words) == 3 and all(p.isdigit() for p in words):
         return "xmlrepo"

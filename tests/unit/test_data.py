@@ -139,6 +139,7 @@ def test_detect_format_and_unknown_format(tmp_path: Path) -> None:
     assert detect_format(write(tmp_path / "any.csv", "id,text,tags\n")) == "table"
     assert detect_format(write(tmp_path / "go.tsv", "so happy\t0\tc1\n")) == "goemotions"
     assert detect_format(write(tmp_path / "named.tsv", "Content\tTopics\n")) == "table"
+    assert detect_format(write(tmp_path / "oneword.tsv", "text\t27\tc9\n")) == "goemotions"
     with pytest.raises(DataError, match="--format"):
         detect_format(write(tmp_path / "y.txt", "hello\n"))
     with pytest.raises(DataError, match="no such file"):
