@@ -1,7 +1,7 @@
 """Quality benchmark: Rank-AE beside peer XML methods on the shared datasets, in one run.
 
     python -m benchmarks.quality [--datasets bibtex reuters ...] [--no-peers] [--quick] [--json FILE]
-                                 [--encoder minilm [--encoder-epochs N]] [--splits N]
+                                 [--encoder minilm [--encoder-epochs N]] [--splits N] [--seeds N]
 
 Every method sees the same split and, except fastText (raw text), the same tf-idf features: the
 featurizer Rank-AE fits on the training documents. With ``--encoder`` a second Rank-AE row reads a
@@ -13,7 +13,10 @@ vectors side by side, shows what a linear model makes of them. Rank-AE's hyperpa
 Prints one markdown table per dataset: P@1/3/5, nDCG@1/3/5, training seconds and predict docs/s. The sets
 without an official split are split 80/20 by a seeded hash; ``--splits N`` runs N such splits and adds a
 summary of P@1 over them, with Rank-AE's split-by-split difference from the best peer, since a test set of a
-few hundred documents moves P@1 by a point or more between splits. The JSON rows then carry ``split``.
+few hundred documents moves P@1 by a point or more between splits. ``--seeds N`` runs every split N times, the
+default trained with seeds 0, 1, ... (and the peers again: omikuji takes no seed), and summarises over all those
+runs, since one training seed moves a set's P@1 by up to 3 points (docs/results.md). The JSON rows carry ``split``
+and ``seed``.
 """
 
 from __future__ import annotations
@@ -96,10 +99,12 @@ def default_configs(**overrides: Any) -> tuple[ModelConfig, TrainConfig]:
 
 
 def run_rank_ae(train_corpus: Corpus, test: Corpus, quick: bool, encoder: str = "",
-                encoder_epochs: int = 0) -> dict[str, Any]:
-    """Train the default model (with ``encoder``, if named, fine-tuned first for up to ``encoder_epochs``);
-    metrics, training seconds and predict docs/s."""
+                encoder_epochs: int = 0, seed: int = 0) -> dict[str, Any]:
+    """Train the default model with training seed ``seed`` (with ``encoder``, if named, fine-tuned first for up
+    to ``encoder_epochs``); metrics, training seconds and predict docs/s."""
     overrides: dict[str, Any] = {"epochs": 2, "patience": 2} if quick else {}
+    if seed:
+        overrides["seed"] = seed
     if encoder:
         overrides |= {"encoder": encoder, "encoder_epochs": encoder_epochs}
     model_config, train_config = default_configs(**overrides)
@@ -240,11 +245,12 @@ def start_benchmark() -> None:
         raise SystemExit(f"{DATA} not found: the benchmark reads the shared datasets from there")
 
 
-def split_summary(name: str, runs: Sequence[Sequence[dict[str, Any]]]) -> str:
-    """P@1 of each method over several splits of one dataset (mean, sample standard deviation, range), and
-    each Rank-AE row's paired difference from the peer with the best mean: a markdown table.
+def split_summary(name: str, runs: Sequence[Sequence[dict[str, Any]]], unit: str = "split") -> str:
+    """P@1 of each method over several runs of one dataset (mean, sample standard deviation, range), and each
+    Rank-AE row's paired difference from the peer with the best mean: a markdown table. A run is a ``unit``: a
+    split, or (with training seeds) a run.
 
-    runs: one list of result rows per split, as ``main`` makes them (Rank-AE rows carry ``chosen``).
+    runs: one list of result rows per run, as ``main`` makes them (Rank-AE rows carry ``chosen``).
     """
     by_method: dict[str, list[float]] = {}
     for rows in runs:
@@ -254,7 +260,7 @@ def split_summary(name: str, runs: Sequence[Sequence[dict[str, Any]]]) -> str:
     complete = {method: np.array(p1) for method, p1 in by_method.items() if len(p1) == len(runs)}
     ours = [row["method"] for row in runs[0] if "chosen" in row and row["method"] in complete]
     peer_means = {method: p1.mean() for method, p1 in complete.items() if method not in ours}
-    lines = [f"#### {name}: test P@1 over {len(runs)} splits\n",
+    lines = [f"#### {name}: test P@1 over {len(runs)} {unit}s\n",
              "| method | mean | sd | min | max |", "|---|---|---|---|---|"]
     lines += [f"| {method} | {p1.mean():.2f} | {_sd(p1):.2f} | {p1.min():.2f} | {p1.max():.2f} |"
               for method, p1 in complete.items()]
@@ -262,9 +268,9 @@ def split_summary(name: str, runs: Sequence[Sequence[dict[str, Any]]]) -> str:
         best = max(peer_means, key=lambda method: peer_means[method])
         for method in ours:
             diff = complete[method] - complete[best]
-            lines.append(f"\n{method} − {best} (the best peer on average), split by split: mean {diff.mean():+.2f}, "
+            lines.append(f"\n{method} − {best} (the best peer on average), {unit} by {unit}: mean {diff.mean():+.2f}, "
                          f"sd {_sd(diff):.2f}, range {diff.min():+.2f} to {diff.max():+.2f}; level or ahead on "
-                         f"{int((diff >= 0).sum())} of {len(diff)} splits")
+                         f"{int((diff >= 0).sum())} of {len(diff)} {unit}s")
     return "\n".join(lines) + "\n"
 
 
@@ -272,14 +278,16 @@ def _sd(values: np.ndarray) -> float:
     return float(values.std(ddof=1)) if len(values) > 1 else 0.0
 
 
-def _split_rows(train_corpus: Corpus, test: Corpus, args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
-    """Every row of one split: the default Rank-AE (and its encoder variant), then the peers."""
-    ours = run_rank_ae(train_corpus, test, args.quick)
+def _split_rows(train_corpus: Corpus, test: Corpus, args: argparse.Namespace, workdir: Path,
+                seed: int = 0) -> list[dict[str, Any]]:
+    """Every row of one run: the default Rank-AE with training seed ``seed`` (and its encoder variant), then the
+    peers."""
+    ours = run_rank_ae(train_corpus, test, args.quick, seed=seed)
     tagger = ours.pop("tagger")
     ours.pop("history")
     rows = [ours]
     if args.encoder:
-        rows.append(run_rank_ae(train_corpus, test, args.quick, args.encoder, args.encoder_epochs))
+        rows.append(run_rank_ae(train_corpus, test, args.quick, args.encoder, args.encoder_epochs, seed))
         encoded = rows[-1].pop("tagger")
         rows[-1].pop("history")
     rows += [] if args.no_peers else run_peers(train_corpus, test, tagger, workdir)
@@ -298,14 +306,16 @@ def main() -> None:
                         "labels for up to this many epochs first (0: as shipped)")
     parser.add_argument("--splits", type=int, default=1, help="hashed sets: run this many 80/20 splits (seeds 0, "
                         "1, ...) and summarise P@1 over them; sets with an official split run it once")
+    parser.add_argument("--seeds", type=int, default=1, help="run each split this many times, the default trained "
+                        "with seeds 0, 1, ... (the peers run again each time), and summarise P@1 over every run")
     parser.add_argument("--train-docs", type=int, nargs="+", default=[], metavar="N",
                         help="train on a seeded sample of N of each training set's documents instead (one run per "
                              "N; the test set is unchanged): how the default does with little data")
     args = parser.parse_args()
     if any(n < 2 for n in args.train_docs):
         parser.error(f"--train-docs needs at least 2 documents, got {args.train_docs}")
-    if args.splits < 1:
-        parser.error(f"--splits must be at least 1, got {args.splits}")
+    if args.splits < 1 or args.seeds < 1:
+        parser.error(f"--splits and --seeds must be at least 1, got {args.splits} and {args.seeds}")
     if args.encoder_epochs and not args.encoder:
         parser.error("--encoder-epochs fine-tunes the encoder --encoder names; name one")
     start_benchmark()
@@ -315,15 +325,17 @@ def main() -> None:
     for name in args.datasets:
         dataset = DATASETS[name]
         runs = []
-        for seed in range(args.splits if dataset.resplittable else 1):
-            train_corpus, test = dataset.load(seed)
+        for split in range(args.splits if dataset.resplittable else 1):
+            train_corpus, test = dataset.load(split)
             for n in args.train_docs or [len(train_corpus)]:
-                sample = first_docs(train_corpus, n, seed)
-                rows = _split_rows(sample, test, args, args.workdir / name / f"split-{seed}")
-                print(markdown(name, dataset.split(seed), len(sample), len(test), rows), flush=True)
-                runs.append([{**row, "split": seed, "train_docs": len(sample)} for row in rows])
-        if len(runs) > 1 and len(args.train_docs) <= 1:  # a summary over splits, not over sample sizes
-            print(split_summary(name, runs), flush=True)
+                sample = first_docs(train_corpus, n, split)
+                for seed in range(args.seeds):
+                    rows = _split_rows(sample, test, args, args.workdir / name / f"split-{split}", seed)
+                    where = dataset.split(split) + (f", training seed {seed}" if args.seeds > 1 else "")
+                    print(markdown(name, where, len(sample), len(test), rows), flush=True)
+                    runs.append([{**row, "split": split, "seed": seed, "train_docs": len(sample)} for row in rows])
+        if len(runs) > 1 and len(args.train_docs) <= 1:  # a summary over splits and seeds, not over sample sizes
+            print(split_summary(name, runs, "run" if args.seeds > 1 else "split"), flush=True)
         everything[name] = [row for rows in runs for row in rows]
     if args.json:
         args.json.write_text(json.dumps(everything, indent=1))

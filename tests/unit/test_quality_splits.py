@@ -36,3 +36,24 @@ def test_a_training_sample_keeps_corpus_order_and_is_the_same_for_a_seed() -> No
     assert len(sample) == 4 and sample.ids == sorted(sample.ids, key=lambda i: int(i[1:]))
     assert first_docs(corpus, 4, seed=0).ids == sample.ids and first_docs(corpus, 4, seed=1).ids != sample.ids
     assert first_docs(corpus, 10, seed=0) is corpus and first_docs(corpus, 50, seed=0) is corpus
+
+
+def test_over_training_seeds_the_summary_counts_runs() -> None:
+    runs = [[{"method": "Rank-AE", "p@1": ours, "chosen": {}}, {"method": "peer", "p@1": peer}]
+            for ours, peer in ((0.50, 0.52), (0.56, 0.52))]
+    table = split_summary("set", runs, "run")
+    # Rank-AE 50, 56: mean 53, sd sqrt(18) = 4.24; differences -2, +4: mean +1, sd sqrt(18) = 4.24
+    assert "test P@1 over 2 runs" in table and "| Rank-AE | 53.00 | 4.24 | 50.00 | 56.00 |" in table
+    assert ("Rank-AE − peer (the best peer on average), run by run: mean +1.00, sd 4.24, range -2.00 to +4.00; "
+            "level or ahead on 1 of 2 runs") in table
+
+
+def test_each_training_seed_trains_the_default_with_that_seed() -> None:
+    from benchmarks.quality import run_rank_ae
+    from model.data import hash_split
+    from model.synthetic import generate_corpus
+
+    train, test = hash_split(generate_corpus(n_docs=300, n_labels=5), 0.2)
+    rows = [run_rank_ae(train, test, quick=True, seed=seed) for seed in (0, 1)]
+    assert [row["settings"]["train"]["seed"] for row in rows] == [0, 1]
+    assert rows[0]["settings"]["model"] == rows[1]["settings"]["model"]  # the default otherwise
