@@ -384,12 +384,15 @@ def _label_cell(cell: str, separator: str | None, fail: Callable[[str], DataErro
     if not _is_list(cell):
         return [name.strip() for name in cell.split(separator) if name.strip()]
     try:
-        parsed = json.loads(cell)
-    except json.JSONDecodeError:
         try:
-            parsed = ast.literal_eval(cell)  # a Python list's repr, as pandas writes one: ['a', 'b']
-        except (ValueError, SyntaxError):
-            parsed = cell[1:-1].split(",")  # names without quotes: [oil, gas]
+            parsed = json.loads(cell)
+        except json.JSONDecodeError:
+            try:
+                parsed = ast.literal_eval(cell)  # a Python list's repr, as pandas writes one: ['a', 'b']
+            except (ValueError, SyntaxError):
+                parsed = cell[1:-1].split(",")  # names without quotes: [oil, gas]
+    except (RecursionError, MemoryError) as err:  # "[[[[…" thousands deep: both parsers recurse
+        raise fail(f"labels cell {cell[:60]!r}… is nested too deeply to be a list of label names") from err
     if not isinstance(parsed, list) or not all(isinstance(x, str | int) and not isinstance(x, bool) for x in parsed):
         raise fail(f"labels cell {cell[:60]!r} must list label names (strings or integers)")
     return [str(x).strip() for x in parsed if str(x).strip()]

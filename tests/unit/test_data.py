@@ -117,6 +117,7 @@ def test_a_byte_order_mark_before_the_header_does_not_rename_its_first_column(tm
     ("title,labels\nhi,a\n", r"t\.csv:1: no text column .*name it one of text, content, body"),
     ("text,labels\nhi,a\nbye,b,c\n", r"t\.csv:3: expected 2 fields as in the header, got 3"),
     ("text,labels\nhi,\"[{\"\"a\"\": 1}]\"\n", r"t\.csv:2: labels cell .* must list label names"),
+    ("text,labels\nhi," + "[" * 100_000 + "]" * 100_000 + "\n", r"t\.csv:2: labels cell .* nested too deeply"),
 ])
 def test_table_errors_name_file_line_and_what_to_do(tmp_path: Path, body: str, message: str) -> None:
     with pytest.raises(DataError, match=message):
