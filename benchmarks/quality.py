@@ -102,9 +102,7 @@ def run_rank_ae(train_corpus: Corpus, test: Corpus, quick: bool, encoder: str = 
                 encoder_epochs: int = 0, seed: int = 0) -> dict[str, Any]:
     """Train the default model with training seed ``seed`` (with ``encoder``, if named, fine-tuned first for up
     to ``encoder_epochs``); metrics, training seconds and predict docs/s."""
-    overrides: dict[str, Any] = {"epochs": 2, "patience": 2} if quick else {}
-    if seed:
-        overrides["seed"] = seed
+    overrides: dict[str, Any] = {"seed": seed, **({"epochs": 2, "patience": 2} if quick else {})}
     if encoder:
         overrides |= {"encoder": encoder, "encoder_epochs": encoder_epochs}
     model_config, train_config = default_configs(**overrides)
@@ -247,8 +245,8 @@ def start_benchmark() -> None:
 
 def split_summary(name: str, runs: Sequence[Sequence[dict[str, Any]]], unit: str = "split") -> str:
     """P@1 of each method over several runs of one dataset (mean, sample standard deviation, range), and each
-    Rank-AE row's paired difference from the peer with the best mean: a markdown table. A run is a ``unit``: a
-    split, or (with training seeds) a run.
+    Rank-AE row's paired difference from the peer with the best mean: a markdown table. ``unit`` is what the text
+    calls one run: "split", or "run" where runs differ by training seed too.
 
     runs: one list of result rows per run, as ``main`` makes them (Rank-AE rows carry ``chosen``).
     """
