@@ -416,10 +416,12 @@ def detect_format(path: Path) -> str:
     if suffix in (".jsonl", ".json"):
         return "jsonl"
     first = next(_open_lines(path), (1, ""))[1].lstrip("\ufeff")
+    if suffix in (".csv", ".tsv"):  # the header parsed as CSV: the shared Stack Exchange files quote its names
+        header = next(csv.reader([first], delimiter="," if suffix == ".csv" else "\t"), [])
     if suffix == ".csv":
-        return "stackexchange" if first.strip() == "id,title,content,tags" else "table"
+        return "stackexchange" if [name.strip() for name in header] == ["id", "title", "content", "tags"] else "table"
     if suffix == ".tsv":  # both columns named: a GoEmotions comment may well be the one word "text"
-        names = {name.strip().lower() for name in first.split("\t")}
+        names = {name.strip().lower() for name in header}
         return "table" if names & set(TEXT_COLUMNS) and names & set(LABEL_COLUMNS) else "goemotions"
     words = first.split()
     if len(words) == 3 and all(p.isdigit() for p in words):

@@ -137,6 +137,7 @@ def test_strip_html_keeps_text_only() -> None:
 def test_detect_format_and_unknown_format(tmp_path: Path) -> None:
     assert detect_format(write(tmp_path / "x.txt", "1 2 3\n")) == "xmlrepo"
     assert detect_format(write(tmp_path / "se.csv", "id,title,content,tags\r\n")) == "stackexchange"
+    assert detect_format(write(tmp_path / "quoted.csv", '"id","title","content","tags"\n')) == "stackexchange"
     assert detect_format(write(tmp_path / "any.csv", "id,text,tags\n")) == "table"
     assert detect_format(write(tmp_path / "go.tsv", "so happy\t0\tc1\n")) == "goemotions"
     assert detect_format(write(tmp_path / "named.tsv", "Content\tTopics\n")) == "table"
@@ -169,6 +170,8 @@ def test_label_matrix_ignores_unknown_labels() -> None:
     ("stackexchange/cooking.csv", 15404, 736),
 ])
 def test_shared_datasets_read(path: str, docs: int, labels: int | None) -> None:
+    assert detect_format(SHARED / path) == {".txt": "xmlrepo", ".jsonl": "jsonl", ".tsv": "goemotions",
+                                            ".csv": "stackexchange"}[Path(path).suffix]  # HTML stripped
     corpus = read_corpus(SHARED / path)
     assert len(corpus) == docs
     if labels is not None:
