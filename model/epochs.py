@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from typing import Any, Literal
 
@@ -27,7 +27,7 @@ from model.optim import optimisers
 from model.rank_ae import RankAE, blend_topk, labels_batch
 
 __all__ = ["MAX_RECOVERIES", "SHARES", "WARMUP_EPOCHS", "EpochLoop", "Progress", "diverged", "fit", "fit_blind",
-           "frequency_baseline", "over_budget"]
+           "fit_folds", "frequency_baseline", "over_budget"]
 
 log = logging.getLogger(__name__)
 # How a training run shows its epochs: a bar on a terminal, a log line each (logs that are files), or neither.
@@ -100,11 +100,12 @@ def frequency_baseline(y_valid: sp.csr_matrix) -> float:
     return evaluate(frequency_ranking(*y_valid.shape), y_valid)["p@1"]
 
 
-def _validate(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,
+def _validate(loops: Sequence[EpochLoop], x_valid: Sequence[sp.csr_matrix], y_valid: sp.csr_matrix,
               shares: tuple[float, ...]) -> tuple[float, dict[str, float]]:
-    """The best decoder share on validation (by P@1, then nDCG@5) and the metrics at that share."""
-    scored = [(share, evaluate(ids, y_valid)) for share, ids in
-              blend_topk(loop.model, x_valid, 5, shares, device=loop.device).items()]
+    """The best decoder share on validation (by P@1, then nDCG@5) and the metrics at that share: each loop's
+    rows x_valid[i] (n_i, F) ranked by its network, their rankings pooled against y_valid (Σ n_i, L)."""
+    tops = [blend_topk(loop.model, x, 5, shares, device=loop.device) for loop, x in zip(loops, x_valid, strict=True)]
+    scored = [(share, evaluate(np.concatenate([top[share] for top in tops]), y_valid)) for share in shares]
     return max(scored, key=lambda item: (item[1]["p@1"], item[1]["ndcg@5"]))
 
 
@@ -114,31 +115,44 @@ def diverged(mean_loss: float, p1: float, baseline: float, best_p1: float) -> bo
 
 
 def fit(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,
-         progress: Progress) -> tuple[list[dict[str, float]], dict[str, Any]]:
+        progress: Progress) -> tuple[list[dict[str, float]], dict[str, Any]]:
     """Train ``loop`` until early stopping (or its epochs or time budget run out), judged on validation rows
-    x_valid (n, F) and labels y_valid (n, L): the per-epoch history and the best state (its "state", "epoch",
-    "p@1", "metrics" and decoder "share"); raises ModelError when it never beat the label-frequency baseline."""
+    x_valid (n, F) and labels y_valid (n, L): the per-epoch history and the best state (its "states" (one),
+    "epoch", "p@1", "metrics" and decoder "share"); raises ModelError when it never beat the label-frequency
+    baseline."""
+    return fit_folds([loop], [x_valid], [y_valid], progress)
+
+
+def fit_folds(loops: Sequence[EpochLoop], x_valid: Sequence[sp.csr_matrix], y_valid: Sequence[sp.csr_matrix],
+              progress: Progress) -> tuple[list[dict[str, float]], dict[str, Any]]:
+    """``fit`` for the folds of a cross-validation: every loop trains an epoch in turn, and each epoch is judged
+    on all of their validation rows together (loop i's x_valid[i] (n_i, F) and y_valid[i] (n_i, L)), so that
+    the epoch and decoder share are chosen on every training document rather than on one split. A loop's
+    "states" entry is its network at the best epoch."""
     history: list[dict[str, float]] = []
-    shares = SHARES if loop.model.tag_head is not None else (loop.model.config.ae_share,)
-    baseline = frequency_baseline(y_valid)
-    best: dict[str, Any] = {"p@1": -1.0, "epoch": 0, "state": _snapshot(loop.model)}
+    shares = SHARES if loops[0].model.tag_head is not None else (loops[0].model.config.ae_share,)
+    pooled = sp.vstack(list(y_valid)).tocsr()
+    baseline = frequency_baseline(pooled)
+    best: dict[str, Any] = {"p@1": -1.0, "epoch": 0, "states": [_snapshot(loop.model) for loop in loops]}
     recoveries, stale = 0, 0
-    budget, began = loop.config.time_budget_s, time.perf_counter()
-    with tqdm(total=loop.config.epochs, desc="train", unit="epoch", disable=progress != "bar") as bar:
-        for epoch in range(1, loop.config.epochs + 1):
+    config = loops[0].config
+    budget, began = config.time_budget_s, time.perf_counter()
+    with tqdm(total=config.epochs, desc="train", unit="epoch", disable=progress != "bar") as bar:
+        for epoch in range(1, config.epochs + 1):
             started = time.perf_counter()
-            mean_loss = loop.epoch(bar)
-            share, metrics = _validate(loop, x_valid, y_valid, shares)
+            mean_loss = float(np.mean([loop.epoch(bar) for loop in loops]))  # non-finite where any fold's is
+            share, metrics = _validate(loops, x_valid, pooled, shares)
             history.append({"epoch": epoch, "loss": mean_loss, "seconds": time.perf_counter() - started,
                             "ae_share": share, **{f"valid_{k}": v for k, v in metrics.items()}})
             bar.update()
             if np.isfinite(mean_loss) and metrics["p@1"] > best["p@1"]:
                 best = {"p@1": metrics["p@1"], "epoch": epoch, "metrics": metrics, "share": share,
-                        "state": _snapshot(loop.model)}
+                        "states": [_snapshot(loop.model) for loop in loops]}
                 stale = 0
             elif diverged(mean_loss, metrics["p@1"], baseline, best["p@1"]) and recoveries < MAX_RECOVERIES:
                 recoveries += 1
-                rate = loop.restart(best["state"], 0.5)
+                rates = [loop.restart(state, 0.5) for loop, state in zip(loops, best["states"], strict=True)]
+                rate = rates[0]
                 log.warning("training diverged at epoch %d (loss %.4g, validation P@1 %.2f%%, label-frequency "
                             "baseline %.2f%%): back to epoch %d's state at learning rate %.3g",
                             epoch, mean_loss, 100 * metrics["p@1"], 100 * baseline, best["epoch"], rate)
@@ -150,16 +164,16 @@ def fit(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,
                             best=f"{100 * best['p@1']:.2f}%")
             log.log(logging.INFO if progress == "log" else logging.DEBUG,
                     "epoch %d of at most %d: loss %.4f, validation P@1 %.2f%% (best %.2f%%, epoch %d), %.1f s", epoch,
-                    loop.config.epochs, mean_loss, 100 * metrics["p@1"], 100 * best["p@1"], best["epoch"],
+                    config.epochs, mean_loss, 100 * metrics["p@1"], 100 * best["p@1"], best["epoch"],
                     history[-1]["seconds"])
             warming_up = best["p@1"] <= baseline and epoch < WARMUP_EPOCHS
-            if stale >= loop.config.patience and not warming_up:
+            if stale >= config.patience and not warming_up:
                 log.info("early stop after epoch %d; best epoch %d", epoch, best["epoch"])
                 break
             if budget and over_budget(time.perf_counter() - began, history[-1]["seconds"], budget):
                 log.info("time budget of %.0f s reached after epoch %d; best epoch %d", budget, epoch, best["epoch"])
                 break
-    _require_learning(best, baseline, recoveries, plateaued=stale >= loop.config.patience)
+    _require_learning(best, baseline, recoveries, plateaued=stale >= config.patience)
     return history, best
 
 

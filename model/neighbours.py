@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -30,7 +30,7 @@ from model.text import l2_normalise
 if TYPE_CHECKING:  # torch only where votes meet the network's scores: checkpoint.read_meta stays torch-free
     import torch
 
-__all__ = ["MAX_DOC_FREQ", "SETTINGS", "SHARES", "VOTES_MIN_GAIN", "Neighbours", "choose"]
+__all__ = ["MAX_DOC_FREQ", "SETTINGS", "SHARES", "VOTES_MIN_GAIN", "Fold", "Neighbours", "choose"]
 
 # (k, power) pairs the trainer tries: k neighbours, each voting with its cosine raised to ``power``.
 SETTINGS = ((20, 1.0), (50, 2.0))
@@ -178,28 +178,42 @@ class Neighbours:
         return served
 
 
-def choose(scores: np.ndarray, x_index: sp.csr_matrix, y_index: sp.csr_matrix, x_valid: sp.csr_matrix,
-           y_valid: sp.csr_matrix, settings: Iterable[tuple[int, float]] = SETTINGS,
+@dataclass(frozen=True)
+class Fold:
+    """One validation split for ``choose``: the network's ``scores`` (n, L) of its rows ``x_valid`` (n, F), and the
+    training rows (x_index, y_index) its neighbours are searched among."""
+
+    scores: np.ndarray
+    x_index: sp.csr_matrix
+    y_index: sp.csr_matrix
+    x_valid: sp.csr_matrix
+
+
+def choose(folds: Sequence[Fold], y_valid: sp.csr_matrix, settings: Iterable[tuple[int, float]] = SETTINGS,
            shares: Iterable[float] = SHARES, max_doc_freq: float = MAX_DOC_FREQ) -> Neighbours | None:
-    """The neighbour index over (x_index, y_index) and the setting and weights with the best validation P@1
-    of the blend, or None when no blend beats the network's own ``scores`` (n_valid, L) on x_valid. With no
-    ``settings`` the votes are not tried: network and label centroids only.
+    """The neighbour index over the first fold's (x_index, y_index) and the setting and weights with the best
+    validation P@1 of the blend over every fold's rows (labels y_valid (Σ n, L), the folds' rows in order), or None
+    when no blend beats the network's own scores. With no ``settings`` the votes are not tried: network and label
+    centroids only.
 
     The votes must earn their cost: a blend with them is kept only when its P@1 beats the best blend without
     them (network and centroids) by ``VOTES_MIN_GAIN``."""
     settings, shares = tuple(settings), tuple(shares)
-    # one index for every setting: its (k, power) are set per setting below
-    index = Neighbours.index(x_index, y_index, *SETTINGS[0], 1.0, max_doc_freq)
-    centroid_scores = index.centroid_scores(x_valid)
+    # one index per fold for every setting: its (k, power) are set per setting below
+    indexes = [Neighbours.index(fold.x_index, fold.y_index, *SETTINGS[0], 1.0, max_doc_freq) for fold in folds]
+    scores = np.vstack([fold.scores for fold in folds])
+    centroid_scores = np.vstack([index.centroid_scores(fold.x_valid)
+                                 for index, fold in zip(indexes, folds, strict=True)])
     cheap_p1, cheap = _p_at_1(scores, y_valid), None  # network and centroids: the same for every (k, power)
     for share in shares:
         p1 = _p_at_1(share * scores + (1.0 - share) * centroid_scores, y_valid)
         if p1 > cheap_p1 + 1e-9:  # strictly better: ties keep the network alone, or its larger share
-            cheap_p1, cheap = p1, index.with_weights(share, round(1.0 - share, 6))
+            cheap_p1, cheap = p1, indexes[0].with_weights(share, round(1.0 - share, 6))
     dear_p1, dear = _p_at_1(scores, y_valid), None
     for k, power in settings:
-        candidate = dataclasses.replace(index, k=k, power=power)
-        votes = candidate.votes(x_valid)
+        candidate = dataclasses.replace(indexes[0], k=k, power=power)
+        votes = np.vstack([dataclasses.replace(index, k=k, power=power).votes(fold.x_valid)
+                           for index, fold in zip(indexes, folds, strict=True)])
         for share in shares:
             for centroids in _centroid_weights(share)[:-1]:  # the last, 1 − share, leaves the votes nothing
                 weighed = candidate.with_weights(share, centroids)

@@ -13,12 +13,14 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
+import itertools
 import logging
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -30,11 +32,11 @@ from model.cost import served_cost
 from model.data import Corpus, label_matrix
 from model.device import resolve_device
 from model.encoder import TUNED_FILE, Tuned, load_encoder, require_encoder, save_tuned
-from model.epochs import EpochLoop, Progress, fit, fit_blind
+from model.epochs import EpochLoop, Progress, fit, fit_blind, fit_folds
 from model.errors import ConfigError, DataError
 from model.label_embedding import label_embedding
 from model.metrics import evaluate
-from model.neighbours import MAX_DOC_FREQ, Neighbours
+from model.neighbours import MAX_DOC_FREQ, Fold, Neighbours
 from model.neighbours import SETTINGS as NEIGHBOUR_SETTINGS
 from model.neighbours import choose as choose_neighbours
 from model.noise import add_label_noise
@@ -42,8 +44,8 @@ from model.rank_ae import Partner, RankAE, predict_scores, predict_topk
 from model.text import Featurizer
 from model.vector_head import VectorHead, best_weight, choose_share, fit_layer
 
-__all__ = ["CHOICE_ENTRIES", "MAX_VALID_SHARE", "build_model", "choice_rows", "corpus_labels", "feedback_corpora",
-           "holdout_share", "split_validation", "train"]
+__all__ = ["CHOICE_ENTRIES", "MAX_VALID_SHARE", "build_model", "choice_rows", "corpus_labels", "cross_validated",
+           "feedback_corpora", "holdout_share", "split_validation", "train", "validation_folds"]
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +85,42 @@ def holdout_share(n: int, config: TrainConfig) -> float:
     return max(config.valid_fraction, min(MAX_VALID_SHARE, config.min_valid / max(n, 1)))
 
 
+def cross_validated(n: int, config: TrainConfig) -> bool:
+    """Whether ``train`` chooses the epoch count and blends of ``n`` documents by cross-validation.
+
+    >>> config = TrainConfig()  # cv_folds 3, cv_min_docs 1,000, cv_max_docs 2,500
+    >>> cross_validated(500, config), cross_validated(2_000, config), cross_validated(3_000, config)
+    (False, True, False)
+    >>> cross_validated(2_000, dataclasses.replace(config, refit=False))  # a fold's network would be served
+    False
+    """
+    return (config.cv_folds > 1 and config.cv_min_docs <= n <= config.cv_max_docs and config.refit
+            and not config.encoder)
+
+
+def validation_folds(corpus: Corpus, config: TrainConfig) -> list[tuple[Corpus, Corpus]]:
+    """``config.cv_folds`` (fit, validation) splits of ``corpus`` whose validation parts are consecutive runs of
+    the seeded permutation ``split_validation`` draws: the first fold holds out what one split would (and more).
+
+    >>> corpus = Corpus([str(i) for i in range(9)], [["a"]] * 9)
+    >>> [len(valid) for _, valid in validation_folds(corpus, TrainConfig())]
+    [3, 3, 3]
+    """
+    order = np.random.default_rng(config.seed).permutation(len(corpus))
+    bounds = np.linspace(0, len(corpus), config.cv_folds + 1).round().astype(int)
+    folds = []
+    for start, stop in itertools.pairwise(bounds):
+        held = np.zeros(len(corpus), dtype=bool)
+        held[order[start:stop]] = True
+        folds.append((corpus.subset(np.flatnonzero(~held)), corpus.subset(np.flatnonzero(held))))
+    return folds
+
+
 def _internal_split(corpus: Corpus, config: TrainConfig) -> tuple[Corpus, Corpus]:
-    """The (fit, validation) split ``train`` makes when it is given no validation corpus."""
+    """The (fit, validation) split ``train`` makes when it is given no validation corpus: with cross-validation,
+    the first fold's, whose network chooses the neighbour blend and ranks the split before the refit."""
+    if cross_validated(len(corpus), config):
+        return validation_folds(corpus, config)[0]
     return split_validation(corpus, holdout_share(len(corpus), config), config.seed)
 
 
@@ -133,11 +169,16 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
     With ``train_config.encoder_epochs`` the text encoder is first fine-tuned on the fit split's labels, unless
     ``tuned_encoder`` gives weights to use as they are (a learner's round keeps its live model's).
     """
-    fit_corpus, refit = train_corpus, False
+    fit_corpus, refit, folds = train_corpus, False, 1
     if valid_corpus is None:
         fit_corpus, valid_corpus = _internal_split(train_corpus, train_config)
         refit = train_config.refit
-        if holdout_share(len(train_corpus), train_config) > train_config.valid_fraction:
+        if cross_validated(len(train_corpus), train_config):
+            folds = train_config.cv_folds
+            label_names = label_names if label_names is not None else corpus_labels(train_corpus)  # one label set
+            log.info("%d training documents: the epoch count and blends chosen by %d-fold cross-validation "
+                     "(--cv-folds), then the model refit on all of them", len(train_corpus), folds)
+        elif holdout_share(len(train_corpus), train_config) > train_config.valid_fraction:
             log.info("%d training documents: %d of them (at least %d, --min-valid) held out for validation%s",
                      len(train_corpus), len(valid_corpus), train_config.min_valid,
                      ", then given back: the model is refit on all of them" if refit else "")
@@ -149,8 +190,16 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
     with _remembered(train_config.encoder, target, tuned_encoder, kept_texts):
         run = _Run.prepare(fit_corpus, model_config, train_config, target, label_names, tuned_encoder)
         x_valid = run.featurizer.transform(valid_corpus.inputs)
-        built = _chosen(run, model_config, x_valid, label_matrix(valid_corpus.labels, run.names), progress)
-        if refit and not _refit_fits(built, train_config.time_budget_s, len(train_corpus) / len(fit_corpus)):
+        y_valid = label_matrix(valid_corpus.labels, run.names)
+        if folds > 1:
+            others = [(_Run.prepare(fit_part, model_config, train_config, target, label_names), held)
+                      for fit_part, held in validation_folds(train_corpus, train_config)[1:]]
+            built = _cross_chosen(run, others, x_valid, y_valid, progress)
+        else:
+            built = _chosen(run, model_config, x_valid, y_valid, progress)
+        # an epoch of the history is every fold's: a refit epoch is about n / (folds · fit documents) of one
+        scale = len(train_corpus) / len(fit_corpus) / folds
+        if refit and not _refit_fits(built, train_config.time_budget_s, scale):
             refit = False  # recorded, so that the validation split is saved as a held-out set never trained on
             built.config = dataclasses.replace(built.config, refit=False)
         if refit:
@@ -287,18 +336,40 @@ def _built(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix, max_
            progress: Progress) -> _Built:
     """Train ``loop``'s network, keep its best epoch, and choose the neighbour scores beside it."""
     history, best = fit(loop, x_valid, y_valid, progress)
-    loop.model.load_state_dict(best["state"])
-    loop.model.config = dataclasses.replace(loop.model.config, ae_share=best["share"])
+    return _kept([loop], history, best, [x_valid], [y_valid], max_doc_freq)
+
+
+def _cross_chosen(run: _Run, others: Sequence[tuple[_Run, Corpus]], x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,
+                  progress: Progress) -> _Built:
+    """The first fold's network (``run``, validated on rows ``x_valid``) trained in step with the other folds'
+    (each with its validation documents), its epoch and decoder share chosen on all folds' validation documents
+    together, and the neighbour scores beside it likewise (its own training rows indexed)."""
+    x_folds = [x_valid, *(other.featurizer.transform(held.inputs) for other, held in others)]
+    y_folds = [y_valid, *(label_matrix(held.labels, other.names) for other, held in others)]
+    loops = [run.loop, *(other.loop for other, _ in others)]
+    history, best = fit_folds(loops, x_folds, y_folds, progress)
+    return _kept(loops, history, best, x_folds, y_folds, _max_doc_freq(run))
+
+
+def _kept(loops: Sequence[EpochLoop], history: list[dict[str, float]], best: dict[str, Any],
+          x_valid: Sequence[sp.csr_matrix], y_valid: Sequence[sp.csr_matrix], max_doc_freq: float) -> _Built:
+    """The first of ``loops``' networks at the best epoch of ``history`` and the neighbour scores chosen beside
+    it, on every loop's validation rows x_valid[i] (n_i, F) and labels y_valid[i] (n_i, L) (the other loops:
+    the folds of a cross-validation)."""
+    for loop, state in zip(loops, best["states"], strict=True):
+        loop.model.load_state_dict(state)
+        loop.model.config = dataclasses.replace(loop.model.config, ae_share=best["share"])
+    loop = loops[0]
     log.info("kept epoch %d (validation P@1 %.2f%%); the network's score: decoder share %.1f, tag head %.1f",
              best["epoch"], 100 * best["p@1"], best["share"], 1 - best["share"])
     built = _Built(loop, loop.config, history, best["epoch"], best["metrics"])
     if not loop.config.neighbours:
         return built
-    affordable = _votes_affordable(loop, x_valid, max_doc_freq, loop.config)
+    affordable = _votes_affordable(loop, x_valid[0], max_doc_freq, loop.config)
     built.config = dataclasses.replace(loop.config, votes_affordable=affordable)  # recorded with the model
-    built.neighbours = _neighbours(loop, x_valid, y_valid, max_doc_freq, affordable)
+    built.neighbours = _neighbours(loops, x_valid, y_valid, max_doc_freq, affordable)
     if built.neighbours is not None:  # what the model is accepted with is what it serves: the blend
-        built.metrics = evaluate(_served_top5(built, x_valid), y_valid)
+        built.metrics = evaluate(_served_top5(built, x_valid[0]), y_valid[0])
     return built
 
 
@@ -384,17 +455,21 @@ def _votes_affordable(loop: EpochLoop, x_valid: sp.csr_matrix, max_doc_freq: flo
     return affordable
 
 
-def _neighbours(loop: EpochLoop, x_valid: sp.csr_matrix, y_valid: sp.csr_matrix,
+def _neighbours(loops: Sequence[EpochLoop], x_valid: Sequence[sp.csr_matrix], y_valid: Sequence[sp.csr_matrix],
                 max_doc_freq: float, affordable: bool) -> Neighbours | None:
-    """Neighbour votes over the training rows, when blending them in beats the network on validation; the
-    votes only where ``affordable`` (label centroids alone otherwise)."""
-    rows = choice_rows(x_valid.shape[0], loop.y.shape[1], loop.config.seed, CHOICE_ENTRIES)
-    if rows is not None:
-        log.info("neighbour weights chosen on %d of the %d validation documents (%d labels)", rows.size,
-                 x_valid.shape[0], loop.y.shape[1])
-        x_valid, y_valid = x_valid[rows], y_valid[rows]
-    chosen = choose_neighbours(predict_scores(loop.model, x_valid, device=loop.device), loop.x, loop.y,
-                               x_valid, y_valid, settings=NEIGHBOUR_SETTINGS if affordable else (),
+    """Neighbour votes over the first loop's training rows, when blending them in beats the network on
+    validation (every loop's rows x_valid[i], labels y_valid[i], each blended with its own training rows' votes);
+    the votes only where ``affordable`` (label centroids alone otherwise)."""
+    folds, labels = [], []
+    for loop, x, y in zip(loops, x_valid, y_valid, strict=True):
+        rows = choice_rows(x.shape[0], loop.y.shape[1], loop.config.seed, CHOICE_ENTRIES)
+        if rows is not None:
+            log.info("neighbour weights chosen on %d of the %d validation documents (%d labels)", rows.size,
+                     x.shape[0], loop.y.shape[1])
+            x, y = x[rows], y[rows]
+        folds.append(Fold(predict_scores(loop.model, x, device=loop.device), loop.x, loop.y, x))
+        labels.append(y)
+    chosen = choose_neighbours(folds, sp.vstack(labels).tocsr(), settings=NEIGHBOUR_SETTINGS if affordable else (),
                                max_doc_freq=max_doc_freq)
     if chosen is None:
         log.info("neighbour scores: not used (the network alone is best on validation)")

@@ -102,7 +102,8 @@ def test_a_refit_model_keeps_its_split_as_the_refit_held_out_set(corpus_split: t
     assert set(plain) == {"heldout", "replay"}
     assert len(plain["heldout"]) == round(0.1 * len(corpus_split[0]))
     assert set(plain["heldout"].ids).isdisjoint(plain["replay"].ids)
-    refit = feedback_corpora(corpus_split[0], TrainConfig(min_valid=0))  # the default refits
+    one_split = TrainConfig(min_valid=0)  # the default refits
+    refit = feedback_corpora(corpus_split[0], one_split)
     assert set(refit) == {"refit_heldout", "replay"} and refit["refit_heldout"].ids == plain["heldout"].ids
     # 730 documents: the floor holds out 100 of them, and the default then refits on every one
     assert len(corpus_split[0]) == 730
@@ -110,6 +111,10 @@ def test_a_refit_model_keeps_its_split_as_the_refit_held_out_set(corpus_split: t
     assert set(small) == {"refit_heldout", "replay"} and len(small["refit_heldout"]) == 100
     kept = feedback_corpora(corpus_split[0], TrainConfig(refit=False))
     assert len(kept["heldout"]) == 100 and len(kept["replay"]) == 630
+    # cross-validated: the first of three folds, which holds out the one split too
+    folded = feedback_corpora(corpus_split[0], TrainConfig(cv_min_docs=0))
+    assert set(folded) == {"refit_heldout", "replay"} and len(folded["refit_heldout"]) == 243
+    assert set(small["refit_heldout"].ids) <= set(folded["refit_heldout"].ids)
 
 
 def test_a_rounds_candidate_is_refit_only_where_the_validation_floor_raised_its_split(

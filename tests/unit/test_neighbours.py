@@ -14,7 +14,7 @@ from model import checkpoint
 from model.config import preset
 from model.cost import ServedCost, served_cost
 from model.errors import CheckpointError, ConfigError
-from model.neighbours import SETTINGS, Neighbours, choose
+from model.neighbours import SETTINGS, Fold, Neighbours, choose
 from model.synthetic import generate_corpus
 from model.tagger import Tagger
 from model.trainer import choice_rows, train
@@ -89,21 +89,22 @@ def test_validation_takes_the_centroids_where_the_votes_cannot_help() -> None:
     # k = the whole index with power 0: every document votes 1/3, so both labels get 2/3 for every query.
     # Centroids put the right label 0.9239 − 0.3827 = 0.5412 ahead; the network, 0.8·share behind: with
     # share 0.1, centroid weights from 0.2 up rank both right, and the one without votes (0.9) is taken.
-    chosen = choose(wrong, ROWS, LABELS, x_valid, y_valid, settings=((3, 0.0),), shares=(0.1,), max_doc_freq=1)
+    chosen = choose([Fold(wrong, ROWS, LABELS, x_valid)], y_valid, settings=((3, 0.0),), shares=(0.1,), max_doc_freq=1)
     assert chosen is not None and (chosen.share, chosen.centroids, chosen.votes_weight) == (0.1, 0.9, 0.0)
     # A network share of 0.9 leaves at most 0.1 to the centroids: not enough, so the network stays alone.
-    assert choose(wrong, ROWS, LABELS, x_valid, y_valid, settings=((3, 0.0),), shares=(0.9,), max_doc_freq=1) is None
+    assert choose([Fold(wrong, ROWS, LABELS, x_valid)], y_valid, settings=((3, 0.0),), shares=(0.9,),
+                  max_doc_freq=1) is None
 
 
 def test_votes_are_kept_only_where_they_beat_the_blend_without_them() -> None:
     x_valid = sp.csr_matrix(np.array([[3.0, 0.0], [0.0, 2.0]]))
     y_valid = sp.csr_matrix(np.array([[1.0, 0.0], [0.0, 1.0]]))
     right = np.array([[0.9, 0.1], [0.1, 0.9]])  # the network already ranks both documents right
-    assert choose(right, ROWS, LABELS, x_valid, y_valid, max_doc_freq=1) is None
+    assert choose([Fold(right, ROWS, LABELS, x_valid)], y_valid, max_doc_freq=1) is None
     wrong = np.array([[0.1, 0.9], [0.9, 0.1]])  # ranked wrong; the nearest neighbour and the centroids right
     # Share 0.3 with votes 0.7 (k=1) ranks both right: 0.7 + 0.03 against 0.27; so does share 0.3 with
     # centroids 0.7: 0.03 + 0.6467 against 0.27 + 0.2679. Equal P@1, so the blend without votes is kept.
-    chosen = choose(wrong, ROWS, LABELS, x_valid, y_valid, settings=((1, 1.0),), shares=(0.9, 0.3),
+    chosen = choose([Fold(wrong, ROWS, LABELS, x_valid)], y_valid, settings=((1, 1.0),), shares=(0.9, 0.3),
                     max_doc_freq=1)
     assert chosen is not None and (chosen.share, chosen.centroids, chosen.votes_weight) == (0.3, 0.7, 0.0)
     # One document whose nearest neighbour is right and whose nearest centroid is wrong: label 0 on (1, 0)
@@ -112,13 +113,13 @@ def test_votes_are_kept_only_where_they_beat_the_blend_without_them() -> None:
     rows = sp.csr_matrix(np.array([[1.0, 0.0], [0.6, 0.8], [0.8, 0.6], [0.0, 1.0]]))
     labels = sp.csr_matrix(np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]))
     query, truth = sp.csr_matrix(np.array([[0.8, 0.6]])), sp.csr_matrix(np.array([[0.0, 1.0]]))
-    chosen = choose(np.array([[0.9, 0.1]]), rows, labels, query, truth, settings=((1, 1.0),), shares=(0.3,),
+    chosen = choose([Fold(np.array([[0.9, 0.1]]), rows, labels, query)], truth, settings=((1, 1.0),), shares=(0.3,),
                     max_doc_freq=1)
     assert chosen is not None
     assert (chosen.k, chosen.share, chosen.centroids, chosen.votes_weight) == (1, 0.3, 0.0, 0.7)
     # With no settings (the trainer's answer to votes too slow to serve) the votes are not tried: share 0.3
     # with centroids 0.7 ranks it wrong (0.27 + 0.688 against 0.03 + 0.626), so the network alone is kept.
-    assert choose(np.array([[0.9, 0.1]]), rows, labels, query, truth, settings=(), shares=(0.3,),
+    assert choose([Fold(np.array([[0.9, 0.1]]), rows, labels, query)], truth, settings=(), shares=(0.3,),
                   max_doc_freq=1) is None
 
 
@@ -274,18 +275,20 @@ def test_prepare_builds_only_the_matrices_the_served_score_reads() -> None:
 
 def test_a_large_validation_split_chooses_the_weights_on_its_sample(corpus_split,  # type: ignore[no-untyped-def]
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[int] = []  # validation rows the choice was given
+    seen: list[list[int]] = []  # validation rows the choice was given, per fold
 
-    def spy(scores, *args, **kwargs):  # type: ignore[no-untyped-def]
-        seen.append(scores.shape[0])
-        return choose(scores, *args, **kwargs)
+    def spy(folds, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append([fold.scores.shape[0] for fold in folds])
+        return choose(folds, *args, **kwargs)
 
     monkeypatch.setattr("model.trainer.choose_neighbours", spy)
     configs = preset("default", epochs=1, patience=1, min_docs_per_s=0, min_valid=0)
     train(corpus_split[0], *configs)  # a small split: every row
+    train(corpus_split[0], *preset("default", epochs=1, patience=1, min_docs_per_s=0, cv_min_docs=0))  # every fold
     monkeypatch.setattr("model.trainer.choice_rows", lambda *args: np.array([0, 2, 4, 6, 8]))
     train(corpus_split[0], *configs)
-    assert seen == [round(configs[1].valid_fraction * len(corpus_split[0])), 5]
+    assert len(corpus_split[0]) == 300  # so 10% is 30 documents, and three folds hold out 100 each
+    assert seen == [[30], [100, 100, 100], [5]]
 
 
 def test_choice_rows_keep_what_fits_at_least_a_thousand() -> None:

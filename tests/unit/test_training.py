@@ -19,7 +19,7 @@ from model.noise import add_label_noise, parse_noise
 from model.rank_ae import predict_topk
 from model.synthetic import generate_corpus
 from model.tagger import Tagger
-from model.trainer import train
+from model.trainer import split_validation, train, validation_folds
 from tests.conftest import TINY_MODEL, TINY_TRAIN, tiny_configs
 from tests.support.fixtures import unspaced_corpus
 
@@ -259,3 +259,38 @@ def test_device_defaults_to_cuda_only_when_present() -> None:
 
     assert resolve_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device("cpu").type == "cpu"
+
+
+def test_validation_folds_partition_the_corpus_and_the_first_holds_out_what_one_split_would() -> None:
+    corpus = Corpus([f"d{i}" for i in range(10)], [["a"]] * 10)
+    config = TrainConfig(cv_folds=3)
+    folds = validation_folds(corpus, config)
+    assert [len(held) for _, held in folds] == [3, 4, 3]  # runs of 10/3 documents, rounded
+    held_ids = [set(held.ids) for _, held in folds]
+    assert set().union(*held_ids) == set(corpus.ids) and sum(map(len, held_ids)) == 10  # each document once
+    assert all(set(fit.ids) == set(corpus.ids) - held for (fit, _), held in zip(folds, held_ids, strict=True))
+    _, one_split = split_validation(corpus, 0.2, config.seed)
+    assert set(one_split.ids) <= held_ids[0]
+
+
+def test_a_small_corpus_chooses_its_epoch_on_every_document_by_cross_validation(
+        corpus_split: tuple[Corpus, Corpus], caplog: pytest.LogCaptureFixture) -> None:
+    from model.trainer import feedback_corpora
+
+    model_config, tiny = tiny_configs()
+    config = dataclasses.replace(tiny, refit=True, cv_folds=3, cv_min_docs=0, cv_max_docs=1000)
+    with caplog.at_level(logging.INFO, logger="model.trainer"):
+        trained = train(corpus_split[0], model_config, config)
+    assert "730 training documents: the epoch count and blends chosen by 3-fold cross-validation" in caplog.text
+    assert trained.n_train == 730  # refit on all of them
+    # each epoch judged on all 730 documents (folds of 243, 244 and 243): P@1 is a count of 730
+    assert all(abs(730 * e["valid_p@1"] - round(730 * e["valid_p@1"])) < 1e-6 for e in trained.history)
+    # the learner's held-out set is the first fold's, ranked by that fold's network before the refit
+    corpora = feedback_corpora(corpus_split[0], trained.train_config)
+    assert trained.before_refit is not None and trained.before_refit.ids == tuple(corpora["refit_heldout"].ids)
+    assert len(corpora["refit_heldout"]) == 243
+    # no time for the refit: the first fold's network is served, and the saved split is one it never trained on
+    tight = train(corpus_split[0], model_config, dataclasses.replace(config, time_budget_s=1e-6))
+    assert not tight.train_config.refit and tight.n_train == 730 - 243
+    heldout = feedback_corpora(corpus_split[0], tight.train_config)["heldout"]
+    assert set(heldout.ids) <= set(corpora["refit_heldout"].ids)

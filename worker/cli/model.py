@@ -94,6 +94,10 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     option("--valid-fraction", type=float)
     option("--time-budget-s", type=float, help="stop training before an epoch would end past this many seconds "
            "(0: no limit); the best epoch so far is kept, and the refit is left out where it would end past it")
+    option("--cv-folds", type=int, help="choose the epoch count and blends of a small corpus by this many folds of "
+           "cross-validation (0: one validation split)")
+    option("--cv-min-docs", type=int, help="the fewest documents a corpus may have to be cross-validated")
+    option("--cv-max-docs", type=int, help="the most documents a corpus may have to be cross-validated")
     option("--min-valid", type=int, help="hold out at least this many documents for validation (up to 30%% of a "
            "small corpus; 0: valid-fraction alone)")
     group.add_argument("--refit", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
