@@ -100,7 +100,8 @@ def cross_validated(n: int, config: TrainConfig) -> bool:
 
 def validation_folds(corpus: Corpus, config: TrainConfig) -> list[tuple[Corpus, Corpus]]:
     """``config.cv_folds`` (fit, validation) splits of ``corpus`` whose validation parts are consecutive runs of
-    the seeded permutation ``split_validation`` draws: the first fold holds out what one split would (and more).
+    the seeded permutation ``split_validation`` draws: the first fold holds out what one split of up to
+    1/cv_folds of the documents would, and more.
 
     >>> corpus = Corpus([str(i) for i in range(9)], [["a"]] * 9)
     >>> [len(valid) for _, valid in validation_folds(corpus, TrainConfig())]
