@@ -118,10 +118,9 @@ def validation_folds(corpus: Corpus, config: TrainConfig) -> list[tuple[Corpus, 
 
 
 def _internal_split(corpus: Corpus, config: TrainConfig) -> tuple[Corpus, Corpus]:
-    """The (fit, validation) split ``train`` makes when it is given no validation corpus: with cross-validation,
-    the first fold's, whose network chooses the neighbour blend and ranks the split before the refit."""
-    if cross_validated(len(corpus), config):
-        return validation_folds(corpus, config)[0]
+    """The (fit, validation) split ``train`` makes when it is given no validation corpus, and the learner's
+    held-out set and replay (``feedback_corpora``); with cross-validation its validation part lies within the
+    first fold's, so that fold's network, which ranks it before the refit, never trained on it."""
     return split_validation(corpus, holdout_share(len(corpus), config), config.seed)
 
 
@@ -183,6 +182,10 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
             log.info("%d training documents: %d of them (at least %d, --min-valid) held out for validation%s",
                      len(train_corpus), len(valid_corpus), train_config.min_valid,
                      ", then given back: the model is refit on all of them" if refit else "")
+    heldout = valid_corpus  # with a refit, the learner's held-out set (feedback_corpora), ranked before it
+    cross = validation_folds(train_corpus, train_config) if folds > 1 else []
+    if cross:
+        fit_corpus, valid_corpus = cross[0]
     target = resolve_device(device)
     if tuned_encoder is None and train_config.encoder_epochs:
         tuned_encoder = _tune(fit_corpus, valid_corpus, train_config, target, label_names)
@@ -192,10 +195,13 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
         run = _Run.prepare(fit_corpus, model_config, train_config, target, label_names, tuned_encoder)
         x_valid = run.featurizer.transform(valid_corpus.inputs)
         y_valid = label_matrix(valid_corpus.labels, run.names)
-        if folds > 1:
+        if cross:
             others = [(_Run.prepare(fit_part, model_config, train_config, target, label_names), held)
-                      for fit_part, held in validation_folds(train_corpus, train_config)[1:]]
+                      for fit_part, held in cross[1:]]
             built = _cross_chosen(run, others, x_valid, y_valid, progress)
+            # accepted with what it serves on the split the learner holds out, as a model of one split is
+            built.metrics = evaluate(_served_top5(built, run.featurizer.transform(heldout.inputs)),
+                                     label_matrix(heldout.labels, run.names))
         else:
             built = _chosen(run, model_config, x_valid, y_valid, progress)
         # an epoch of the history is every fold's: a refit epoch is about n / (folds · fit documents) of one
@@ -204,11 +210,11 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
             refit = False  # recorded, so that the validation split is saved as a held-out set never trained on
             built.config = dataclasses.replace(built.config, refit=False)
         if refit:
-            top5, fit_names = _served_top5(built, x_valid), run.names
+            top5, fit_names = _served_top5(built, run.featurizer.transform(heldout.inputs)), run.names
             run = _Run.prepare(train_corpus, model_config, train_config, target, label_names, tuned_encoder)
             built = _refit(run, built, model_config, _max_doc_freq(run), progress)
             if kept_texts:  # what the corrections learner judges candidates against on this split (feedback_corpora)
-                before_refit = _ranking(valid_corpus.ids, top5, fit_names, run.names)
+                before_refit = _ranking(heldout.ids, top5, fit_names, run.names)
     return TrainedModel(built.loop.model.eval(), run.featurizer, run.names, built.config, built.metrics,
                         built.history, run.label_counts, built.loop.x.shape[0], built.neighbours, head=built.head,
                         partner=_partner(built), before_refit=before_refit)

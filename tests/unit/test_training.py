@@ -285,12 +285,14 @@ def test_a_small_corpus_chooses_its_epoch_on_every_document_by_cross_validation(
     assert trained.n_train == 730  # refit on all of them
     # each epoch judged on all 730 documents (folds of 243, 244 and 243): P@1 is a count of 730
     assert all(abs(730 * e["valid_p@1"] - round(730 * e["valid_p@1"])) < 1e-6 for e in trained.history)
-    # the learner's held-out set is the first fold's, ranked by that fold's network before the refit
+    # the learner's held-out set is one split's (73 documents: min_valid 0), within the first fold's validation
+    # documents and ranked by that fold's network before the refit
     corpora = feedback_corpora(corpus_split[0], trained.train_config)
     assert trained.before_refit is not None and trained.before_refit.ids == tuple(corpora["refit_heldout"].ids)
-    assert len(corpora["refit_heldout"]) == 243
+    assert len(corpora["refit_heldout"]) == 73
+    assert set(corpora["refit_heldout"].ids) <= set(validation_folds(corpus_split[0], config)[0][1].ids)
     # no time for the refit: the first fold's network is served, and the saved split is one it never trained on
     tight = train(corpus_split[0], model_config, dataclasses.replace(config, time_budget_s=1e-6))
     assert not tight.train_config.refit and tight.n_train == 730 - 243
     heldout = feedback_corpora(corpus_split[0], tight.train_config)["heldout"]
-    assert set(heldout.ids) <= set(corpora["refit_heldout"].ids)
+    assert heldout.ids == corpora["refit_heldout"].ids
