@@ -88,8 +88,8 @@ def holdout_share(n: int, config: TrainConfig) -> float:
 def cross_validated(n: int, config: TrainConfig) -> bool:
     """Whether ``train`` chooses the epoch count and blends of ``n`` documents by cross-validation.
 
-    >>> config = TrainConfig()  # cv_folds 3, cv_min_docs 1,000, cv_max_docs 2,500
-    >>> cross_validated(500, config), cross_validated(2_000, config), cross_validated(3_000, config)
+    >>> config = TrainConfig()  # cv_folds 3, cv_min_docs 1,000, cv_max_docs 8,000
+    >>> cross_validated(500, config), cross_validated(2_000, config), cross_validated(9_000, config)
     (False, True, False)
     >>> cross_validated(2_000, dataclasses.replace(config, refit=False))  # a fold's network would be served
     False
