@@ -195,13 +195,13 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
         run = _Run.prepare(fit_corpus, model_config, train_config, target, label_names, tuned_encoder)
         x_valid = run.featurizer.transform(valid_corpus.inputs)
         y_valid = label_matrix(valid_corpus.labels, run.names)
+        x_heldout = run.featurizer.transform(heldout.inputs) if cross else x_valid  # featurized once
         if cross:
             others = [(_Run.prepare(fit_part, model_config, train_config, target, label_names), held)
                       for fit_part, held in cross[1:]]
             built = _cross_chosen(run, others, x_valid, y_valid, progress)
             # accepted with what it serves on the split the learner holds out, as a model of one split is
-            built.metrics = evaluate(_served_top5(built, run.featurizer.transform(heldout.inputs)),
-                                     label_matrix(heldout.labels, run.names))
+            built.metrics = evaluate(_served_top5(built, x_heldout), label_matrix(heldout.labels, run.names))
         else:
             built = _chosen(run, model_config, x_valid, y_valid, progress)
         # an epoch of the history is every fold's: a refit epoch is about n / (folds · fit documents) of one
@@ -210,7 +210,7 @@ def train(train_corpus: Corpus, model_config: ModelConfig, train_config: TrainCo
             refit = False  # recorded, so that the validation split is saved as a held-out set never trained on
             built.config = dataclasses.replace(built.config, refit=False)
         if refit:
-            top5, fit_names = _served_top5(built, run.featurizer.transform(heldout.inputs)), run.names
+            top5, fit_names = _served_top5(built, x_heldout), run.names
             run = _Run.prepare(train_corpus, model_config, train_config, target, label_names, tuned_encoder)
             built = _refit(run, built, model_config, _max_doc_freq(run), progress)
             if kept_texts:  # what the corrections learner judges candidates against on this split (feedback_corpora)
